@@ -1,0 +1,12 @@
+//! Pure domain of Rampart: the settings catalog, policy validation, group
+//! rules and per-device resolution.
+//!
+//! This crate does no IO and never reads the clock: the server, the CLI's
+//! offline `plan` and the tests all call the same functions with the same
+//! inputs, so a plan computed on a laptop is what devices get.
+
+pub mod catalog;
+pub mod error;
+pub mod group_rule;
+pub mod model;
+pub mod value;
