@@ -6,7 +6,10 @@
 //! inputs, so a plan computed on a laptop is what devices get.
 
 pub mod catalog;
+pub mod documents;
 pub mod error;
 pub mod group_rule;
 pub mod model;
+pub mod resolve;
+pub mod validate;
 pub mod value;

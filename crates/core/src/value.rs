@@ -458,16 +458,15 @@ fn check_rule(rule: &Value, path: &str, errors: &mut Vec<FieldError>) -> Option<
     let text = |name: &str, errors: &mut Vec<FieldError>| -> Option<String> {
         match obj.get(name) {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) if !s.trim().is_empty() && !s.chars().any(char::is_control) => {
+            // An empty string says nothing, like an absent field.
+            Some(Value::String(s)) if s.trim().is_empty() => None,
+            Some(Value::String(s)) if !s.chars().any(char::is_control) => {
                 Some(s.trim().to_string())
             }
             Some(other) => {
                 errors.push(FieldError::new(
                     field(name),
-                    format!(
-                        "expected a non-empty single-line string, found {}",
-                        describe(other)
-                    ),
+                    format!("expected a single-line string, found {}", describe(other)),
                 ));
                 None
             }
@@ -500,7 +499,7 @@ fn check_rule(rule: &Value, path: &str, errors: &mut Vec<FieldError>) -> Option<
             field("name"),
             "is longer than 200 characters",
         )),
-        None if !obj.contains_key("name") => {
+        None if matches!(obj.get("name"), None | Some(Value::Null | Value::String(_))) => {
             errors.push(FieldError::new(field("name"), "is required"))
         }
         None => {}
