@@ -222,23 +222,27 @@ pub fn load_documents(
             let start = line_of(&doc, "");
 
             let checked: Result<(), Vec<FieldError>> = match kind {
-                "Policy" => policy_from_json(&body, catalog, 1, 0).map(|p| {
-                    for (field, groups) in [
-                        ("assignments.include", &p.assignments.include),
-                        ("assignments.exclude", &p.assignments.exclude),
-                    ] {
-                        for g in groups {
+                "Policy" => {
+                    // Assignments are checked against the groups even when the
+                    // policy has other mistakes: every problem at once.
+                    for field in ["include", "exclude"] {
+                        let targets = body
+                            .get("assignments")
+                            .and_then(|a| a.get(field))
+                            .and_then(Value::as_array);
+                        for g in targets.into_iter().flatten().filter_map(Value::as_str) {
+                            let path = format!("assignments.{field}");
                             references.push((
                                 doc.file.to_string(),
-                                line_of(&doc, field),
+                                line_of(&doc, &path),
                                 object.clone(),
-                                field.to_string(),
-                                g.clone(),
+                                path,
+                                g.trim().to_string(),
                             ));
                         }
                     }
-                    bundle.policies.push(p);
-                }),
+                    policy_from_json(&body, catalog, 1, 0).map(|p| bundle.policies.push(p))
+                }
                 "Group" => group_from_json(&body).map(|g| bundle.groups.push(g)),
                 "Device" => device_from_json(&body).map(|d| bundle.devices.push(d)),
                 _ => {

@@ -334,8 +334,13 @@ pub fn parse_ports(text: &str) -> Result<Vec<(u16, u16)>, String> {
 }
 
 fn port(text: &str, whole: &str) -> Result<u16, String> {
-    text.parse::<u16>()
-        .map_err(|_| format!("{whole:?}: {text:?} is not a port number (0..65535)"))
+    text.parse::<u16>().map_err(|_| {
+        if text == whole {
+            format!("{text:?} is not a port number (0..65535)")
+        } else {
+            format!("{whole:?}: {text:?} is not a port number (0..65535)")
+        }
+    })
 }
 
 fn format_ports(ranges: &[(u16, u16)]) -> String {
@@ -412,22 +417,29 @@ fn check_firewall_rules(
     let mut first_index: BTreeMap<String, usize> = BTreeMap::new();
     for (i, rule) in rules.iter().enumerate() {
         let path = format!("[{i}]");
+        // Duplicates are judged on the raw name, so that a rule with other
+        // mistakes still counts as the first holder of its name.
+        let raw_name = rule
+            .get("name")
+            .and_then(Value::as_str)
+            .map(|n| n.trim().to_string());
+        if let Some(name) = &raw_name {
+            if let Some(first) = first_index.get(name) {
+                errors.push(FieldError::new(
+                    format!("{path}.name"),
+                    format!("duplicate rule name {name:?} (also used by rule [{first}])"),
+                ));
+            } else {
+                first_index.insert(name.clone(), i);
+            }
+        }
         let Some(checked) = check_rule(rule, &path, errors) else {
             continue;
         };
-        let name = checked
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        if let Some(first) = first_index.get(&name) {
-            errors.push(FieldError::new(
-                format!("{path}.name"),
-                format!("duplicate rule name {name:?} (also used by rule [{first}])"),
-            ));
+        let name = raw_name.unwrap_or_default();
+        if by_name.contains_key(&name) {
             continue;
         }
-        first_index.insert(name.clone(), i);
         by_name.insert(name, checked);
     }
     Some(Value::Array(by_name.into_values().collect()))
