@@ -3,13 +3,16 @@
 //! `plan` and `catalog` work offline on files and on the catalog built into
 //! this binary; the other commands talk to a `rampart-server`.
 
+mod client;
 mod commands;
-mod input;
 mod render;
+mod yaml;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::client::online;
 
 #[derive(Parser)]
 #[command(
@@ -20,6 +23,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    target: client::Target,
 }
 
 /// How results are printed.
@@ -39,6 +44,25 @@ enum Command {
     /// Browse the settings catalog.
     #[command(subcommand)]
     Catalog(commands::catalog::Command),
+    /// Make the server's policies, groups and tenant settings match a
+    /// directory of YAML files; prints what changes first.
+    Apply(commands::apply::Args),
+    /// Devices: list, show, tag, delete, sync, effective policy.
+    Device(commands::device::Args),
+    /// Device groups: list, show, create, delete, members.
+    Group(commands::group::Args),
+    /// Policies: list, show, create, delete, versions.
+    Policy(commands::policy::Args),
+    /// The tenant's settings: enforcement scope, pilot tag, conflicts.
+    Tenant(commands::tenant::Args),
+    /// Where settings stand on devices, per policy, device or setting.
+    Report(commands::report::Args),
+    /// The audit log: who changed what.
+    Audit(commands::audit::Args),
+    /// API tokens: create, list, delete.
+    Token(commands::token::Args),
+    /// Show which tenant and role the token gives.
+    Whoami(commands::whoami::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +70,15 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Plan(args) => commands::plan::run(args),
         Command::Catalog(cmd) => commands::catalog::run(cmd),
+        Command::Apply(args) => commands::apply::run(&cli.target, args),
+        Command::Device(args) => online(&cli.target, |c| commands::device::run(c, args)),
+        Command::Group(args) => online(&cli.target, |c| commands::group::run(c, args)),
+        Command::Policy(args) => online(&cli.target, |c| commands::policy::run(c, args)),
+        Command::Tenant(args) => online(&cli.target, |c| commands::tenant::run(c, args)),
+        Command::Report(args) => online(&cli.target, |c| commands::report::run(c, args)),
+        Command::Audit(args) => online(&cli.target, |c| commands::audit::run(c, args)),
+        Command::Token(args) => online(&cli.target, |c| commands::token::run(c, args)),
+        Command::Whoami(args) => online(&cli.target, |c| commands::whoami::run(c, args)),
     };
     match result {
         Ok(code) => code,

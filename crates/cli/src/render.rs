@@ -95,3 +95,79 @@ fn item(v: &Value) -> String {
         _ => value(v),
     }
 }
+
+/// Prints a value as pretty JSON, for `-o json`.
+pub fn print_json<T: serde::Serialize + ?Sized>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// A moment given in seconds since the epoch, in UTC: `2026-01-01 09:30:00Z`,
+/// or `never` when there is none.
+pub fn time(secs: Option<i64>) -> String {
+    let Some(secs) = secs else {
+        return "never".into();
+    };
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`), so the CLI needs no date crate.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// `1 device`, `3 devices`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("{n} {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// `setting[key]` for one keyed entry of a merged setting, else the setting.
+pub fn keyed(setting: &str, key: Option<&str>) -> String {
+    match key {
+        Some(k) => format!("{setting}[{k}]"),
+        None => setting.to_string(),
+    }
+}
+
+/// `policy=value` for each side of a conflict.
+pub fn conflict_detail(c: &rampart_proto::ConflictView) -> Vec<String> {
+    c.policies
+        .iter()
+        .zip(&c.values)
+        .map(|(p, v)| format!("{p}={}", value(v)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_utc_dates() {
+        assert_eq!(time(None), "never");
+        assert_eq!(time(Some(0)), "1970-01-01 00:00:00Z");
+        assert_eq!(time(Some(1_767_225_600)), "2026-01-01 00:00:00Z");
+        assert_eq!(time(Some(951_827_696)), "2000-02-29 12:34:56Z");
+    }
+}

@@ -51,31 +51,55 @@ fn readme_paths_exist() {
     );
 }
 
-#[test]
-fn the_readme_quick_start_runs_as_written() {
+/// The `sh` blocks of the README's quick start: the main command and the
+/// test command.
+pub fn quick_start_commands() -> Vec<String> {
     let readme = read("README.md");
     let quick = readme
         .split("## Quick start")
         .nth(1)
         .expect("a quick start section");
     let quick = quick.split("\n## ").next().unwrap_or("");
-    let blocks: Vec<&str> = quick
+    quick
         .split("```sh\n")
         .skip(1)
-        .map(|b| b.split("```").next().unwrap_or("").trim())
-        .collect();
+        .map(|b| b.split("```").next().unwrap_or("").trim().to_string())
+        .collect()
+}
+
+#[test]
+fn the_quick_start_is_one_main_command_and_the_test_command() {
+    let blocks = quick_start_commands();
     assert_eq!(
         blocks.len(),
         2,
         "one command runs the main job, one runs the tests: {blocks:?}"
     );
+    // The server's lifecycle test runs the main command's arguments.
+    assert!(
+        blocks[0].starts_with("cargo run --bin rampart-server -- "),
+        "{}",
+        blocks[0]
+    );
     assert_eq!(blocks[1], "cargo test");
-    // The main command, run through the binary cargo built for this test.
-    let main = blocks[0]
-        .strip_prefix("cargo run --bin rampart -- ")
-        .expect("main command runs the rampart binary");
+}
+
+#[test]
+fn the_readme_offline_plan_runs_as_written() {
+    let readme = read("README.md");
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("rampart plan examples/fleet"))
+        .expect("an offline plan example");
+    let args: Vec<&str> = line
+        .split('#')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .collect();
     let out = Command::new(env!("CARGO_BIN_EXE_rampart"))
-        .args(main.split_whitespace())
+        .args(&args)
         .current_dir(repo())
         .output()
         .unwrap();

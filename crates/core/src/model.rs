@@ -78,6 +78,23 @@ string_enum!(
     ConflictPolicy { Report => "report", MostSecureWins => "most_secure_wins" }
 );
 
+string_enum!(
+    /// What an administrator may do. Each role includes the ones below it:
+    /// `global_admin` ⊃ `security_manager` ⊃ `read_only`.
+    Role {
+        ReadOnly => "read_only",
+        SecurityManager => "security_manager",
+        GlobalAdmin => "global_admin",
+    }
+);
+
+impl Role {
+    /// Whether this role may do what `needed` may.
+    pub fn allows(self, needed: Role) -> bool {
+        self >= needed
+    }
+}
+
 /// A device as the engine sees it: the attributes group rules and scope use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {

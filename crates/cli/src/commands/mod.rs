@@ -1,4 +1,13 @@
 //! One module per top-level command.
 
+pub mod apply;
+pub mod audit;
 pub mod catalog;
+pub mod device;
+pub mod group;
 pub mod plan;
+pub mod policy;
+pub mod report;
+pub mod tenant;
+pub mod token;
+pub mod whoami;

@@ -14,9 +14,9 @@ use rampart_core::documents::{load_documents, unknown_members};
 use rampart_core::resolve::{resolve, Resolution};
 use serde::Serialize;
 
-use crate::input::read_documents;
 use crate::render;
 use crate::Format;
+use rampart_policy_files::read_documents;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -1,0 +1,240 @@
+//! `rampart report policy|device|setting`: where settings stand on devices
+//! (succeeded, error, conflict, not applicable, pending).
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use rampart_proto::{DeviceReport, PolicyReport, SettingReport, SettingStatusView, StatusCounts};
+
+use crate::client::Client;
+use crate::render;
+use crate::Format;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t, global = true)]
+    output: Format,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Status of one policy on every device it targets.
+    Policy {
+        /// The policy name.
+        name: String,
+    },
+    /// Status of every setting on one device.
+    Device {
+        /// The device name.
+        name: String,
+    },
+    /// Status of one setting across the devices that get it.
+    Setting {
+        /// The setting id, e.g. real_time_protection.
+        id: String,
+    },
+}
+
+pub async fn run(client: Client, args: Args) -> Result<ExitCode> {
+    let output = args.output;
+    match args.command {
+        Command::Policy { name } => {
+            let report: PolicyReport = client.get(&["reports", "policies", &name]).await?;
+            match output {
+                Format::Json => render::print_json(&report)?,
+                Format::Table => print!("{}", policy_text(&report)),
+            }
+        }
+        Command::Device { name } => {
+            let report: DeviceReport = client.get(&["reports", "devices", &name]).await?;
+            match output {
+                Format::Json => render::print_json(&report)?,
+                Format::Table => print!("{}", device_text(&report)),
+            }
+        }
+        Command::Setting { id } => {
+            let report: SettingReport = client.get(&["reports", "settings", &id]).await?;
+            match output {
+                Format::Json => render::print_json(&report)?,
+                Format::Table => print!("{}", setting_text(&report)),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `2 succeeded, 0 error, 1 conflict, 0 not applicable, 3 pending`.
+fn counts(c: &StatusCounts) -> String {
+    format!(
+        "{} succeeded, {} error, {} conflict, {} not applicable, {} pending",
+        c.succeeded, c.error, c.conflict, c.not_applicable, c.pending
+    )
+}
+
+/// Why a setting is in its status: the agent's error, or the server's reason.
+fn detail(s: &SettingStatusView) -> String {
+    match (&s.error_message, &s.error_code, &s.reason) {
+        (Some(m), Some(code), _) => format!("{code}: {m}"),
+        (Some(m), None, _) => m.clone(),
+        (None, _, Some(r)) => r.clone(),
+        _ => String::new(),
+    }
+}
+
+fn opt_value(v: Option<&serde_json::Value>) -> String {
+    v.map_or("-".into(), render::cell)
+}
+
+fn policy_text(r: &PolicyReport) -> String {
+    let mut out = format!(
+        "policy {} (version {}): {}\ndevices: {}\n",
+        r.policy,
+        r.version,
+        render::count(r.devices.len(), "targeted device"),
+        counts(&r.devices_by_status)
+    );
+    if r.devices.is_empty() {
+        return out;
+    }
+    let rows: Vec<Vec<String>> = r
+        .settings
+        .iter()
+        .map(|(s, c)| {
+            vec![
+                s.clone(),
+                c.succeeded.to_string(),
+                c.error.to_string(),
+                c.conflict.to_string(),
+                c.not_applicable.to_string(),
+                c.pending.to_string(),
+            ]
+        })
+        .collect();
+    out.push('\n');
+    out.push_str(&render::table(
+        &[
+            "SETTING",
+            "SUCCEEDED",
+            "ERROR",
+            "CONFLICT",
+            "NOT APPLICABLE",
+            "PENDING",
+        ],
+        &rows,
+    ));
+    let rows: Vec<Vec<String>> = r
+        .devices
+        .iter()
+        .map(|d| {
+            // The settings that are not fine, so a failing device says why.
+            let problems: Vec<String> = d
+                .settings
+                .iter()
+                .filter(|s| s.status == "error" || s.status == "conflict")
+                .map(|s| {
+                    format!(
+                        "{}: {}",
+                        render::keyed(&s.setting, s.key.as_deref()),
+                        detail(s)
+                    )
+                })
+                .collect();
+            vec![
+                d.device.clone(),
+                d.status.clone(),
+                render::time(d.last_check_in),
+                problems.join("\n"),
+            ]
+        })
+        .collect();
+    out.push('\n');
+    out.push_str(&render::table(
+        &["DEVICE", "STATUS", "LAST CHECK-IN", "DETAIL"],
+        &rows,
+    ));
+    out
+}
+
+fn device_text(r: &DeviceReport) -> String {
+    let mut out = format!(
+        "device {} (managed by {}; last check-in {})\n",
+        r.device,
+        r.managed_by,
+        render::time(r.last_check_in)
+    );
+    if !r.managed {
+        out.push_str(&format!(
+            "not managed: {}\n",
+            r.reason
+                .as_deref()
+                .unwrap_or("outside the enforcement scope")
+        ));
+        return out;
+    }
+    let applied = match &r.applied_digest {
+        Some(d) if *d == r.digest => "the device holds the current policy".to_string(),
+        Some(_) => "the device holds an older policy".to_string(),
+        None => "the device has not applied a policy yet".to_string(),
+    };
+    out.push_str(&format!("{}; {applied}\n", counts(&r.counts)));
+    if r.settings.is_empty() {
+        out.push_str("no policy targets this device\n");
+        return out;
+    }
+    let rows: Vec<Vec<String>> = r
+        .settings
+        .iter()
+        .map(|s| {
+            vec![
+                render::keyed(&s.setting, s.key.as_deref()),
+                s.status.clone(),
+                opt_value(s.value.as_ref()),
+                opt_value(s.observed.as_ref()),
+                s.sources.join("\n"),
+                detail(s),
+            ]
+        })
+        .collect();
+    out.push('\n');
+    out.push_str(&render::table(
+        &[
+            "SETTING", "STATUS", "VALUE", "OBSERVED", "SOURCES", "DETAIL",
+        ],
+        &rows,
+    ));
+    out
+}
+
+fn setting_text(r: &SettingReport) -> String {
+    let mut out = format!(
+        "setting {}: {}\n{}\n",
+        r.setting,
+        render::count(r.devices.len(), "device"),
+        counts(&r.counts)
+    );
+    if r.devices.is_empty() {
+        return out;
+    }
+    let rows: Vec<Vec<String>> = r
+        .devices
+        .iter()
+        .map(|d| {
+            vec![
+                d.device.clone(),
+                d.status.clone(),
+                opt_value(d.value.as_ref()),
+                d.sources.join("\n"),
+                d.error_message.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    out.push('\n');
+    out.push_str(&render::table(
+        &["DEVICE", "STATUS", "VALUE", "SOURCES", "DETAIL"],
+        &rows,
+    ));
+    out
+}

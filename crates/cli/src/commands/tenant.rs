@@ -1,0 +1,138 @@
+//! `rampart tenant show|set`: the tenant's enforcement scope, pilot tag,
+//! conflict policy and takeover switch.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use rampart_core::model::{ConflictPolicy, Enforcement, Platform};
+use rampart_proto::TenantView;
+use serde_json::{Map, Value};
+
+use crate::client::Client;
+use crate::render;
+use crate::Format;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t, global = true)]
+    output: Format,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Show the tenant and its settings.
+    Show,
+    /// Change some tenant settings; the ones not given keep their values.
+    #[command(group = clap::ArgGroup::new("change").required(true).multiple(true))]
+    Set {
+        /// Enforcement scope of one platform, PLATFORM=off|all|tagged
+        /// (repeatable, or comma-separated), e.g. linux=tagged.
+        #[arg(
+            long,
+            value_name = "PLATFORM=MODE",
+            value_delimiter = ',',
+            value_parser = parse_enforcement,
+            group = "change"
+        )]
+        enforcement: Vec<(Platform, Enforcement)>,
+        /// The tag that marks pilot devices on platforms in `tagged` mode.
+        #[arg(long, value_name = "TAG", group = "change")]
+        pilot_tag: Option<String>,
+        /// What happens when policies disagree: report or most_secure_wins.
+        #[arg(long, value_name = "POLICY", value_parser = parse_conflict_policy, group = "change")]
+        conflict_policy: Option<ConflictPolicy>,
+        /// Whether devices another management authority manages may be taken
+        /// over: true or false.
+        #[arg(long, value_name = "BOOL", group = "change")]
+        allow_takeover: Option<bool>,
+    },
+}
+
+fn parse_enforcement(s: &str) -> Result<(Platform, Enforcement), String> {
+    let (platform, mode) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected PLATFORM=MODE, e.g. linux=tagged; got {s:?}"))?;
+    let platform = Platform::parse(platform.trim()).ok_or_else(|| {
+        format!(
+            "unknown platform {platform:?}; expected one of {}",
+            Platform::expected()
+        )
+    })?;
+    let mode = Enforcement::parse(mode.trim()).ok_or_else(|| {
+        format!(
+            "unknown enforcement {mode:?}; expected one of {}",
+            Enforcement::expected()
+        )
+    })?;
+    Ok((platform, mode))
+}
+
+fn parse_conflict_policy(s: &str) -> Result<ConflictPolicy, String> {
+    ConflictPolicy::parse(s).ok_or_else(|| {
+        format!(
+            "unknown conflict policy; expected one of {}",
+            ConflictPolicy::expected()
+        )
+    })
+}
+
+pub async fn run(client: Client, args: Args) -> Result<ExitCode> {
+    let tenant: TenantView = match args.command {
+        Command::Show => client.get(&["tenant"]).await?,
+        Command::Set {
+            enforcement,
+            pilot_tag,
+            conflict_policy,
+            allow_takeover,
+        } => {
+            // Only the fields given are sent: the server keeps the others.
+            let mut body = Map::new();
+            if !enforcement.is_empty() {
+                let scope: BTreeMap<&str, &str> = enforcement
+                    .iter()
+                    .map(|(p, e)| (p.as_str(), e.as_str()))
+                    .collect();
+                body.insert("enforcement".into(), serde_json::to_value(scope)?);
+            }
+            if let Some(tag) = pilot_tag {
+                body.insert("pilot_tag".into(), Value::from(tag));
+            }
+            if let Some(policy) = conflict_policy {
+                body.insert("conflict_policy".into(), Value::from(policy.as_str()));
+            }
+            if let Some(allow) = allow_takeover {
+                body.insert("allow_takeover".into(), Value::from(allow));
+            }
+            client
+                .put(&["tenant", "settings"], &Value::Object(body))
+                .await?
+        }
+    };
+    match args.output {
+        Format::Json => render::print_json(&tenant)?,
+        Format::Table => print!("{}", describe(&tenant)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe(t: &TenantView) -> String {
+    let s = &t.settings;
+    let scope: Vec<String> = s
+        .enforcement
+        .iter()
+        .map(|(p, e)| format!("{p}={e}"))
+        .collect();
+    let rows = vec![
+        vec!["tenant".to_string(), t.name.clone()],
+        vec!["id".to_string(), t.id.clone()],
+        vec!["enforcement".to_string(), scope.join("\n")],
+        vec!["pilot tag".to_string(), s.pilot_tag.clone()],
+        vec!["conflict policy".to_string(), s.conflict_policy.clone()],
+        vec!["allow takeover".to_string(), s.allow_takeover.to_string()],
+    ];
+    render::table(&["SETTING", "VALUE"], &rows)
+}

@@ -1,0 +1,464 @@
+//! Wire types of the admin API (`/api/v1`): what `rampart-server` sends and
+//! accepts, what the `rampart` CLI and the console read.
+//!
+//! These types are the API's public contract and the source of its OpenAPI
+//! document. Request types refuse unknown fields, so a typo is an error rather
+//! than a silently ignored setting. Policy and group bodies are plain JSON
+//! objects on purpose: the core checks them against the catalog and reports
+//! every field error at once, which serde alone cannot do.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// Every error response: a stable machine code, a sentence for people, and
+/// for validation failures the field errors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable code, e.g. `validation_failed`, `not_found`, `forbidden`.
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<FieldErrorView>,
+}
+
+/// One invalid field: its path in the request body and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FieldErrorView {
+    pub path: String,
+    pub message: String,
+}
+
+// ---- tenant ---------------------------------------------------------------
+
+/// The tenant's settings (the seeds' "enforcement scope" and more).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TenantSettingsView {
+    /// Platform (`linux`, `windows`, `macos`) → `off`, `all` or `tagged`.
+    pub enforcement: BTreeMap<String, String>,
+    /// The tag that marks pilot devices in `tagged` mode.
+    pub pilot_tag: String,
+    /// `report` or `most_secure_wins`.
+    pub conflict_policy: String,
+    /// Whether devices another management authority manages may be taken over.
+    pub allow_takeover: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TenantView {
+    pub id: String,
+    pub name: String,
+    pub settings: TenantSettingsView,
+}
+
+// ---- devices --------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EnrollmentView {
+    /// `enrolled`, `pending`, `failed`, `simulated`, …
+    pub status: String,
+    /// Stable code when enrollment failed.
+    pub code: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceView {
+    pub id: String,
+    pub name: String,
+    pub os: String,
+    pub os_version: String,
+    #[serde(rename = "type")]
+    pub device_type: String,
+    pub agent_version: String,
+    pub tags: Vec<String>,
+    /// `Joined`, `Managed`.
+    pub labels: Vec<String>,
+    /// `rampart` or another management authority.
+    pub managed_by: String,
+    pub enrollment: EnrollmentView,
+    /// Seconds since the epoch.
+    pub last_check_in: Option<i64>,
+    pub policy_version: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetTags {
+    pub tags: Vec<String>,
+}
+
+/// Filters for the device list; each given filter must match.
+#[derive(
+    Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema, utoipa::IntoParams,
+)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceFilter {
+    pub managed_by: Option<String>,
+    pub label: Option<String>,
+    pub tag: Option<String>,
+    pub os: Option<String>,
+    pub enrollment: Option<String>,
+}
+
+// ---- groups and policies --------------------------------------------------
+
+/// A stored policy: the checked document plus its version and provenance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PolicyView {
+    pub name: String,
+    pub description: String,
+    pub family: String,
+    pub platform: String,
+    /// Setting id → value, in canonical form.
+    #[schema(value_type = Object)]
+    pub settings: BTreeMap<String, Value>,
+    pub assignments: AssignmentsView,
+    pub version: u64,
+    pub modified_at: i64,
+    pub modified_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AssignmentsView {
+    /// Group names, or `all-devices`.
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct GroupView {
+    pub name: String,
+    pub description: String,
+    /// The rule of a dynamic group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// The members of a static group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<String>>,
+    pub version: u64,
+    pub modified_at: i64,
+    pub modified_by: String,
+}
+
+/// A group draft to preview before it is saved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct GroupMembers {
+    pub group: String,
+    pub devices: Vec<String>,
+}
+
+// ---- effective policy, preview, apply -------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ConflictView {
+    pub setting: String,
+    pub key: Option<String>,
+    pub policies: Vec<String>,
+    #[schema(value_type = Vec<Object>)]
+    pub values: Vec<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NotApplicableView {
+    pub setting: String,
+    pub key: Option<String>,
+    pub policies: Vec<String>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EffectiveSettingView {
+    pub setting: String,
+    #[schema(value_type = Object)]
+    pub value: Value,
+    pub sources: Vec<String>,
+}
+
+/// What one device gets now, with provenance and conflicts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EffectivePolicyView {
+    pub device: String,
+    pub managed: bool,
+    pub reason: Option<String>,
+    pub settings: Vec<EffectiveSettingView>,
+    pub conflicts: Vec<ConflictView>,
+    pub not_applicable: Vec<NotApplicableView>,
+    /// Policy name → version resolved.
+    pub policy_versions: BTreeMap<String, u64>,
+    pub digest: String,
+}
+
+/// One proposed change for a preview.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Change {
+    /// Create or replace a policy or group with this document.
+    Put {
+        /// `policy` or `group`.
+        kind: String,
+        #[schema(value_type = Object)]
+        document: Value,
+    },
+    /// Delete a policy or group.
+    Delete { kind: String, name: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewRequest {
+    pub changes: Vec<Change>,
+}
+
+/// How one device's effective policy would change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceImpact {
+    pub device: String,
+    /// Settings the device would newly get.
+    pub added: Vec<String>,
+    /// Settings whose value or sources would change.
+    pub changed: Vec<String>,
+    /// Settings the device would no longer get.
+    pub removed: Vec<String>,
+    pub conflicts_added: Vec<ConflictView>,
+    pub conflicts_removed: Vec<ConflictView>,
+    pub digest_before: String,
+    pub digest_after: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PreviewResponse {
+    /// Only devices whose effective policy would change, by name.
+    pub devices: Vec<DeviceImpact>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyRequest {
+    /// Policy, Group and TenantSettings documents (each with `kind`): the
+    /// whole desired state of the tenant's policies and groups. Objects not
+    /// in it are deleted.
+    #[schema(value_type = Vec<Object>)]
+    pub documents: Vec<Value>,
+    /// Compute and return the diff, change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+pub struct ObjectRef {
+    /// `policy`, `group` or `tenant_settings`.
+    pub kind: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ApplyResponse {
+    pub created: Vec<ObjectRef>,
+    pub changed: Vec<ObjectRef>,
+    pub deleted: Vec<ObjectRef>,
+    pub unchanged: usize,
+    pub devices: Vec<DeviceImpact>,
+    /// False for a dry run, and when there was nothing to change.
+    pub applied: bool,
+}
+
+// ---- reports --------------------------------------------------------------
+
+/// Counts per status, as in the seeds' "Monitor status".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StatusCounts {
+    pub succeeded: u64,
+    pub error: u64,
+    pub conflict: u64,
+    pub not_applicable: u64,
+    pub pending: u64,
+}
+
+/// One setting (or key of one) on one device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SettingStatusView {
+    pub setting: String,
+    pub key: Option<String>,
+    /// `succeeded`, `error`, `conflict`, `not_applicable`, `pending`.
+    pub status: String,
+    /// The effective value the device should hold.
+    #[schema(value_type = Option<Object>)]
+    pub value: Option<Value>,
+    /// What the agent read back from the component.
+    #[schema(value_type = Option<Object>)]
+    pub observed: Option<Value>,
+    pub sources: Vec<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    /// For a conflict (or when several policies set it): the other policies
+    /// that manage this setting.
+    pub other_policies: Vec<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceReport {
+    pub device: String,
+    pub managed: bool,
+    pub reason: Option<String>,
+    pub managed_by: String,
+    pub last_check_in: Option<i64>,
+    /// Digest of the effective policy now, and of the one the agent applied.
+    pub digest: String,
+    pub applied_digest: Option<String>,
+    pub counts: StatusCounts,
+    pub settings: Vec<SettingStatusView>,
+}
+
+/// One device's status for one policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PolicyDeviceStatus {
+    pub device: String,
+    /// The worst of its settings' statuses.
+    pub status: String,
+    pub last_check_in: Option<i64>,
+    pub settings: Vec<SettingStatusView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PolicyReport {
+    pub policy: String,
+    pub version: u64,
+    /// Devices by their overall status for this policy.
+    pub devices_by_status: StatusCounts,
+    /// Per setting of the policy: counts over the targeted devices.
+    pub settings: BTreeMap<String, StatusCounts>,
+    pub devices: Vec<PolicyDeviceStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SettingDeviceStatus {
+    pub device: String,
+    pub status: String,
+    #[schema(value_type = Option<Object>)]
+    pub value: Option<Value>,
+    pub sources: Vec<String>,
+    pub error_message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SettingReport {
+    pub setting: String,
+    pub counts: StatusCounts,
+    pub devices: Vec<SettingDeviceStatus>,
+}
+
+// ---- audit, tokens, users, login ------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AuditView {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub object_kind: String,
+    pub object_name: String,
+    #[schema(value_type = Option<Object>)]
+    pub before: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub after: Option<Value>,
+}
+
+#[derive(
+    Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema, utoipa::IntoParams,
+)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// At most this many entries (default 100, at most 1000).
+    pub limit: Option<u32>,
+    /// Entries older than this id, for paging.
+    pub before: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenCreate {
+    pub name: String,
+    /// `global_admin`, `security_manager` or `read_only`.
+    pub role: String,
+}
+
+/// A new token. `token` is shown this once; the server keeps only its hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TokenCreated {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TokenView {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub kind: String,
+    pub created_at: i64,
+    pub created_by: String,
+    pub expires_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserCreate {
+    pub username: String,
+    pub password: String,
+    pub role: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct UserView {
+    pub id: String,
+    pub username: String,
+    pub role: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// Defaults to `default`.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LoginResponse {
+    /// A session token for `Authorization: Bearer`.
+    pub token: String,
+    pub expires_at: i64,
+    pub role: String,
+    pub tenant: String,
+}
+
+/// Who the caller is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WhoAmI {
+    pub tenant: String,
+    pub actor: String,
+    pub role: String,
+}
+
+/// The answer to a sync request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SyncAccepted {
+    pub device: String,
+    /// Whether the device holds a push connection now (it is nudged within
+    /// seconds); otherwise it syncs at its next check-in.
+    pub connected: bool,
+}

@@ -1,0 +1,422 @@
+//! Previewing changes before they are saved, and applying a whole desired
+//! state (policy as code) idempotently.
+//!
+//! Both compute the same thing: the tenant's state with the changes made, and
+//! every device's effective policy before and after. Apply then writes the
+//! difference in one transaction, or nothing.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::Json;
+use rampart_core::error::FieldError;
+use rampart_core::model::{Group, Policy, Role, TenantSettings, ALL_DEVICES};
+use rampart_core::validate::{
+    group_from_json, group_to_json, policy_from_json, policy_to_json, tenant_settings_from_json,
+    tenant_settings_to_json,
+};
+use rampart_proto::{
+    ApplyRequest, ApplyResponse, Change, ErrorBody, ObjectRef, PreviewRequest, PreviewResponse,
+};
+use rampart_store::{Expect, ObjectKind, Write};
+use serde_json::Value;
+
+use crate::api::audit;
+use crate::auth::Principal;
+use crate::body::JsonBody;
+use crate::error::{ApiError, ApiResult};
+use crate::fleet::{impact, Fleet};
+use crate::state::AppState;
+
+fn kind_of(kind: &str, path: &str, errors: &mut Vec<FieldError>) -> Option<ObjectKind> {
+    match kind {
+        "policy" => Some(ObjectKind::Policy),
+        "group" => Some(ObjectKind::Group),
+        other => {
+            errors.push(FieldError::new(
+                path,
+                format!("unknown kind {other:?}; expected policy or group"),
+            ));
+            None
+        }
+    }
+}
+
+/// Reports assignments to groups the state does not hold.
+fn check_assignments(
+    policies: &[(String, Policy)],
+    groups: &[Group],
+    errors: &mut Vec<FieldError>,
+) {
+    for (path, p) in policies {
+        for (field, names) in [
+            ("assignments.include", &p.assignments.include),
+            ("assignments.exclude", &p.assignments.exclude),
+        ] {
+            for g in names {
+                let known = groups.iter().any(|x| &x.name == g)
+                    || (g == ALL_DEVICES && field.ends_with("include"));
+                if !known {
+                    errors.push(FieldError::new(
+                        format!("{path}.{field}"),
+                        format!("unknown group {g:?}"),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/preview", tag = "changes", request_body = PreviewRequest,
+    responses((status = 200, body = PreviewResponse), (status = 422, body = ErrorBody)))]
+pub async fn preview(
+    State(state): State<AppState>,
+    who: Principal,
+    JsonBody(req): JsonBody<PreviewRequest>,
+) -> ApiResult<Json<PreviewResponse>> {
+    let fleet = Fleet::load(&state, &who.tenant_id).await?;
+    let mut after = fleet.clone();
+    let mut errors = Vec::new();
+    let mut touched = Vec::new();
+    let now = state.clock.now();
+    for (i, change) in req.changes.iter().enumerate() {
+        let path = format!("changes[{i}]");
+        match change {
+            Change::Put { kind, document } => {
+                match kind_of(kind, &format!("{path}.kind"), &mut errors) {
+                    Some(ObjectKind::Policy) => {
+                        let name = document
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default();
+                        match policy_from_json(
+                            document,
+                            state.catalog,
+                            fleet.next_version(name),
+                            now,
+                        ) {
+                            Ok(p) => {
+                                after.policies.retain(|x| x.name != p.name);
+                                touched.push((format!("{path}.document"), p.clone()));
+                                after.policies.push(p);
+                            }
+                            Err(e) => errors.extend(
+                                e.into_iter().map(|e| e.under(&format!("{path}.document"))),
+                            ),
+                        }
+                    }
+                    Some(ObjectKind::Group) => match group_from_json(document) {
+                        Ok(g) => {
+                            after.groups.retain(|x| x.name != g.name);
+                            after.groups.push(g);
+                        }
+                        Err(e) => errors
+                            .extend(e.into_iter().map(|e| e.under(&format!("{path}.document")))),
+                    },
+                    None => {}
+                }
+            }
+            Change::Delete { kind, name } => {
+                match kind_of(kind, &format!("{path}.kind"), &mut errors) {
+                    Some(ObjectKind::Policy) => {
+                        let before = after.policies.len();
+                        after.policies.retain(|x| &x.name != name);
+                        if after.policies.len() == before {
+                            errors.push(FieldError::new(
+                                format!("{path}.name"),
+                                format!("no policy named {name:?}"),
+                            ));
+                        }
+                    }
+                    Some(ObjectKind::Group) => {
+                        let before = after.groups.len();
+                        after.groups.retain(|x| &x.name != name);
+                        if after.groups.len() == before {
+                            errors.push(FieldError::new(
+                                format!("{path}.name"),
+                                format!("no group named {name:?}"),
+                            ));
+                        }
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+    check_assignments(&touched, &after.groups, &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    Ok(Json(PreviewResponse {
+        devices: impact(&fleet.resolve_all(), &after.resolve_all()),
+    }))
+}
+
+/// The desired state an apply request describes.
+struct Desired {
+    policies: Vec<(String, Policy)>,
+    groups: Vec<Group>,
+    settings: Option<TenantSettings>,
+}
+
+fn parse_documents(
+    state: &AppState,
+    fleet: &Fleet,
+    documents: &[Value],
+) -> Result<Desired, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut desired = Desired {
+        policies: Vec::new(),
+        groups: Vec::new(),
+        settings: None,
+    };
+    let mut names: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for (i, doc) in documents.iter().enumerate() {
+        let path = format!("documents[{i}]");
+        let kind = doc
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let mut body = doc.clone();
+        if let Some(obj) = body.as_object_mut() {
+            obj.remove("kind");
+        }
+        if let Some(name) = body.get("name").and_then(Value::as_str) {
+            if let Some(first) = names.insert((kind.clone(), name.to_string()), i) {
+                errors.push(FieldError::new(
+                    format!("{path}.name"),
+                    format!("duplicate {kind} {name:?}; also documents[{first}]"),
+                ));
+            }
+        }
+        let under = |e: Vec<FieldError>| e.into_iter().map(|e| e.under(&path)).collect::<Vec<_>>();
+        match kind.as_str() {
+            "Policy" => {
+                let name = body.get("name").and_then(Value::as_str).unwrap_or_default();
+                match policy_from_json(
+                    &body,
+                    state.catalog,
+                    fleet.next_version(name),
+                    state.clock.now(),
+                ) {
+                    Ok(p) => desired.policies.push((path, p)),
+                    Err(e) => errors.extend(under(e)),
+                }
+            }
+            "Group" => match group_from_json(&body) {
+                Ok(g) => desired.groups.push(g),
+                Err(e) => errors.extend(under(e)),
+            },
+            "TenantSettings" if desired.settings.is_some() => errors.push(FieldError::new(
+                format!("{path}.kind"),
+                "only one TenantSettings document is allowed",
+            )),
+            "TenantSettings" => match tenant_settings_from_json(&body, &fleet.settings) {
+                Ok(s) => desired.settings = Some(s),
+                Err(e) => errors.extend(under(e)),
+            },
+            "Device" => errors.push(FieldError::new(
+                format!("{path}.kind"),
+                "Device documents are not applied; devices enroll through rampart-agent",
+            )),
+            other => errors.push(FieldError::new(
+                format!("{path}.kind"),
+                format!("unknown kind {other:?}; expected Policy, Group or TenantSettings"),
+            )),
+        }
+    }
+    check_assignments(&desired.policies, &desired.groups, &mut errors);
+    if errors.is_empty() {
+        Ok(desired)
+    } else {
+        Err(errors)
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/apply", tag = "changes", request_body = ApplyRequest,
+    responses((status = 200, body = ApplyResponse), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn apply(
+    State(state): State<AppState>,
+    who: Principal,
+    JsonBody(req): JsonBody<ApplyRequest>,
+) -> ApiResult<Json<ApplyResponse>> {
+    if !req.dry_run {
+        who.require(Role::SecurityManager, "applying policies")?;
+    }
+    let fleet = Fleet::load(&state, &who.tenant_id).await?;
+    let desired = parse_documents(&state, &fleet, &req.documents).map_err(ApiError::Validation)?;
+
+    let mut created = Vec::new();
+    let mut changed = Vec::new();
+    let mut deleted = Vec::new();
+    let mut unchanged = 0;
+    let mut writes = Vec::new();
+    let mut entries = Vec::new();
+    let mut diff = |kind: ObjectKind,
+                    name: &str,
+                    doc: Value,
+                    current: Option<&rampart_store::ObjectRecord>| {
+        let what = ObjectRef {
+            kind: kind.as_str().to_string(),
+            name: name.to_string(),
+        };
+        match current {
+            Some(c) if c.doc == doc => unchanged += 1,
+            Some(c) => {
+                writes.push(Write::PutObject {
+                    kind,
+                    name: name.to_string(),
+                    doc: doc.clone(),
+                    expect: Expect::Version(c.version),
+                    by: who.actor.clone(),
+                });
+                entries.push(audit(
+                    &who,
+                    &format!("{}.update", kind.as_str()),
+                    kind.as_str(),
+                    name,
+                    Some(c.doc.clone()),
+                    Some(doc),
+                ));
+                changed.push(what);
+            }
+            None => {
+                writes.push(Write::PutObject {
+                    kind,
+                    name: name.to_string(),
+                    doc: doc.clone(),
+                    expect: Expect::Absent,
+                    by: who.actor.clone(),
+                });
+                entries.push(audit(
+                    &who,
+                    &format!("{}.create", kind.as_str()),
+                    kind.as_str(),
+                    name,
+                    None,
+                    Some(doc),
+                ));
+                created.push(what);
+            }
+        }
+    };
+    for g in &desired.groups {
+        diff(
+            ObjectKind::Group,
+            &g.name,
+            group_to_json(g),
+            fleet.group_records.iter().find(|r| r.name == g.name),
+        );
+    }
+    for (_, p) in &desired.policies {
+        diff(
+            ObjectKind::Policy,
+            &p.name,
+            policy_to_json(p),
+            fleet.policy_records.iter().find(|r| r.name == p.name),
+        );
+    }
+    for (kind, records, keep) in [
+        (
+            ObjectKind::Policy,
+            &fleet.policy_records,
+            desired
+                .policies
+                .iter()
+                .map(|(_, p)| p.name.clone())
+                .collect::<Vec<_>>(),
+        ),
+        (
+            ObjectKind::Group,
+            &fleet.group_records,
+            desired
+                .groups
+                .iter()
+                .map(|g| g.name.clone())
+                .collect::<Vec<_>>(),
+        ),
+    ] {
+        for r in records.iter().filter(|r| !keep.contains(&r.name)) {
+            writes.push(Write::DeleteObject {
+                kind,
+                name: r.name.clone(),
+                expect: Expect::Version(r.version),
+            });
+            entries.push(audit(
+                &who,
+                &format!("{}.delete", kind.as_str()),
+                kind.as_str(),
+                &r.name,
+                Some(r.doc.clone()),
+                None,
+            ));
+            deleted.push(ObjectRef {
+                kind: kind.as_str().to_string(),
+                name: r.name.clone(),
+            });
+        }
+    }
+    if let Some(settings) = desired.settings.as_ref().filter(|s| **s != fleet.settings) {
+        if !req.dry_run {
+            who.require(Role::GlobalAdmin, "changing tenant settings")?;
+        }
+        let (b, a) = (
+            tenant_settings_to_json(&fleet.settings),
+            tenant_settings_to_json(settings),
+        );
+        writes.push(Write::PutTenantSettings { doc: a.clone() });
+        entries.push(audit(
+            &who,
+            "tenant.settings",
+            "tenant",
+            &who.tenant_name,
+            Some(b),
+            Some(a),
+        ));
+        changed.push(ObjectRef {
+            kind: "tenant_settings".into(),
+            name: who.tenant_name.clone(),
+        });
+    } else if desired.settings.is_some() {
+        unchanged += 1;
+    }
+
+    let mut after = fleet.clone();
+    // Unchanged policies keep their version, so their provenance is exact.
+    after.policies = desired
+        .policies
+        .into_iter()
+        .map(|(_, mut p)| {
+            if let Some(r) = fleet
+                .policy_records
+                .iter()
+                .find(|r| r.name == p.name && r.doc == policy_to_json(&p))
+            {
+                p.version = r.version;
+                p.modified_at = r.modified_at;
+            }
+            p
+        })
+        .collect();
+    after.groups = desired.groups;
+    if let Some(s) = desired.settings {
+        after.settings = s;
+    }
+    let devices = impact(&fleet.resolve_all(), &after.resolve_all());
+    let applied = !req.dry_run && !writes.is_empty();
+    if applied {
+        state
+            .store
+            .write(&who.tenant_id, state.clock.now(), writes, entries)
+            .await?;
+    }
+    Ok(Json(ApplyResponse {
+        created,
+        changed,
+        deleted,
+        unchanged,
+        devices,
+        applied,
+    }))
+}

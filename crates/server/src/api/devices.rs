@@ -1,0 +1,200 @@
+//! Devices: list and filter, show, tags, delete, policy sync, effective policy.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use rampart_core::error::FieldError;
+use rampart_core::model::Role;
+use rampart_core::validate::{check_tag, normalize_tags};
+use rampart_proto::{
+    DeviceFilter, DeviceView, EffectivePolicyView, ErrorBody, SetTags, SyncAccepted,
+};
+use rampart_store::{DeviceRecord, Write};
+use serde_json::json;
+
+use crate::api::audit;
+use crate::auth::Principal;
+use crate::body::{JsonBody, QueryParams};
+use crate::error::{ApiError, ApiResult};
+use crate::fleet::Fleet;
+use crate::state::AppState;
+use crate::views::{device_view, effective_view};
+
+fn matches(d: &DeviceRecord, f: &DeviceFilter) -> bool {
+    let eq = |want: &Option<String>, have: &str| {
+        want.as_ref().is_none_or(|w| w.eq_ignore_ascii_case(have))
+    };
+    let has = |want: &Option<String>, list: &[String]| {
+        want.as_ref()
+            .is_none_or(|w| list.iter().any(|x| x.eq_ignore_ascii_case(w)))
+    };
+    eq(&f.managed_by, &d.managed_by)
+        && eq(&f.os, &d.os)
+        && eq(&f.enrollment, &d.enrollment_status)
+        && has(&f.tag, &d.tags)
+        && has(&f.label, &d.labels)
+}
+
+#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(DeviceFilter),
+    responses((status = 200, body = Vec<DeviceView>), (status = 400, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    who: Principal,
+    QueryParams(filter): QueryParams<DeviceFilter>,
+) -> ApiResult<Json<Vec<DeviceView>>> {
+    let devices = state.store.devices(&who.tenant_id).await?;
+    Ok(Json(
+        devices
+            .iter()
+            .filter(|d| matches(d, &filter))
+            .map(device_view)
+            .collect(),
+    ))
+}
+
+pub async fn find(state: &AppState, tenant: &str, name: &str) -> ApiResult<DeviceRecord> {
+    state
+        .store
+        .device(tenant, name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("device {name:?}")))
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{name}", tag = "devices", params(("name" = String, Path)),
+    responses((status = 200, body = DeviceView), (status = 404, body = ErrorBody)))]
+pub async fn show(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<Json<DeviceView>> {
+    Ok(Json(device_view(
+        &find(&state, &who.tenant_id, &name).await?,
+    )))
+}
+
+#[utoipa::path(put, path = "/api/v1/devices/{name}/tags", tag = "devices", params(("name" = String, Path)),
+    request_body = SetTags,
+    responses((status = 200, body = DeviceView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn set_tags(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<SetTags>,
+) -> ApiResult<Json<DeviceView>> {
+    who.require(Role::SecurityManager, "tagging a device")?;
+    let mut errors = Vec::new();
+    let mut tags = Vec::new();
+    for (i, tag) in body.tags.iter().enumerate() {
+        match check_tag(tag.trim()) {
+            Ok(t) if !t.is_empty() => tags.push(t),
+            Ok(_) => errors.push(FieldError::new(format!("tags[{i}]"), "must not be empty")),
+            Err(m) => errors.push(FieldError::new(format!("tags[{i}]"), m)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let tags = normalize_tags(tags);
+    let before = find(&state, &who.tenant_id, &name).await?;
+    state
+        .store
+        .write(
+            &who.tenant_id,
+            state.clock.now(),
+            vec![Write::SetDeviceTags {
+                name: name.clone(),
+                tags: tags.clone(),
+            }],
+            vec![audit(
+                &who,
+                "device.tags",
+                "device",
+                &name,
+                Some(json!({ "tags": before.tags })),
+                Some(json!({ "tags": tags })),
+            )],
+        )
+        .await?;
+    Ok(Json(device_view(
+        &find(&state, &who.tenant_id, &name).await?,
+    )))
+}
+
+#[utoipa::path(delete, path = "/api/v1/devices/{name}", tag = "devices", params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    who.require(Role::SecurityManager, "deleting a device")?;
+    let before = find(&state, &who.tenant_id, &name).await?;
+    state
+        .store
+        .write(
+            &who.tenant_id,
+            state.clock.now(),
+            vec![Write::DeleteDevice { name: name.clone() }],
+            vec![audit(
+                &who,
+                "device.delete",
+                "device",
+                &name,
+                Some(serde_json::to_value(device_view(&before)).unwrap_or_default()),
+                None,
+            )],
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/devices/{name}/sync", tag = "devices", params(("name" = String, Path)),
+    responses((status = 202, body = SyncAccepted), (status = 404, body = ErrorBody)))]
+pub async fn sync(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<(StatusCode, Json<SyncAccepted>)> {
+    who.require(Role::SecurityManager, "syncing a device")?;
+    find(&state, &who.tenant_id, &name).await?;
+    state
+        .store
+        .write(
+            &who.tenant_id,
+            state.clock.now(),
+            Vec::new(),
+            vec![audit(&who, "device.sync", "device", &name, None, None)],
+        )
+        .await?;
+    // No device holds a push connection yet: the device channel is not part
+    // of this server build, so the device picks the change up at check-in.
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(SyncAccepted {
+            device: name,
+            connected: false,
+        }),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{name}/effective", tag = "devices", params(("name" = String, Path)),
+    responses((status = 200, body = EffectivePolicyView), (status = 404, body = ErrorBody)))]
+pub async fn effective(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<Json<EffectivePolicyView>> {
+    let fleet = Fleet::load(&state, &who.tenant_id).await?;
+    let record = fleet
+        .devices
+        .iter()
+        .find(|d| d.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("device {name:?}")))?;
+    let resolution = fleet.resolve(record).ok_or_else(|| {
+        ApiError::Conflict(format!(
+            "device {name:?} reports an unknown OS {:?}",
+            record.os
+        ))
+    })?;
+    Ok(Json(effective_view(&resolution)))
+}

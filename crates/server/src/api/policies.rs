@@ -1,0 +1,234 @@
+//! Endpoint-security policies: list, create, show, update, delete, versions.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use rampart_core::error::FieldError;
+use rampart_core::model::{Policy, Role, ALL_DEVICES};
+use rampart_core::validate::{policy_from_json, policy_to_json};
+use rampart_proto::{ErrorBody, PolicyView};
+use rampart_store::{Expect, ObjectKind, Write};
+use serde_json::Value;
+
+use crate::api::audit;
+use crate::auth::Principal;
+use crate::body::JsonBody;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::views::policy_view;
+
+#[utoipa::path(get, path = "/api/v1/policies", tag = "policies",
+    responses((status = 200, body = Vec<PolicyView>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    who: Principal,
+) -> ApiResult<Json<Vec<PolicyView>>> {
+    let records = state
+        .store
+        .objects(&who.tenant_id, ObjectKind::Policy)
+        .await?;
+    Ok(Json(records.iter().map(policy_view).collect()))
+}
+
+#[utoipa::path(get, path = "/api/v1/policies/{name}", tag = "policies",
+    params(("name" = String, Path)),
+    responses((status = 200, body = PolicyView), (status = 404, body = ErrorBody)))]
+pub async fn show(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<Json<PolicyView>> {
+    let record = state
+        .store
+        .object(&who.tenant_id, ObjectKind::Policy, &name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("policy {name:?}")))?;
+    Ok(Json(policy_view(&record)))
+}
+
+#[utoipa::path(get, path = "/api/v1/policies/{name}/versions", tag = "policies",
+    params(("name" = String, Path)),
+    responses((status = 200, body = Vec<PolicyView>), (status = 404, body = ErrorBody)))]
+pub async fn versions(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<PolicyView>>> {
+    let history = state
+        .store
+        .object_history(&who.tenant_id, ObjectKind::Policy, &name)
+        .await?;
+    if history.is_empty() {
+        return Err(ApiError::not_found(format!("policy {name:?}")));
+    }
+    Ok(Json(history.iter().map(policy_view).collect()))
+}
+
+/// Checks a policy body against the catalog and the tenant's groups.
+pub async fn check(state: &AppState, tenant: &str, body: &Value) -> ApiResult<Policy> {
+    let mut policy = policy_from_json(body, state.catalog, 1, state.clock.now())
+        .map_err(ApiError::Validation)?;
+    let groups = state.store.objects(tenant, ObjectKind::Group).await?;
+    let mut errors = Vec::new();
+    for (field, names) in [
+        ("assignments.include", &policy.assignments.include),
+        ("assignments.exclude", &policy.assignments.exclude),
+    ] {
+        for g in names {
+            let known = groups.iter().any(|r| &r.name == g)
+                || (g == ALL_DEVICES && field.ends_with("include"));
+            if !known {
+                errors.push(FieldError::new(field, format!("unknown group {g:?}")));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    policy.modified_at = state.clock.now();
+    Ok(policy)
+}
+
+#[utoipa::path(post, path = "/api/v1/policies", tag = "policies",
+    request_body(content = Object, description = "A policy document: name, description, family, platform, settings, assignments"),
+    responses((status = 201, body = PolicyView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    who: Principal,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<(StatusCode, Json<PolicyView>)> {
+    who.require(Role::SecurityManager, "creating a policy")?;
+    let policy = check(&state, &who.tenant_id, &body).await?;
+    let doc = policy_to_json(&policy);
+    state
+        .store
+        .write(
+            &who.tenant_id,
+            state.clock.now(),
+            vec![Write::PutObject {
+                kind: ObjectKind::Policy,
+                name: policy.name.clone(),
+                doc: doc.clone(),
+                expect: Expect::Absent,
+                by: who.actor.clone(),
+            }],
+            vec![audit(
+                &who,
+                "policy.create",
+                "policy",
+                &policy.name,
+                None,
+                Some(doc),
+            )],
+        )
+        .await?;
+    saved(&state, &who, &policy.name)
+        .await
+        .map(|v| (StatusCode::CREATED, v))
+}
+
+#[utoipa::path(put, path = "/api/v1/policies/{name}", tag = "policies",
+    params(("name" = String, Path)),
+    request_body(content = Object, description = "The whole new policy document; its name must match the path"),
+    responses((status = 200, body = PolicyView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(name): Path<String>,
+    JsonBody(mut body): JsonBody<Value>,
+) -> ApiResult<Json<PolicyView>> {
+    who.require(Role::SecurityManager, "changing a policy")?;
+    if let Some(obj) = body.as_object_mut() {
+        match obj.get("name").and_then(Value::as_str) {
+            None => {
+                obj.insert("name".into(), Value::from(name.clone()));
+            }
+            Some(n) if n != name => {
+                return Err(ApiError::Validation(vec![FieldError::new(
+                    "name",
+                    format!("is {n:?} but the path names {name:?}; policies cannot be renamed"),
+                )]));
+            }
+            Some(_) => {}
+        }
+    }
+    let before = state
+        .store
+        .object(&who.tenant_id, ObjectKind::Policy, &name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("policy {name:?}")))?;
+    let policy = check(&state, &who.tenant_id, &body).await?;
+    let doc = policy_to_json(&policy);
+    if doc == before.doc {
+        return Ok(Json(policy_view(&before)));
+    }
+    state
+        .store
+        .write(
+            &who.tenant_id,
+            state.clock.now(),
+            vec![Write::PutObject {
+                kind: ObjectKind::Policy,
+                name: name.clone(),
+                doc: doc.clone(),
+                expect: Expect::Version(before.version),
+                by: who.actor.clone(),
+            }],
+            vec![audit(
+                &who,
+                "policy.update",
+                "policy",
+                &name,
+                Some(before.doc),
+                Some(doc),
+            )],
+        )
+        .await?;
+    saved(&state, &who, &name).await
+}
+
+#[utoipa::path(delete, path = "/api/v1/policies/{name}", tag = "policies",
+    params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    who.require(Role::SecurityManager, "deleting a policy")?;
+    let before = state
+        .store
+        .object(&who.tenant_id, ObjectKind::Policy, &name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("policy {name:?}")))?;
+    state
+        .store
+        .write(
+            &who.tenant_id,
+            state.clock.now(),
+            vec![Write::DeleteObject {
+                kind: ObjectKind::Policy,
+                name: name.clone(),
+                expect: Expect::Version(before.version),
+            }],
+            vec![audit(
+                &who,
+                "policy.delete",
+                "policy",
+                &name,
+                Some(before.doc),
+                None,
+            )],
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn saved(state: &AppState, who: &Principal, name: &str) -> ApiResult<Json<PolicyView>> {
+    let record = state
+        .store
+        .object(&who.tenant_id, ObjectKind::Policy, name)
+        .await?
+        .ok_or_else(|| ApiError::Internal(format!("policy {name:?} vanished after a write")))?;
+    Ok(Json(policy_view(&record)))
+}

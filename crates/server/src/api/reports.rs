@@ -1,0 +1,330 @@
+//! Reports: per policy, per setting and per device, as the seeds' "Monitor
+//! status" describes them.
+//!
+//! A status is computed from what the server knows and what the agent
+//! reported: a conflict or a not-applicable setting is known from resolution
+//! alone; `succeeded` and `error` come from the agent's report, and count only
+//! when the report is about the effective policy the device should hold now
+//! (same digest) — otherwise the setting is `pending`.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::Json;
+use rampart_core::resolve::Resolution;
+use rampart_proto::{
+    DeviceReport, ErrorBody, PolicyDeviceStatus, PolicyReport, SettingDeviceStatus, SettingReport,
+    SettingStatusView, StatusCounts,
+};
+use rampart_store::{DeviceRecord, StatusRecord};
+
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::fleet::Fleet;
+use crate::state::AppState;
+
+pub const SUCCEEDED: &str = "succeeded";
+pub const ERROR: &str = "error";
+pub const CONFLICT: &str = "conflict";
+pub const NOT_APPLICABLE: &str = "not_applicable";
+pub const PENDING: &str = "pending";
+
+/// Severity for "the worst status wins" roll-ups.
+fn severity(status: &str) -> u8 {
+    match status {
+        ERROR => 4,
+        CONFLICT => 3,
+        PENDING => 2,
+        SUCCEEDED => 1,
+        _ => 0,
+    }
+}
+
+fn worst<'a>(statuses: impl Iterator<Item = &'a str>) -> &'a str {
+    statuses
+        .max_by_key(|s| severity(s))
+        .unwrap_or(NOT_APPLICABLE)
+}
+
+pub fn count(counts: &mut StatusCounts, status: &str) {
+    match status {
+        SUCCEEDED => counts.succeeded += 1,
+        ERROR => counts.error += 1,
+        CONFLICT => counts.conflict += 1,
+        NOT_APPLICABLE => counts.not_applicable += 1,
+        _ => counts.pending += 1,
+    }
+}
+
+/// Every setting row of one device: effective settings with their reported
+/// status, conflicts, and not-applicable entries.
+pub fn device_settings(
+    resolution: &Resolution,
+    reports: &[StatusRecord],
+) -> Vec<SettingStatusView> {
+    let current: Vec<&StatusRecord> = reports
+        .iter()
+        .filter(|r| r.digest == resolution.digest)
+        .collect();
+    let mut rows = Vec::new();
+    for s in &resolution.settings {
+        let mine: Vec<&&StatusRecord> = current.iter().filter(|r| r.setting == s.setting).collect();
+        let whole = mine.iter().find(|r| r.key.is_empty());
+        let status = if mine.is_empty() {
+            PENDING
+        } else {
+            worst(mine.iter().map(|r| r.status.as_str()))
+        };
+        let failing = mine
+            .iter()
+            .find(|r| r.status == status && r.error_message.is_some());
+        rows.push(SettingStatusView {
+            setting: s.setting.clone(),
+            key: None,
+            status: status.to_string(),
+            value: Some(s.value.clone()),
+            observed: whole.and_then(|r| r.observed.clone()),
+            sources: s.sources.clone(),
+            error_code: failing.and_then(|r| r.error_code.clone()),
+            error_message: failing.and_then(|r| r.error_message.clone()),
+            other_policies: if s.sources.len() > 1 {
+                s.sources.clone()
+            } else {
+                Vec::new()
+            },
+            reason: None,
+        });
+    }
+    for c in &resolution.conflicts {
+        rows.push(SettingStatusView {
+            setting: c.setting.clone(),
+            key: c.key.clone(),
+            status: CONFLICT.into(),
+            value: None,
+            observed: None,
+            sources: c.policies.clone(),
+            error_code: None,
+            error_message: None,
+            other_policies: c.policies.clone(),
+            reason: Some(format!(
+                "policies {} set different values; the setting is not applied",
+                c.policies.join(", ")
+            )),
+        });
+    }
+    for n in &resolution.not_applicable {
+        rows.push(SettingStatusView {
+            setting: n.setting.clone(),
+            key: n.key.clone(),
+            status: NOT_APPLICABLE.into(),
+            value: None,
+            observed: None,
+            sources: n.policies.clone(),
+            error_code: None,
+            error_message: None,
+            other_policies: Vec::new(),
+            reason: Some(n.reason.clone()),
+        });
+    }
+    rows
+}
+
+fn by_device(statuses: Vec<StatusRecord>) -> BTreeMap<String, Vec<StatusRecord>> {
+    let mut out: BTreeMap<String, Vec<StatusRecord>> = BTreeMap::new();
+    for s in statuses {
+        out.entry(s.device.clone()).or_default().push(s);
+    }
+    out
+}
+
+#[utoipa::path(get, path = "/api/v1/reports/devices/{name}", tag = "reports", params(("name" = String, Path)),
+    responses((status = 200, body = DeviceReport), (status = 404, body = ErrorBody)))]
+pub async fn device(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<Json<DeviceReport>> {
+    let fleet = Fleet::load(&state, &who.tenant_id).await?;
+    let record = fleet
+        .devices
+        .iter()
+        .find(|d| d.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("device {name:?}")))?;
+    let resolution = fleet.resolve(record).ok_or_else(|| {
+        ApiError::Conflict(format!(
+            "device {name:?} reports an unknown OS {:?}",
+            record.os
+        ))
+    })?;
+    let reports = state.store.device_statuses(&who.tenant_id, &name).await?;
+    let settings = if resolution.managed {
+        device_settings(&resolution, &reports)
+    } else {
+        Vec::new()
+    };
+    let mut counts = StatusCounts::default();
+    for s in &settings {
+        count(&mut counts, &s.status);
+    }
+    Ok(Json(DeviceReport {
+        device: name,
+        managed: resolution.managed,
+        reason: resolution.reason.clone(),
+        managed_by: record.managed_by.clone(),
+        last_check_in: record.last_check_in,
+        digest: resolution.digest.clone(),
+        applied_digest: record.applied_digest.clone(),
+        counts,
+        settings,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/reports/policies/{name}", tag = "reports", params(("name" = String, Path)),
+    responses((status = 200, body = PolicyReport), (status = 404, body = ErrorBody)))]
+pub async fn policy(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<Json<PolicyReport>> {
+    let fleet = Fleet::load(&state, &who.tenant_id).await?;
+    let record = fleet
+        .policy_records
+        .iter()
+        .find(|r| r.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("policy {name:?}")))?;
+    let policy = fleet.policies.iter().find(|p| p.name == name);
+    let statuses = by_device(state.store.statuses(&who.tenant_id).await?);
+    let mut report = PolicyReport {
+        policy: name.clone(),
+        version: record.version,
+        devices_by_status: StatusCounts::default(),
+        settings: BTreeMap::new(),
+        devices: Vec::new(),
+    };
+    let Some(policy) = policy else {
+        return Ok(Json(report));
+    };
+    for device in &fleet.devices {
+        let Some(resolution) = fleet
+            .resolve(device)
+            .filter(|r| r.managed && r.policy_versions.contains_key(&name))
+        else {
+            continue;
+        };
+        let rows = device_settings(
+            &resolution,
+            statuses.get(&device.name).map_or(&[][..], Vec::as_slice),
+        );
+        let mut mine: Vec<SettingStatusView> = Vec::new();
+        for setting in policy.settings.keys() {
+            let relevant: Vec<&SettingStatusView> = rows
+                .iter()
+                .filter(|r| &r.setting == setting && r.sources.contains(&name))
+                .collect();
+            let mut row = match relevant.as_slice() {
+                [] => superseded_row(&resolution, setting, &name),
+                [one] => (*one).clone(),
+                many => {
+                    let mut first = many[0].clone();
+                    first.status = worst(many.iter().map(|r| r.status.as_str())).to_string();
+                    first
+                }
+            };
+            row.other_policies = row
+                .sources
+                .iter()
+                .filter(|p| **p != name)
+                .cloned()
+                .collect();
+            count(
+                report.settings.entry(setting.clone()).or_default(),
+                &row.status,
+            );
+            mine.push(row);
+        }
+        let status = worst(mine.iter().map(|r| r.status.as_str())).to_string();
+        count(&mut report.devices_by_status, &status);
+        report.devices.push(PolicyDeviceStatus {
+            device: device.name.clone(),
+            status,
+            last_check_in: device.last_check_in,
+            settings: mine,
+        });
+    }
+    Ok(Json(report))
+}
+
+/// A setting of the policy that lost under `most_secure_wins`.
+fn superseded_row(resolution: &Resolution, setting: &str, policy: &str) -> SettingStatusView {
+    let winner = resolution.settings.iter().find(|s| s.setting == setting);
+    SettingStatusView {
+        setting: setting.to_string(),
+        key: None,
+        status: CONFLICT.into(),
+        value: winner.map(|s| s.value.clone()),
+        observed: None,
+        sources: vec![policy.to_string()],
+        error_code: None,
+        error_message: None,
+        other_policies: winner.map(|s| s.sources.clone()).unwrap_or_default(),
+        reason: Some("superseded by a more secure value from another policy".into()),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/reports/settings/{setting}", tag = "reports", params(("setting" = String, Path)),
+    responses((status = 200, body = SettingReport), (status = 404, body = ErrorBody)))]
+pub async fn setting(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(setting): Path<String>,
+) -> ApiResult<Json<SettingReport>> {
+    if state.catalog.get(&setting).is_none() {
+        return Err(ApiError::not_found(format!("setting {setting:?}")));
+    }
+    let fleet = Fleet::load(&state, &who.tenant_id).await?;
+    let statuses = by_device(state.store.statuses(&who.tenant_id).await?);
+    let mut report = SettingReport {
+        setting: setting.clone(),
+        counts: StatusCounts::default(),
+        devices: Vec::new(),
+    };
+    for device in &fleet.devices {
+        let Some(resolution) = fleet.resolve(device).filter(|r| r.managed) else {
+            continue;
+        };
+        let rows = device_settings(
+            &resolution,
+            statuses.get(&device.name).map_or(&[][..], Vec::as_slice),
+        );
+        let rows: Vec<&SettingStatusView> = rows.iter().filter(|r| r.setting == setting).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let status = worst(rows.iter().map(|r| r.status.as_str())).to_string();
+        count(&mut report.counts, &status);
+        report.devices.push(device_row(device, &rows, status));
+    }
+    Ok(Json(report))
+}
+
+fn device_row(
+    device: &DeviceRecord,
+    rows: &[&SettingStatusView],
+    status: String,
+) -> SettingDeviceStatus {
+    let mut sources: Vec<String> = rows
+        .iter()
+        .flat_map(|r| r.sources.iter().cloned())
+        .collect();
+    sources.sort();
+    sources.dedup();
+    SettingDeviceStatus {
+        device: device.name.clone(),
+        status,
+        value: rows.iter().find_map(|r| r.value.clone()),
+        sources,
+        error_message: rows
+            .iter()
+            .find_map(|r| r.error_message.clone().or_else(|| r.reason.clone())),
+    }
+}

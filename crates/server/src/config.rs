@@ -1,0 +1,117 @@
+//! The server's configuration: flags overlaid on environment variables,
+//! checked once in `main` and passed down.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+
+/// Everything `start` needs.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// Holds the SQLite database (by default) and the admin token.
+    pub data_dir: PathBuf,
+    /// Admin API and console listener.
+    pub listen: SocketAddr,
+    /// `sqlite:PATH` or `postgres://…`; `None` means SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// A directory of policy-as-code files to load into the default tenant.
+    pub load: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address because a TLS-terminating
+    /// proxy sits in front.
+    pub behind_tls_proxy: bool,
+}
+
+impl fmt::Debug for ServerConfig {
+    /// Redacts the database URL, which may carry a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field(
+                "database_url",
+                &self.database_url.as_ref().map(|u| redact_url(u)),
+            )
+            .field("load", &self.load)
+            .field("behind_tls_proxy", &self.behind_tls_proxy)
+            .finish()
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+impl ServerConfig {
+    /// Checks what flags alone cannot express.
+    pub fn validate(&self) -> Result<()> {
+        if !self.listen.ip().is_loopback() && !self.behind_tls_proxy {
+            bail!(
+                "--listen {} is not a loopback address: the admin API carries tokens and must not be served in plain HTTP there; \
+                 serve it on loopback behind a TLS-terminating proxy and pass --behind-tls-proxy",
+                self.listen
+            );
+        }
+        if let Some(url) = &self.database_url {
+            if !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+            {
+                bail!(
+                    "--database-url must start with sqlite: or postgres://, not {}",
+                    redact_url(url)
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:hunter2@db:5432/x"),
+            "postgres://u:***@db:5432/x"
+        );
+        assert_eq!(redact_url("postgres://u@db/x"), "postgres://u@db/x");
+        let c = ServerConfig {
+            data_dir: "d".into(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            database_url: Some("postgres://u:hunter2@h/db".into()),
+            load: None,
+            behind_tls_proxy: false,
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn plain_http_off_loopback_needs_an_explicit_proxy_flag() {
+        let mut c = ServerConfig {
+            data_dir: "d".into(),
+            listen: "0.0.0.0:8080".parse().unwrap(),
+            database_url: None,
+            load: None,
+            behind_tls_proxy: false,
+        };
+        assert!(c.validate().is_err());
+        c.behind_tls_proxy = true;
+        assert!(c.validate().is_ok());
+        c.database_url = Some("mysql://x".into());
+        assert!(c.validate().is_err());
+    }
+}

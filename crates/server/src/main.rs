@@ -1,0 +1,131 @@
+//! `rampart-server`: parses flags, then runs the control plane until SIGTERM
+//! or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use rampart_server::clock::SystemClock;
+use rampart_server::config::ServerConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "rampart-server",
+    version,
+    about = "Rampart's control plane: devices, groups, policies, reports and the audit log"
+)]
+struct Args {
+    /// Directory for the embedded database and the bootstrap admin token.
+    #[arg(
+        long,
+        env = "RAMPART_DATA_DIR",
+        default_value = "rampart-data",
+        global = true
+    )]
+    data_dir: PathBuf,
+    /// Address of the admin API.
+    #[arg(long, env = "RAMPART_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// `postgres://…` to use PostgreSQL, or `sqlite:PATH`; SQLite in the data directory by default.
+    #[arg(
+        long,
+        env = "RAMPART_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
+    /// Load the policy-as-code files (and simulated devices) of this directory into the default tenant at start.
+    #[arg(long)]
+    load: Option<PathBuf>,
+    /// Allow plain HTTP on a non-loopback address because a TLS-terminating proxy is in front.
+    #[arg(long)]
+    behind_tls_proxy: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create another tenant and write its admin token to a file.
+    CreateTenant {
+        name: String,
+        /// Where to write the new tenant's admin token (created with mode 0600).
+        #[arg(long)]
+        token_file: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = ServerConfig {
+        data_dir: args.data_dir,
+        listen: args.listen,
+        database_url: args.database_url,
+        load: args.load,
+        behind_tls_proxy: args.behind_tls_proxy,
+    };
+    let clock = Arc::new(SystemClock);
+    if let Some(Command::CreateTenant { name, token_file }) = args.command {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let store = rampart_server::open_store(&config).await?;
+        let (tenant, token) = rampart_server::bootstrap::create_tenant(
+            store.as_ref(),
+            &name,
+            rampart_server::clock::Clock::now(clock.as_ref()),
+        )
+        .await?;
+        rampart_server::bootstrap::write_secret(&token_file, &token)?;
+        println!(
+            "created tenant {} ({}); its admin token is in {}",
+            tenant.name,
+            tenant.id,
+            token_file.display()
+        );
+        return Ok(());
+    }
+    let data_dir = config.data_dir.clone();
+    let server = rampart_server::start(config, clock).await?;
+    println!("rampart-server is listening on http://{}", server.addr);
+    println!("Point the CLI at it:");
+    println!("  export RAMPART_SERVER=http://{}", server.addr);
+    println!(
+        "  export RAMPART_TOKEN=$(cat {})",
+        rampart_server::bootstrap::admin_token_path(&data_dir).display()
+    );
+    println!("  rampart device list");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.stop().await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,59 @@
+//! Every HTTP route of the admin API, in one table.
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+
+use crate::api::{admin, catalog, changes, devices, groups, policies, reports, tenant};
+use crate::body::MAX_BODY_BYTES;
+use crate::openapi;
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/whoami", get(tenant::whoami))
+        .route("/tenant", get(tenant::show))
+        .route("/tenant/settings", put(tenant::update))
+        .route("/devices", get(devices::list))
+        .route(
+            "/devices/{name}",
+            get(devices::show).delete(devices::delete),
+        )
+        .route("/devices/{name}/tags", put(devices::set_tags))
+        .route("/devices/{name}/sync", post(devices::sync))
+        .route("/devices/{name}/effective", get(devices::effective))
+        .route("/groups", get(groups::list).post(groups::create))
+        .route("/groups/preview", post(groups::preview))
+        .route(
+            "/groups/{name}",
+            get(groups::show).put(groups::update).delete(groups::delete),
+        )
+        .route("/groups/{name}/members", get(groups::members))
+        .route("/policies", get(policies::list).post(policies::create))
+        .route(
+            "/policies/{name}",
+            get(policies::show)
+                .put(policies::update)
+                .delete(policies::delete),
+        )
+        .route("/policies/{name}/versions", get(policies::versions))
+        .route("/catalog", get(catalog::list))
+        .route("/catalog/{setting}", get(catalog::show))
+        .route("/preview", post(changes::preview))
+        .route("/apply", post(changes::apply))
+        .route("/reports/policies/{name}", get(reports::policy))
+        .route("/reports/settings/{setting}", get(reports::setting))
+        .route("/reports/devices/{name}", get(reports::device))
+        .route("/audit", get(admin::audit_log))
+        .route("/tokens", get(admin::list_tokens).post(admin::create_token))
+        .route("/tokens/{id}", delete(admin::delete_token))
+        .route("/users", get(admin::list_users).post(admin::create_user))
+        .route("/login", post(admin::login))
+        .fallback(|| async { crate::error::ApiError::not_found("route") });
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/openapi.json", get(openapi::serve))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}

@@ -1,0 +1,1043 @@
+//! The admin API against a real in-process server on port 0: bootstrap,
+//! roles, tenant isolation, audit, bad input, preview, apply and reports.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
+use rampart_testkit::{repo_path, Client, TestServer};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+fn policy(name: &str, settings: Value, include: &[&str]) -> Value {
+    json!({
+        "name": name,
+        "description": "test",
+        "family": "antivirus",
+        "platform": "linux",
+        "settings": settings,
+        "assignments": { "include": include },
+    })
+}
+
+async fn audit_len(c: &Client) -> usize {
+    c.get("/audit?limit=1000")
+        .await
+        .unwrap()
+        .1
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+#[tokio::test]
+async fn first_start_writes_a_private_admin_token_and_restart_reuses_the_tenant() {
+    let server = TestServer::start().await.unwrap();
+    let path = rampart_server::bootstrap::admin_token_path(&server.data_dir);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let (status, me) = server.admin().get("/whoami").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["tenant"], "default");
+    assert_eq!(me["role"], "global_admin");
+    let (status, body) = server.anonymous().get("/whoami").await.unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let (status, _) = server.client("rmp_wrong").get("/whoami").await.unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn policies_are_created_versioned_updated_and_deleted_with_audit_entries() {
+    let server = TestServer::start().await.unwrap();
+    let admin = server.admin();
+    let (s, created) = admin
+        .post(
+            "/policies",
+            &policy(
+                "av",
+                json!({"real_time_protection": true}),
+                &["all-devices"],
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    assert_eq!(created["version"], 1);
+    assert_eq!(created["modified_by"], "token:bootstrap-admin");
+    let (s, updated) = admin
+        .put(
+            "/policies/av",
+            &policy(
+                "av",
+                json!({"real_time_protection": false}),
+                &["all-devices"],
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK, "{updated}");
+    assert_eq!(updated["version"], 2);
+    // The same content again is not a new version.
+    let (_, same) = admin
+        .put(
+            "/policies/av",
+            &policy(
+                "av",
+                json!({"real_time_protection": false}),
+                &["all-devices"],
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(same["version"], 2);
+    let (_, versions) = admin.get("/policies/av/versions").await.unwrap();
+    assert_eq!(versions.as_array().unwrap().len(), 2);
+    let (s, _) = admin.delete("/policies/av").await.unwrap();
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = admin.get("/policies/av").await.unwrap();
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let (_, audit) = admin.get("/audit").await.unwrap();
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &actions[..3],
+        ["policy.delete", "policy.update", "policy.create"],
+        "newest first"
+    );
+    let update = &audit[1];
+    assert_eq!(update["actor"], "token:bootstrap-admin");
+    assert_eq!(update["object_name"], "av");
+    assert_eq!(update["before"]["settings"]["real_time_protection"], true);
+    assert_eq!(update["after"]["settings"]["real_time_protection"], false);
+    assert!(update["at"].as_i64().unwrap() >= rampart_testkit::TEST_EPOCH);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn validation_errors_are_422_and_name_every_field_and_nothing_is_written() {
+    let server = TestServer::start().await.unwrap();
+    let admin = server.admin();
+    let before = audit_len(&admin).await;
+    let bad = json!({
+        "name": "bad", "family": "antivirus", "platform": "linux",
+        "settings": {"pua_protection": "blok", "scan_archives": 1, "nope": true},
+        "assignments": {"include": ["ghosts"]},
+        "colour": "red"
+    });
+    let (s, body) = admin.post("/policies", &bad).await.unwrap();
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["code"], "validation_failed");
+    let paths: Vec<&str> = body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
+    for p in [
+        "settings.pua_protection",
+        "settings.scan_archives",
+        "settings.nope",
+        "colour",
+    ] {
+        assert!(paths.contains(&p), "{p} missing from {paths:?}");
+    }
+    // Assignments are checked once the document itself is valid.
+    let (s, body) = admin
+        .post("/policies", &policy("p", json!({}), &["ghosts"]))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["details"][0]["path"], "assignments.include");
+    assert_eq!(admin.get("/policies").await.unwrap().1, json!([]));
+    assert_eq!(audit_len(&admin).await, before);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_requests_get_stable_codes_never_a_500() {
+    let server = TestServer::start().await.unwrap();
+    let admin = server.admin();
+    admin
+        .post("/policies", &policy("p", json!({}), &["all-devices"]))
+        .await
+        .unwrap();
+    let before = audit_len(&admin).await;
+
+    let (s, b) = admin
+        .send_raw(
+            Method::POST,
+            "/policies",
+            "application/json",
+            b"{not json".to_vec(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+    let (s, b) = admin
+        .send_raw(Method::POST, "/policies", "text/plain", b"{}".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Some("unsupported_media_type")
+        )
+    );
+    let huge = format!("{{\"name\":\"{}\"}}", "x".repeat(5 * 1024 * 1024));
+    let (s, b) = admin
+        .send_raw(
+            Method::POST,
+            "/policies",
+            "application/json",
+            huge.into_bytes(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
+    );
+    let (s, b) = admin
+        .post("/policies", &policy("p", json!({}), &["all-devices"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict"))
+    );
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("\"p\""),
+        "{b}"
+    );
+    let (s, b) = admin.get("/policies/missing").await.unwrap();
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (s, b) = admin.get("/no/such/route").await.unwrap();
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (s, b) = admin
+        .post("/tokens", &json!({"name": "x", "role": "root", "extra": 1}))
+        .await
+        .unwrap();
+    assert_eq!(
+        s,
+        StatusCode::BAD_REQUEST,
+        "unknown fields are refused: {b}"
+    );
+    let (s, b) = admin
+        .post("/tokens", &json!({"name": "x", "role": "root"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, b["error"]["details"][0]["path"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("role"))
+    );
+    let (s, _) = admin.get("/devices?colour=red").await.unwrap();
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = admin.get("/audit?limit=0").await.unwrap();
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, b) = admin
+        .put("/policies/p", &policy("other", json!({}), &["all-devices"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "renaming through PUT is refused: {b}"
+    );
+    assert_eq!(
+        audit_len(&admin).await,
+        before,
+        "no refused call wrote anything"
+    );
+    server.stop().await.unwrap();
+}
+
+/// (method, path, body, least role that may do it)
+fn role_matrix() -> Vec<(Method, &'static str, Option<Value>, &'static str)> {
+    vec![
+        (Method::GET, "/devices", None, "read_only"),
+        (Method::GET, "/policies", None, "read_only"),
+        (
+            Method::GET,
+            "/reports/policies/linux-av-baseline",
+            None,
+            "read_only",
+        ),
+        (Method::GET, "/audit", None, "read_only"),
+        (
+            Method::POST,
+            "/preview",
+            Some(json!({"changes": []})),
+            "read_only",
+        ),
+        (
+            Method::POST,
+            "/policies",
+            Some(policy(
+                "new-av",
+                json!({"scan_archives": true}),
+                &["all-devices"],
+            )),
+            "security_manager",
+        ),
+        (
+            Method::PUT,
+            "/devices/web-01/tags",
+            Some(json!({"tags": ["web", "prod", "x"]})),
+            "security_manager",
+        ),
+        (
+            Method::POST,
+            "/devices/web-01/sync",
+            None,
+            "security_manager",
+        ),
+        (
+            Method::POST,
+            "/groups",
+            Some(json!({"name": "g-new", "rule": "tag(\"x\")"})),
+            "security_manager",
+        ),
+        (
+            Method::PUT,
+            "/tenant/settings",
+            Some(json!({"pilot_tag": "pilot"})),
+            "global_admin",
+        ),
+        (
+            Method::POST,
+            "/tokens",
+            Some(json!({"name": "t-new", "role": "read_only"})),
+            "global_admin",
+        ),
+        (Method::GET, "/tokens", None, "global_admin"),
+        (
+            Method::POST,
+            "/users",
+            Some(
+                json!({"username": "u-new", "password": "a long enough password", "role": "read_only"}),
+            ),
+            "global_admin",
+        ),
+        (
+            Method::DELETE,
+            "/devices/dev-ws-01",
+            None,
+            "security_manager",
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn the_role_matrix_holds_and_refusals_are_403_with_the_reason() {
+    let ranks = ["read_only", "security_manager", "global_admin"];
+    for role in ranks {
+        // A fresh server per role so that each successful mutation starts
+        // from the same state.
+        let server = TestServer::with_examples().await.unwrap();
+        let client = server.client_with_role(role).await.unwrap();
+        for (method, path, body, needed) in role_matrix() {
+            let allowed =
+                ranks.iter().position(|r| *r == role) >= ranks.iter().position(|r| *r == needed);
+            let (status, resp) = client
+                .send(method.clone(), path, body.as_ref())
+                .await
+                .unwrap();
+            if allowed {
+                assert!(
+                    status.is_success(),
+                    "{role} {method} {path}: {status} {resp}"
+                );
+            } else {
+                assert_eq!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{role} {method} {path}: {resp}"
+                );
+                assert_eq!(resp["error"]["code"], "forbidden");
+                assert!(
+                    resp["error"]["message"].as_str().unwrap().contains(needed),
+                    "{resp}"
+                );
+            }
+        }
+        server.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_never_sees_another_tenants_objects() {
+    let server = TestServer::with_examples().await.unwrap();
+    let store = server.store().unwrap();
+    let (_, other_token) = rampart_server::bootstrap::create_tenant(
+        store.as_ref(),
+        "acme",
+        rampart_testkit::TEST_EPOCH,
+    )
+    .await
+    .unwrap();
+    let a = server.admin();
+    let b = server.client(&other_token);
+    assert_eq!(b.get("/whoami").await.unwrap().1["tenant"], "acme");
+
+    assert!(!a
+        .get("/devices")
+        .await
+        .unwrap()
+        .1
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert_eq!(b.get("/devices").await.unwrap().1, json!([]));
+    assert_eq!(b.get("/policies").await.unwrap().1, json!([]));
+    assert_eq!(b.get("/groups").await.unwrap().1, json!([]));
+    for path in [
+        "/devices/web-01",
+        "/policies/linux-av-baseline",
+        "/groups/linux-servers",
+        "/devices/web-01/effective",
+        "/reports/devices/web-01",
+        "/reports/policies/linux-av-baseline",
+    ] {
+        let (s, _) = b.get(path).await.unwrap();
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+    }
+    let (s, _) = b.delete("/devices/web-01").await.unwrap();
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(
+        a.get("/devices/web-01").await.unwrap().0,
+        StatusCode::OK,
+        "A's device survived B's delete"
+    );
+    // B may use A's names for its own objects.
+    let (s, _) = b
+        .post(
+            "/policies",
+            &policy(
+                "linux-av-baseline",
+                json!({"scan_archives": false}),
+                &["all-devices"],
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(
+        a.get("/policies/linux-av-baseline").await.unwrap().1["settings"]["scan_archives"],
+        true
+    );
+    let b_audit = b.get("/audit").await.unwrap().1;
+    assert!(b_audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["object_name"] != "linux-av-web"));
+    let a_audit = a.get("/audit?limit=1000").await.unwrap().1;
+    assert!(a_audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["actor"] != "token:bootstrap-admin"
+            || e["after"]["settings"]["scan_archives"] != false));
+    assert_eq!(b.get("/tenant").await.unwrap().1["name"], "acme");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn devices_filter_tag_and_delete() {
+    let server = TestServer::with_examples().await.unwrap();
+    let admin = server.admin();
+    let all = admin.get("/devices").await.unwrap().1;
+    assert_eq!(all.as_array().unwrap().len(), 12);
+    let linux = admin.get("/devices?os=linux&tag=prod").await.unwrap().1;
+    let names: Vec<&str> = linux
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["db-01", "web-01", "web-02"]);
+    assert_eq!(
+        admin
+            .get("/devices?enrollment=simulated&managed_by=rampart")
+            .await
+            .unwrap()
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        12
+    );
+
+    let (s, d) = admin
+        .put(
+            "/devices/dev-ws-01/tags",
+            &json!({"tags": ["dev", "Dev", "web"]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(d["tags"], json!(["dev", "web"]));
+    // The new tag puts it in web-servers: its effective policy changes.
+    let eff = admin.get("/devices/dev-ws-01/effective").await.unwrap().1;
+    assert!(
+        eff["policy_versions"].get("linux-av-web").is_some(),
+        "{eff}"
+    );
+    let (s, b) = admin
+        .put("/devices/dev-ws-01/tags", &json!({"tags": ["a,b"]}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, b["error"]["details"][0]["path"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("tags[0]"))
+    );
+
+    let (s, _) = admin.delete("/devices/dev-ws-01").await.unwrap();
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(
+        admin.get("/devices/dev-ws-01").await.unwrap().0,
+        StatusCode::NOT_FOUND
+    );
+    let audit = admin.get("/audit").await.unwrap().1;
+    assert_eq!(audit[0]["action"], "device.delete");
+    assert_eq!(audit[0]["before"]["name"], "dev-ws-01");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_effective_policy_is_what_the_offline_plan_computes() {
+    let server = TestServer::with_examples().await.unwrap();
+    let files = rampart_policy_files::read_documents(&repo_path("examples/fleet")).unwrap();
+    let bundle =
+        rampart_core::documents::load_documents(&files, rampart_core::catalog::Catalog::builtin())
+            .unwrap();
+    let tenant = bundle.tenant.clone().unwrap();
+    for device in &bundle.devices {
+        let offline = rampart_core::resolve::resolve(
+            device,
+            &bundle.groups,
+            &bundle.policies,
+            &tenant,
+            rampart_core::catalog::Catalog::builtin(),
+        );
+        let (s, online) = server
+            .admin()
+            .get(&format!("/devices/{}/effective", device.name))
+            .await
+            .unwrap();
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(online["managed"], offline.managed, "{}", device.name);
+        assert_eq!(
+            online["settings"].as_array().unwrap().len(),
+            offline.settings.len(),
+            "{}",
+            device.name
+        );
+        assert_eq!(
+            online["conflicts"].as_array().unwrap().len(),
+            offline.conflicts.len(),
+            "{}",
+            device.name
+        );
+    }
+    let web = server
+        .admin()
+        .get("/devices/web-01/effective")
+        .await
+        .unwrap()
+        .1;
+    assert_eq!(web["conflicts"][0]["setting"], "pua_protection");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn group_membership_preview_and_refusal_to_delete_an_assigned_group() {
+    let server = TestServer::with_examples().await.unwrap();
+    let admin = server.admin();
+    let (s, m) = admin
+        .post(
+            "/groups/preview",
+            &json!({"rule": "os == \"windows\" and tag(\"finance\")"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(m["devices"], json!(["fin-ws-01", "fin-ws-02"]));
+    let (s, e) = admin
+        .post("/groups/preview", &json!({"rule": "os == "}))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(e["error"]["details"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("column"));
+    assert_eq!(
+        admin.get("/groups/finance/members").await.unwrap().1["devices"],
+        json!(["db-01", "fin-ws-01"])
+    );
+    let (s, e) = admin.delete("/groups/finance").await.unwrap();
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("windows-asr-finance"));
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn preview_shows_impact_and_new_conflicts_without_saving() {
+    let server = TestServer::with_examples().await.unwrap();
+    let admin = server.admin();
+    let before = admin.get("/policies").await.unwrap().1;
+    let change = json!({"changes": [{"op": "put", "kind": "policy", "document":
+        policy("linux-av-strict", json!({"real_time_protection": false, "scan_archives": true}), &["linux-servers"])}]});
+    let (s, preview) = admin.post("/preview", &change).await.unwrap();
+    assert_eq!(s, StatusCode::OK, "{preview}");
+    let devices: Vec<&str> = preview["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["device"].as_str().unwrap())
+        .collect();
+    assert_eq!(devices, ["build-01", "db-01", "web-01", "web-02"]);
+    let web = &preview["devices"][2];
+    assert!(
+        web["conflicts_added"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["setting"] == "real_time_protection"),
+        "{web}"
+    );
+    let build = &preview["devices"][0];
+    assert_eq!(
+        build["added"],
+        json!(["real_time_protection", "scan_archives"])
+    );
+    assert_eq!(
+        admin.get("/policies").await.unwrap().1,
+        before,
+        "a preview saves nothing"
+    );
+
+    let (s, removal) = admin
+        .post(
+            "/preview",
+            &json!({"changes": [{"op": "delete", "kind": "policy", "name": "linux-av-web"}]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK);
+    let web = removal["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device"] == "web-01")
+        .unwrap();
+    assert!(web["conflicts_removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["setting"] == "pua_protection"));
+    assert!(
+        web["added"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("pua_protection")),
+        "the conflict's loser falls away: {web}"
+    );
+
+    let (s, e) = admin.post("/preview", &json!({"changes": [{"op": "delete", "kind": "policy", "name": "nope"}, {"op": "put", "kind": "widget", "document": {}}]})).await.unwrap();
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let paths: Vec<&str> = e["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["changes[0].name", "changes[1].kind"]);
+    server.stop().await.unwrap();
+}
+
+fn fleet_documents() -> Vec<Value> {
+    let mut docs = Vec::new();
+    for (_, text) in rampart_policy_files::read_documents(&repo_path("examples/fleet")).unwrap() {
+        for doc in text.split("\n---\n") {
+            let v: serde_yaml::Value = serde_yaml::from_str(doc).unwrap();
+            let v: Value = serde_json::to_value(v).unwrap();
+            if v.is_object() && v["kind"] != "Device" {
+                docs.push(v);
+            }
+        }
+    }
+    docs
+}
+
+#[tokio::test]
+async fn apply_creates_then_is_idempotent_and_dry_run_changes_nothing() {
+    let server = TestServer::with_examples().await.unwrap();
+    let admin = server.admin();
+    // Start from an empty policy set on the same devices.
+    let (_, wiped) = admin
+        .post("/apply", &json!({"documents": []}))
+        .await
+        .unwrap();
+    assert!(wiped["deleted"].as_array().unwrap().len() > 10, "{wiped}");
+    assert_eq!(admin.get("/policies").await.unwrap().1, json!([]));
+
+    let docs = fleet_documents();
+    let (s, dry) = admin
+        .post("/apply", &json!({"documents": docs, "dry_run": true}))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK, "{dry}");
+    assert!(!dry["applied"].as_bool().unwrap());
+    assert!(dry["created"].as_array().unwrap().len() > 10);
+    assert!(!dry["devices"].as_array().unwrap().is_empty());
+    assert_eq!(
+        admin.get("/policies").await.unwrap().1,
+        json!([]),
+        "dry run changed nothing"
+    );
+
+    let (_, first) = admin
+        .post("/apply", &json!({"documents": docs}))
+        .await
+        .unwrap();
+    assert!(first["applied"].as_bool().unwrap());
+    assert_eq!(first["created"], dry["created"]);
+    let (_, second) = admin
+        .post("/apply", &json!({"documents": docs}))
+        .await
+        .unwrap();
+    assert!(!second["applied"].as_bool().unwrap());
+    assert_eq!(second["created"], json!([]));
+    assert_eq!(second["changed"], json!([]));
+    assert_eq!(second["deleted"], json!([]));
+    assert_eq!(second["devices"], json!([]));
+
+    // One edited value: one change, the affected devices listed.
+    let mut edited = docs.clone();
+    for d in &mut edited {
+        if d["name"] == "linux-av-web" {
+            d["settings"]["pua_protection"] = json!("block");
+        }
+    }
+    let (_, third) = admin
+        .post("/apply", &json!({"documents": edited}))
+        .await
+        .unwrap();
+    assert_eq!(
+        third["changed"],
+        json!([{"kind": "policy", "name": "linux-av-web"}])
+    );
+    let devices: Vec<&str> = third["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["device"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        devices,
+        ["web-01", "web-02"],
+        "the conflict disappears on the web servers"
+    );
+
+    // An invalid document set is refused whole.
+    let mut broken = edited.clone();
+    broken.push(json!({"kind": "Policy", "name": "x", "family": "nope", "platform": "linux"}));
+    let (s, e) = admin
+        .post("/apply", &json!({"documents": broken}))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(e["error"]["details"][0]["path"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("documents[{}]", edited.len())));
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn reports_count_statuses_per_policy_setting_and_device() {
+    let server = TestServer::with_examples().await.unwrap();
+    let admin = server.admin();
+    let store = server.store().unwrap();
+    let tenant = store.tenant_by_name("default").await.unwrap().unwrap().id;
+    // web-01 reports its current effective policy: two settings applied, one failed.
+    let eff = admin.get("/devices/web-01/effective").await.unwrap().1;
+    let digest = eff["digest"].as_str().unwrap().to_string();
+    let report = |setting: &str, status: &str, error: Option<&str>| rampart_store::StatusRecord {
+        device: "web-01".into(),
+        setting: setting.into(),
+        key: String::new(),
+        status: status.into(),
+        observed: Some(json!(true)),
+        error_code: error.map(|_| "apply_failed".into()),
+        error_message: error.map(str::to_string),
+        digest: digest.clone(),
+        updated_at: rampart_testkit::TEST_EPOCH,
+    };
+    store
+        .record_statuses(
+            &tenant,
+            "web-01",
+            vec![
+                report("real_time_protection", "succeeded", None),
+                report(
+                    "scan_archives",
+                    "error",
+                    Some("clamd refused the configuration"),
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+
+    let device = admin.get("/reports/devices/web-01").await.unwrap().1;
+    let row = |s: &str| {
+        device["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["setting"] == s)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(row("real_time_protection")["status"], "succeeded");
+    assert_eq!(row("scan_archives")["status"], "error");
+    assert_eq!(
+        row("scan_archives")["error_message"],
+        "clamd refused the configuration"
+    );
+    assert_eq!(row("pua_protection")["status"], "conflict");
+    assert_eq!(
+        row("pua_protection")["other_policies"],
+        json!(["linux-av-baseline", "linux-av-web"])
+    );
+    assert_eq!(row("firewall_enabled")["status"], "pending");
+    assert_eq!(device["counts"]["succeeded"], 1);
+    assert_eq!(device["counts"]["error"], 1);
+    assert_eq!(device["counts"]["conflict"], 1);
+
+    let policy = admin
+        .get("/reports/policies/linux-av-baseline")
+        .await
+        .unwrap()
+        .1;
+    let statuses: Vec<(&str, &str)> = policy["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["device"].as_str().unwrap(), d["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("db-01", "pending"),
+            ("web-01", "error"),
+            ("web-02", "conflict")
+        ]
+    );
+    assert_eq!(
+        policy["devices_by_status"],
+        json!({"succeeded": 0, "error": 1, "conflict": 1, "not_applicable": 0, "pending": 1})
+    );
+    assert_eq!(policy["settings"]["pua_protection"]["conflict"], 2);
+    assert_eq!(policy["settings"]["real_time_protection"]["succeeded"], 1);
+    let web1 = &policy["devices"][1];
+    let pua = web1["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["setting"] == "pua_protection")
+        .unwrap();
+    assert_eq!(
+        pua["other_policies"],
+        json!(["linux-av-web"]),
+        "the other policy that manages the setting"
+    );
+
+    let setting = admin
+        .get("/reports/settings/real_time_protection")
+        .await
+        .unwrap()
+        .1;
+    assert_eq!(setting["counts"]["succeeded"], 1);
+    assert!(setting["counts"]["pending"].as_u64().unwrap() >= 3);
+    let asr = admin.get("/reports/settings/asr_rules").await.unwrap().1;
+    assert!(asr["counts"]["conflict"].as_u64().unwrap() >= 1, "{asr}");
+
+    // A report about an older policy does not count for the new one.
+    admin
+        .put(
+            "/policies/linux-av-baseline",
+            &policy_doc_with(&admin, "linux-av-baseline", "scan_archives", json!(false)).await,
+        )
+        .await
+        .unwrap();
+    let device = admin.get("/reports/devices/web-01").await.unwrap().1;
+    assert_eq!(device["counts"]["succeeded"], 0);
+    assert_eq!(
+        admin.get("/reports/settings/nope").await.unwrap().0,
+        StatusCode::NOT_FOUND
+    );
+    server.stop().await.unwrap();
+}
+
+async fn policy_doc_with(admin: &Client, name: &str, setting: &str, value: Value) -> Value {
+    let mut p = admin.get(&format!("/policies/{name}")).await.unwrap().1;
+    p["settings"][setting] = value;
+    let obj = p.as_object_mut().unwrap();
+    for k in ["version", "modified_at", "modified_by"] {
+        obj.remove(k);
+    }
+    p
+}
+
+#[tokio::test]
+async fn tenant_settings_change_scope_and_are_audited() {
+    let server = TestServer::with_examples().await.unwrap();
+    let admin = server.admin();
+    let (s, t) = admin
+        .put(
+            "/tenant/settings",
+            &json!({"enforcement": {"linux": "tagged"}, "pilot_tag": "web"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!(t["settings"]["enforcement"]["linux"], "tagged");
+    assert_eq!(
+        t["settings"]["enforcement"]["windows"], "all",
+        "fields left out keep their values"
+    );
+    let db = admin.get("/devices/db-01/effective").await.unwrap().1;
+    assert_eq!(db["managed"], false);
+    let web = admin.get("/devices/web-01/effective").await.unwrap().1;
+    assert_eq!(web["managed"], true);
+    let (s, e) = admin
+        .put(
+            "/tenant/settings",
+            &json!({"enforcement": {"linux": "sometimes"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, e["error"]["details"][0]["path"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("enforcement.linux"))
+    );
+    let audit = admin.get("/audit").await.unwrap().1;
+    assert_eq!(audit[0]["action"], "tenant.settings");
+    assert_eq!(audit[0]["before"]["pilot_tag"], "MDE-Management");
+    assert_eq!(audit[0]["after"]["pilot_tag"], "web");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn users_log_in_with_passwords_and_sessions_expire() {
+    let server = TestServer::start().await.unwrap();
+    let admin = server.admin();
+    let (s, _) = admin.post("/users", &json!({"username": "alice", "password": "correct horse battery", "role": "security_manager"})).await.unwrap();
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, e) = admin
+        .post(
+            "/users",
+            &json!({"username": "bob", "password": "short", "role": "read_only"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, e["error"]["details"][0]["path"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("password"))
+    );
+    let (s, _) = admin
+        .post(
+            "/users",
+            &json!({"username": "alice", "password": "another long password", "role": "read_only"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::CONFLICT);
+    let anon = server.anonymous();
+    let (s, _) = anon
+        .post(
+            "/login",
+            &json!({"username": "alice", "password": "wrong password!"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, login) = anon
+        .post(
+            "/login",
+            &json!({"username": "alice", "password": "correct horse battery"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK);
+    let session = server.client(login["token"].as_str().unwrap());
+    let me = session.get("/whoami").await.unwrap().1;
+    assert_eq!(me["actor"], "user:alice");
+    assert_eq!(me["role"], "security_manager");
+    server
+        .clock
+        .advance(rampart_server::api::admin::SESSION_SECONDS + 1);
+    let (s, e) = session.get("/whoami").await.unwrap();
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(e["error"]["message"].as_str().unwrap().contains("expired"));
+    let users = admin.get("/users").await.unwrap().1;
+    assert!(
+        users.to_string().find("argon2").is_none(),
+        "password hashes never leave the server"
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn revoked_tokens_are_refused_at_once() {
+    let server = TestServer::start().await.unwrap();
+    let admin = server.admin();
+    let (_, created) = admin
+        .post("/tokens", &json!({"name": "ci", "role": "read_only"}))
+        .await
+        .unwrap();
+    let ci = server.client(created["token"].as_str().unwrap());
+    assert_eq!(ci.get("/policies").await.unwrap().0, StatusCode::OK);
+    let tokens = admin.get("/tokens").await.unwrap().1;
+    assert!(
+        !tokens
+            .to_string()
+            .contains(created["token"].as_str().unwrap()),
+        "token secrets are never listed"
+    );
+    let (s, _) = admin
+        .delete(&format!("/tokens/{}", created["id"].as_str().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(
+        ci.get("/policies").await.unwrap().0,
+        StatusCode::UNAUTHORIZED
+    );
+    server.stop().await.unwrap();
+}

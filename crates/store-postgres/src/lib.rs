@@ -1,0 +1,363 @@
+//! The PostgreSQL backend of [`rampart_store::Store`], for deployments that
+//! already run PostgreSQL or run several server replicas.
+//!
+//! Each `write` is one transaction; version expectations are checked on
+//! rows locked `FOR UPDATE` inside it, so of two writers expecting the same
+//! version exactly one succeeds. Connection URLs may carry a password: it is
+//! never printed, neither by `Debug` nor in errors.
+
+mod migrate;
+mod rows;
+mod write;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rampart_store::{
+    AuditRecord, DeviceRecord, NewAudit, ObjectKind, ObjectRecord, Result, StatusRecord, Store,
+    StoreError, Tenant, Timestamp, TokenRecord, UserRecord, Write,
+};
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{ConnectOptions, Connection};
+
+use crate::rows::{is_unique_violation, OrBackend};
+
+const MAX_CONNECTIONS: u32 = 10;
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A Rampart store in a PostgreSQL database.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    /// Where the store is, without credentials, for Debug and errors.
+    location: String,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Deliberately not the pool: sqlx prints its connect options, which
+        // hold the password.
+        f.debug_struct("PostgresStore")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database a `postgres://` (or `postgresql://`) URL
+    /// names and brings its schema up to date. Fails if the schema is newer
+    /// than this build knows.
+    pub async fn connect(url: &str) -> Result<PostgresStore> {
+        // sqlx's parse errors do not echo the URL; neither does this one.
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|err| StoreError::Backend(format!("invalid PostgreSQL URL: {err}")))?;
+        PostgresStore::connect_with(options).await
+    }
+
+    /// Like [`PostgresStore::connect`], with options built in code.
+    pub async fn connect_with(options: PgConnectOptions) -> Result<PostgresStore> {
+        let location = describe(&options);
+        // Migrations run on a connection of their own so that closing it
+        // releases their advisory lock whatever happens.
+        let mut conn = match options.connect().await {
+            Ok(conn) => conn,
+            Err(err) => return Err(connect_error(&location, err)),
+        };
+        let migrated = migrate::run(&mut conn).await;
+        // Closing politely can fail on a broken connection; the server ends
+        // the session either way.
+        let _ = conn.close().await;
+        migrated?;
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await;
+        match pool {
+            Ok(pool) => Ok(PostgresStore { pool, location }),
+            Err(err) => Err(connect_error(&location, err)),
+        }
+    }
+
+    /// Closes every connection; later calls fail.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn connect_error(location: &str, err: sqlx::Error) -> StoreError {
+    StoreError::Backend(format!("cannot connect to PostgreSQL at {location}: {err}"))
+}
+
+/// `postgres://user@host:port/database`, never with the password.
+fn describe(options: &PgConnectOptions) -> String {
+    let host = match options.get_socket() {
+        Some(socket) => socket.display().to_string(),
+        None => format!("{}:{}", options.get_host(), options.get_port()),
+    };
+    format!(
+        "postgres://{}@{host}/{}",
+        options.get_username(),
+        options.get_database().unwrap_or("")
+    )
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Reads run on the pool and decode every row or fail.
+impl PostgresStore {
+    async fn fetch_all<T>(
+        &self,
+        query: PgQuery<'_>,
+        decode: fn(&PgRow) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let rows = query.fetch_all(&self.pool).await.or_backend()?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn fetch_optional<T>(
+        &self,
+        query: PgQuery<'_>,
+        decode: fn(&PgRow) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let row = query.fetch_optional(&self.pool).await.or_backend()?;
+        row.as_ref().map(decode).transpose()
+    }
+}
+
+/// Selects the current version of live objects: the head row in `objects`
+/// points into `object_versions`. `filter` adds conditions after the tenant
+/// and kind.
+fn current_objects_sql(filter: &str) -> String {
+    format!(
+        "SELECT {} FROM objects o JOIN object_versions v \
+         ON v.tenant_id = o.tenant_id AND v.kind = o.kind AND v.name = o.name \
+         AND v.version = o.current_version \
+         WHERE o.tenant_id = $1 AND o.kind = $2 {filter}",
+        rows::OBJECT_COLUMNS
+    )
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create_tenant(&self, name: &str, at: Timestamp) -> Result<Tenant> {
+        let tenant = Tenant {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: name.to_owned(),
+            created_at: at,
+        };
+        let result = sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(&tenant.id)
+            .bind(&tenant.name)
+            .bind(tenant.created_at)
+            .execute(&self.pool)
+            .await;
+        match result {
+            Ok(_) => Ok(tenant),
+            Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict(format!(
+                "tenant {name:?} already exists"
+            ))),
+            Err(err) => Err(StoreError::Backend(err.to_string())),
+        }
+    }
+
+    async fn tenants(&self) -> Result<Vec<Tenant>> {
+        let query = sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY name");
+        self.fetch_all(query, rows::tenant).await
+    }
+
+    async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
+        let query =
+            sqlx::query("SELECT id, name, created_at FROM tenants WHERE name = $1").bind(name);
+        self.fetch_optional(query, rows::tenant).await
+    }
+
+    async fn write(
+        &self,
+        tenant: &str,
+        at: Timestamp,
+        writes: Vec<Write>,
+        audit: Vec<NewAudit>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await.or_backend()?;
+        write::batch(&mut tx, tenant, at, writes, audit).await?;
+        tx.commit().await.or_backend()
+    }
+
+    async fn tenant_settings(&self, tenant: &str) -> Result<Option<Value>> {
+        sqlx::query_scalar("SELECT doc FROM tenant_settings WHERE tenant_id = $1")
+            .bind(tenant)
+            .fetch_optional(&self.pool)
+            .await
+            .or_backend()
+    }
+
+    async fn objects(&self, tenant: &str, kind: ObjectKind) -> Result<Vec<ObjectRecord>> {
+        let sql = current_objects_sql("ORDER BY o.name");
+        let query = sqlx::query(&sql).bind(tenant).bind(kind.as_str());
+        self.fetch_all(query, rows::object).await
+    }
+
+    async fn object(
+        &self,
+        tenant: &str,
+        kind: ObjectKind,
+        name: &str,
+    ) -> Result<Option<ObjectRecord>> {
+        let sql = current_objects_sql("AND o.name = $3");
+        let query = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(kind.as_str())
+            .bind(name);
+        self.fetch_optional(query, rows::object).await
+    }
+
+    async fn object_history(
+        &self,
+        tenant: &str,
+        kind: ObjectKind,
+        name: &str,
+    ) -> Result<Vec<ObjectRecord>> {
+        let sql = format!(
+            "SELECT {} FROM object_versions v \
+             WHERE v.tenant_id = $1 AND v.kind = $2 AND v.name = $3 ORDER BY v.version",
+            rows::OBJECT_COLUMNS
+        );
+        let query = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(kind.as_str())
+            .bind(name);
+        self.fetch_all(query, rows::object).await
+    }
+
+    async fn devices(&self, tenant: &str) -> Result<Vec<DeviceRecord>> {
+        let sql = format!(
+            "SELECT {} FROM devices WHERE tenant_id = $1 ORDER BY name",
+            rows::DEVICE_COLUMNS
+        );
+        self.fetch_all(sqlx::query(&sql).bind(tenant), rows::device)
+            .await
+    }
+
+    async fn device(&self, tenant: &str, name: &str) -> Result<Option<DeviceRecord>> {
+        let sql = format!(
+            "SELECT {} FROM devices WHERE tenant_id = $1 AND name = $2",
+            rows::DEVICE_COLUMNS
+        );
+        let query = sqlx::query(&sql).bind(tenant).bind(name);
+        self.fetch_optional(query, rows::device).await
+    }
+
+    async fn record_statuses(
+        &self,
+        tenant: &str,
+        device: &str,
+        statuses: Vec<StatusRecord>,
+    ) -> Result<usize> {
+        let mut tx = self.pool.begin().await.or_backend()?;
+        let changed = write::statuses(&mut tx, tenant, device, statuses).await?;
+        tx.commit().await.or_backend()?;
+        Ok(changed)
+    }
+
+    async fn statuses(&self, tenant: &str) -> Result<Vec<StatusRecord>> {
+        let sql = format!(
+            "SELECT {} FROM statuses WHERE tenant_id = $1 ORDER BY device, setting, setting_key",
+            rows::STATUS_COLUMNS
+        );
+        self.fetch_all(sqlx::query(&sql).bind(tenant), rows::status)
+            .await
+    }
+
+    async fn device_statuses(&self, tenant: &str, device: &str) -> Result<Vec<StatusRecord>> {
+        let sql = format!(
+            "SELECT {} FROM statuses WHERE tenant_id = $1 AND device = $2 \
+             ORDER BY setting, setting_key",
+            rows::STATUS_COLUMNS
+        );
+        let query = sqlx::query(&sql).bind(tenant).bind(device);
+        self.fetch_all(query, rows::status).await
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        let sql = format!("SELECT {} FROM tokens WHERE hash = $1", rows::TOKEN_COLUMNS);
+        self.fetch_optional(sqlx::query(&sql).bind(hash), rows::token)
+            .await
+    }
+
+    async fn tokens(&self, tenant: &str) -> Result<Vec<TokenRecord>> {
+        let sql = format!(
+            "SELECT {} FROM tokens WHERE tenant_id = $1 ORDER BY created_at, name, id",
+            rows::TOKEN_COLUMNS
+        );
+        self.fetch_all(sqlx::query(&sql).bind(tenant), rows::token)
+            .await
+    }
+
+    async fn users(&self, tenant: &str) -> Result<Vec<UserRecord>> {
+        let sql = format!(
+            "SELECT {} FROM users WHERE tenant_id = $1 ORDER BY username",
+            rows::USER_COLUMNS
+        );
+        self.fetch_all(sqlx::query(&sql).bind(tenant), rows::user)
+            .await
+    }
+
+    async fn user(&self, tenant: &str, username: &str) -> Result<Option<UserRecord>> {
+        let sql = format!(
+            "SELECT {} FROM users WHERE tenant_id = $1 AND username = $2",
+            rows::USER_COLUMNS
+        );
+        let query = sqlx::query(&sql).bind(tenant).bind(username);
+        self.fetch_optional(query, rows::user).await
+    }
+
+    async fn audit(
+        &self,
+        tenant: &str,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Vec<AuditRecord>> {
+        let sql = format!(
+            "SELECT {} FROM audit WHERE tenant_id = $1 AND ($2::BIGINT IS NULL OR id < $2) \
+             ORDER BY id DESC LIMIT $3",
+            rows::AUDIT_COLUMNS
+        );
+        let query = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(before)
+            .bind(i64::from(limit));
+        self.fetch_all(query, rows::audit).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WITH_PASSWORD: &str = "postgres://rampart:s3cr3t-pw@127.0.0.1:1/rampart";
+
+    #[test]
+    fn descriptions_leave_the_password_out() {
+        let options = PgConnectOptions::from_str(WITH_PASSWORD).unwrap();
+        assert_eq!(describe(&options), "postgres://rampart@127.0.0.1:1/rampart");
+    }
+
+    #[tokio::test]
+    async fn connection_errors_leave_the_password_out() {
+        // Nothing listens on port 1: the connection is refused at once.
+        let err = PostgresStore::connect(WITH_PASSWORD).await.unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("127.0.0.1:1"), "{message}");
+        assert!(!message.contains("s3cr3t"), "{message}");
+        assert!(!format!("{err:?}").contains("s3cr3t"));
+
+        let err = PostgresStore::connect("postgres://rampart:s3cr3t-pw@[bad/x")
+            .await
+            .unwrap_err();
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
+    }
+}

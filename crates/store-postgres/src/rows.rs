@@ -1,0 +1,178 @@
+//! Turning PostgreSQL rows into store records, and sqlx errors into
+//! `StoreError`s.
+
+use rampart_store::{
+    AuditRecord, DeviceRecord, ObjectKind, ObjectRecord, Result, StatusRecord, StoreError, Tenant,
+    TokenRecord, UserRecord,
+};
+use sqlx::postgres::PgRow;
+use sqlx::types::Json;
+use sqlx::Row;
+
+/// Maps database failures to [`StoreError::Backend`]; the write paths look
+/// for uniqueness violations themselves before they get here.
+pub(crate) trait OrBackend<T> {
+    fn or_backend(self) -> Result<T>;
+}
+
+impl<T> OrBackend<T> for std::result::Result<T, sqlx::Error> {
+    fn or_backend(self) -> Result<T> {
+        self.map_err(|err| StoreError::Backend(err.to_string()))
+    }
+}
+
+pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .is_some_and(|db| db.is_unique_violation())
+}
+
+fn get<'r, T>(row: &'r PgRow, column: &str) -> Result<T>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    row.try_get(column).or_backend()
+}
+
+/// Versions are `u64` in the API and BIGINT in PostgreSQL.
+pub(crate) fn to_db_u64(value: u64) -> Result<i64> {
+    i64::try_from(value).map_err(|_| StoreError::Backend(format!("{value} is too large to store")))
+}
+
+pub(crate) fn from_db_u64(value: i64, column: &str) -> Result<u64> {
+    u64::try_from(value)
+        .map_err(|_| StoreError::Backend(format!("stored {column} {value} is negative")))
+}
+
+fn u64_column(row: &PgRow, column: &str) -> Result<u64> {
+    from_db_u64(get(row, column)?, column)
+}
+
+fn opt_u64_column(row: &PgRow, column: &str) -> Result<Option<u64>> {
+    let value: Option<i64> = get(row, column)?;
+    value.map(|v| from_db_u64(v, column)).transpose()
+}
+
+fn strings_column(row: &PgRow, column: &str) -> Result<Vec<String>> {
+    let Json(list) = get::<Json<Vec<String>>>(row, column)?;
+    Ok(list)
+}
+
+pub(crate) fn kind_from_db(kind: &str) -> Result<ObjectKind> {
+    match kind {
+        "policy" => Ok(ObjectKind::Policy),
+        "group" => Ok(ObjectKind::Group),
+        other => Err(StoreError::Backend(format!(
+            "unknown object kind {other:?}"
+        ))),
+    }
+}
+
+pub(crate) fn tenant(row: &PgRow) -> Result<Tenant> {
+    Ok(Tenant {
+        id: get(row, "id")?,
+        name: get(row, "name")?,
+        created_at: get(row, "created_at")?,
+    })
+}
+
+pub(crate) const OBJECT_COLUMNS: &str =
+    "v.kind, v.name, v.version, v.doc, v.modified_at, v.modified_by";
+
+pub(crate) fn object(row: &PgRow) -> Result<ObjectRecord> {
+    let kind: String = get(row, "kind")?;
+    Ok(ObjectRecord {
+        kind: kind_from_db(&kind)?,
+        name: get(row, "name")?,
+        doc: get(row, "doc")?,
+        version: u64_column(row, "version")?,
+        modified_at: get(row, "modified_at")?,
+        modified_by: get(row, "modified_by")?,
+    })
+}
+
+pub(crate) const DEVICE_COLUMNS: &str = "id, name, os, os_version, device_type, agent_version, \
+    tags, labels, managed_by, enrollment_status, enrollment_code, enrollment_reason, \
+    last_check_in, applied_digest, policy_version, created_at";
+
+pub(crate) fn device(row: &PgRow) -> Result<DeviceRecord> {
+    Ok(DeviceRecord {
+        id: get(row, "id")?,
+        name: get(row, "name")?,
+        os: get(row, "os")?,
+        os_version: get(row, "os_version")?,
+        device_type: get(row, "device_type")?,
+        agent_version: get(row, "agent_version")?,
+        tags: strings_column(row, "tags")?,
+        labels: strings_column(row, "labels")?,
+        managed_by: get(row, "managed_by")?,
+        enrollment_status: get(row, "enrollment_status")?,
+        enrollment_code: get(row, "enrollment_code")?,
+        enrollment_reason: get(row, "enrollment_reason")?,
+        last_check_in: get(row, "last_check_in")?,
+        applied_digest: get(row, "applied_digest")?,
+        policy_version: opt_u64_column(row, "policy_version")?,
+        created_at: get(row, "created_at")?,
+    })
+}
+
+pub(crate) const STATUS_COLUMNS: &str = "device, setting, setting_key, status, observed, \
+    error_code, error_message, digest, updated_at";
+
+pub(crate) fn status(row: &PgRow) -> Result<StatusRecord> {
+    Ok(StatusRecord {
+        device: get(row, "device")?,
+        setting: get(row, "setting")?,
+        key: get(row, "setting_key")?,
+        status: get(row, "status")?,
+        observed: get(row, "observed")?,
+        error_code: get(row, "error_code")?,
+        error_message: get(row, "error_message")?,
+        digest: get(row, "digest")?,
+        updated_at: get(row, "updated_at")?,
+    })
+}
+
+pub(crate) const TOKEN_COLUMNS: &str =
+    "id, tenant_id, name, role, kind, hash, created_at, expires_at, created_by";
+
+pub(crate) fn token(row: &PgRow) -> Result<TokenRecord> {
+    Ok(TokenRecord {
+        id: get(row, "id")?,
+        tenant_id: get(row, "tenant_id")?,
+        name: get(row, "name")?,
+        role: get(row, "role")?,
+        kind: get(row, "kind")?,
+        hash: get(row, "hash")?,
+        created_at: get(row, "created_at")?,
+        expires_at: get(row, "expires_at")?,
+        created_by: get(row, "created_by")?,
+    })
+}
+
+pub(crate) const USER_COLUMNS: &str = "id, username, password_hash, role, created_at";
+
+pub(crate) fn user(row: &PgRow) -> Result<UserRecord> {
+    Ok(UserRecord {
+        id: get(row, "id")?,
+        username: get(row, "username")?,
+        password_hash: get(row, "password_hash")?,
+        role: get(row, "role")?,
+        created_at: get(row, "created_at")?,
+    })
+}
+
+pub(crate) const AUDIT_COLUMNS: &str =
+    "id, at, actor, action, object_kind, object_name, before_doc, after_doc";
+
+pub(crate) fn audit(row: &PgRow) -> Result<AuditRecord> {
+    Ok(AuditRecord {
+        id: get(row, "id")?,
+        at: get(row, "at")?,
+        actor: get(row, "actor")?,
+        action: get(row, "action")?,
+        object_kind: get(row, "object_kind")?,
+        object_name: get(row, "object_name")?,
+        before: get(row, "before_doc")?,
+        after: get(row, "after_doc")?,
+    })
+}

@@ -1,0 +1,463 @@
+//! Applying a `Write` batch and a status report inside one transaction. The
+//! caller owns the transaction: any error here rolls everything back.
+//!
+//! PostgreSQL runs these at READ COMMITTED, so every check that a later write
+//! depends on first locks the row it reads (`FOR UPDATE`): a concurrent
+//! writer waits for this transaction and then sees its result.
+
+use std::collections::HashMap;
+
+use rampart_store::{
+    DeviceRecord, Expect, NewAudit, ObjectKind, Result, StatusRecord, StoreError, Timestamp,
+    TokenRecord, UserRecord, Write,
+};
+use serde_json::Value;
+use sqlx::types::Json;
+use sqlx::{PgConnection, Row};
+
+use crate::rows::{self, from_db_u64, is_unique_violation, to_db_u64, OrBackend};
+
+pub(crate) async fn batch(
+    conn: &mut PgConnection,
+    tenant: &str,
+    at: Timestamp,
+    writes: Vec<Write>,
+    audit: Vec<NewAudit>,
+) -> Result<()> {
+    ensure_tenant(conn, tenant).await?;
+    for write in writes {
+        one(conn, tenant, at, write).await?;
+    }
+    for entry in audit {
+        sqlx::query(
+            "INSERT INTO audit (tenant_id, at, actor, action, object_kind, object_name, \
+             before_doc, after_doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(tenant)
+        .bind(at)
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(&entry.object_kind)
+        .bind(&entry.object_name)
+        .bind(&entry.before)
+        .bind(&entry.after)
+        .execute(&mut *conn)
+        .await
+        .or_backend()?;
+    }
+    Ok(())
+}
+
+async fn ensure_tenant(conn: &mut PgConnection, tenant: &str) -> Result<()> {
+    let found = sqlx::query("SELECT 1 FROM tenants WHERE id = $1")
+        .bind(tenant)
+        .fetch_optional(&mut *conn)
+        .await
+        .or_backend()?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(StoreError::NotFound(format!("tenant {tenant:?}"))),
+    }
+}
+
+async fn one(conn: &mut PgConnection, tenant: &str, at: Timestamp, write: Write) -> Result<()> {
+    match write {
+        Write::PutObject {
+            kind,
+            name,
+            doc,
+            expect,
+            by,
+        } => put_object(conn, tenant, at, kind, &name, &doc, expect, &by).await,
+        Write::DeleteObject { kind, name, expect } => {
+            delete_object(conn, tenant, kind, &name, expect).await
+        }
+        Write::PutTenantSettings { doc } => {
+            sqlx::query(
+                "INSERT INTO tenant_settings (tenant_id, doc, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tenant_id) DO UPDATE \
+                 SET doc = excluded.doc, updated_at = excluded.updated_at",
+            )
+            .bind(tenant)
+            .bind(&doc)
+            .bind(at)
+            .execute(&mut *conn)
+            .await
+            .or_backend()?;
+            Ok(())
+        }
+        Write::PutDevice(device) => put_device(conn, tenant, &device).await,
+        Write::SetDeviceTags { name, tags } => {
+            let done =
+                sqlx::query("UPDATE devices SET tags = $1 WHERE tenant_id = $2 AND name = $3")
+                    .bind(Json(&tags))
+                    .bind(tenant)
+                    .bind(&name)
+                    .execute(&mut *conn)
+                    .await
+                    .or_backend()?;
+            found_one(done.rows_affected(), || format!("device {name:?}"))
+        }
+        Write::DeleteDevice { name } => {
+            // The foreign key cascades to the statuses.
+            let done = sqlx::query("DELETE FROM devices WHERE tenant_id = $1 AND name = $2")
+                .bind(tenant)
+                .bind(&name)
+                .execute(&mut *conn)
+                .await
+                .or_backend()?;
+            found_one(done.rows_affected(), || format!("device {name:?}"))
+        }
+        Write::PutToken(token) => put_token(conn, tenant, &token).await,
+        Write::DeleteToken { id } => {
+            let done = sqlx::query("DELETE FROM tokens WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant)
+                .bind(&id)
+                .execute(&mut *conn)
+                .await
+                .or_backend()?;
+            found_one(done.rows_affected(), || format!("token {id:?}"))
+        }
+        Write::PutUser(user) => put_user(conn, tenant, &user).await,
+    }
+}
+
+fn found_one(rows: u64, what: impl FnOnce() -> String) -> Result<()> {
+    if rows == 0 {
+        return Err(StoreError::NotFound(what()));
+    }
+    Ok(())
+}
+
+fn describe(kind: ObjectKind, name: &str) -> String {
+    format!("{} {name:?}", kind.as_str())
+}
+
+/// Checks an expectation against the object's current version (`None` when
+/// it does not exist). Expecting an object that is missing is NotFound, as a
+/// delete or update of a missing record is elsewhere.
+fn check(kind: ObjectKind, name: &str, current: Option<u64>, expect: Expect) -> Result<()> {
+    match (expect, current) {
+        (Expect::Any, _) | (Expect::Absent, None) | (Expect::Present, Some(_)) => Ok(()),
+        (Expect::Absent, Some(_)) => Err(StoreError::Conflict(format!(
+            "{} already exists",
+            describe(kind, name)
+        ))),
+        (Expect::Present | Expect::Version(_), None) => {
+            Err(StoreError::NotFound(describe(kind, name)))
+        }
+        (Expect::Version(wanted), Some(at)) if wanted == at => Ok(()),
+        (Expect::Version(wanted), Some(at)) => Err(StoreError::Conflict(format!(
+            "{} is at version {at}, not {wanted}",
+            describe(kind, name)
+        ))),
+    }
+}
+
+/// Locks the object's row and returns (last version ever written, current
+/// version if live); `None` when the name was never written.
+async fn lock_object(
+    conn: &mut PgConnection,
+    tenant: &str,
+    kind: ObjectKind,
+    name: &str,
+) -> Result<Option<(u64, Option<u64>)>> {
+    let row = sqlx::query(
+        "SELECT last_version, current_version FROM objects \
+         WHERE tenant_id = $1 AND kind = $2 AND name = $3 FOR UPDATE",
+    )
+    .bind(tenant)
+    .bind(kind.as_str())
+    .bind(name)
+    .fetch_optional(&mut *conn)
+    .await
+    .or_backend()?;
+    let Some(row) = row else { return Ok(None) };
+    let last: i64 = row.try_get("last_version").or_backend()?;
+    let current: Option<i64> = row.try_get("current_version").or_backend()?;
+    let current = current
+        .map(|v| from_db_u64(v, "current_version"))
+        .transpose()?;
+    Ok(Some((from_db_u64(last, "last_version")?, current)))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn put_object(
+    conn: &mut PgConnection,
+    tenant: &str,
+    at: Timestamp,
+    kind: ObjectKind,
+    name: &str,
+    doc: &Value,
+    expect: Expect,
+    by: &str,
+) -> Result<()> {
+    // Make sure there is a row to lock. A concurrent creator's insert makes
+    // this one wait until it commits (then it does nothing), so two creators
+    // of one name are serialised like two updaters.
+    sqlx::query(
+        "INSERT INTO objects (tenant_id, kind, name, last_version, current_version) \
+         VALUES ($1, $2, $3, 0, NULL) ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(kind.as_str())
+    .bind(name)
+    .execute(&mut *conn)
+    .await
+    .or_backend()?;
+    let head = lock_object(conn, tenant, kind, name).await?;
+    let (last, current) = head.unwrap_or((0, None));
+    check(kind, name, current, expect)?;
+    let version = to_db_u64(last + 1)?;
+    sqlx::query(
+        "UPDATE objects SET last_version = $4, current_version = $4 \
+         WHERE tenant_id = $1 AND kind = $2 AND name = $3",
+    )
+    .bind(tenant)
+    .bind(kind.as_str())
+    .bind(name)
+    .bind(version)
+    .execute(&mut *conn)
+    .await
+    .or_backend()?;
+    sqlx::query(
+        "INSERT INTO object_versions \
+         (tenant_id, kind, name, version, doc, modified_at, modified_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(tenant)
+    .bind(kind.as_str())
+    .bind(name)
+    .bind(version)
+    .bind(doc)
+    .bind(at)
+    .bind(by)
+    .execute(&mut *conn)
+    .await
+    .or_backend()?;
+    Ok(())
+}
+
+async fn delete_object(
+    conn: &mut PgConnection,
+    tenant: &str,
+    kind: ObjectKind,
+    name: &str,
+    expect: Expect,
+) -> Result<()> {
+    let current = lock_object(conn, tenant, kind, name)
+        .await?
+        .and_then(|(_, current)| current);
+    check(kind, name, current, expect)?;
+    if current.is_some() {
+        // The row stays so that its last version keeps counting.
+        sqlx::query(
+            "UPDATE objects SET current_version = NULL \
+             WHERE tenant_id = $1 AND kind = $2 AND name = $3",
+        )
+        .bind(tenant)
+        .bind(kind.as_str())
+        .bind(name)
+        .execute(&mut *conn)
+        .await
+        .or_backend()?;
+    }
+    Ok(())
+}
+
+async fn put_device(conn: &mut PgConnection, tenant: &str, d: &DeviceRecord) -> Result<()> {
+    // An upsert keeps the row, and with it the device's statuses.
+    let result = sqlx::query(
+        "INSERT INTO devices (tenant_id, name, id, os, os_version, device_type, agent_version, \
+         tags, labels, managed_by, enrollment_status, enrollment_code, enrollment_reason, \
+         last_check_in, applied_digest, policy_version, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+         ON CONFLICT (tenant_id, name) DO UPDATE SET \
+         id = excluded.id, os = excluded.os, os_version = excluded.os_version, \
+         device_type = excluded.device_type, agent_version = excluded.agent_version, \
+         tags = excluded.tags, labels = excluded.labels, managed_by = excluded.managed_by, \
+         enrollment_status = excluded.enrollment_status, \
+         enrollment_code = excluded.enrollment_code, \
+         enrollment_reason = excluded.enrollment_reason, \
+         last_check_in = excluded.last_check_in, applied_digest = excluded.applied_digest, \
+         policy_version = excluded.policy_version, created_at = excluded.created_at",
+    )
+    .bind(tenant)
+    .bind(&d.name)
+    .bind(&d.id)
+    .bind(&d.os)
+    .bind(&d.os_version)
+    .bind(&d.device_type)
+    .bind(&d.agent_version)
+    .bind(Json(&d.tags))
+    .bind(Json(&d.labels))
+    .bind(&d.managed_by)
+    .bind(&d.enrollment_status)
+    .bind(&d.enrollment_code)
+    .bind(&d.enrollment_reason)
+    .bind(d.last_check_in)
+    .bind(&d.applied_digest)
+    .bind(d.policy_version.map(to_db_u64).transpose()?)
+    .bind(d.created_at)
+    .execute(&mut *conn)
+    .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict(format!(
+            "device id {:?} is already used by another device than {:?}",
+            d.id, d.name
+        ))),
+        Err(err) => Err(StoreError::Backend(err.to_string())),
+    }
+}
+
+async fn put_token(conn: &mut PgConnection, tenant: &str, t: &TokenRecord) -> Result<()> {
+    // The batch's tenant is the one the caller is authorised for; a token
+    // naming another tenant is a mistake that must not grant access there.
+    if t.tenant_id != tenant {
+        return Err(StoreError::Conflict(format!(
+            "token {:?} belongs to tenant {:?}, not {tenant:?}",
+            t.name, t.tenant_id
+        )));
+    }
+    let result = sqlx::query(
+        "INSERT INTO tokens (tenant_id, id, name, role, kind, hash, created_at, expires_at, \
+         created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(tenant)
+    .bind(&t.id)
+    .bind(&t.name)
+    .bind(&t.role)
+    .bind(&t.kind)
+    .bind(&t.hash)
+    .bind(t.created_at)
+    .bind(t.expires_at)
+    .bind(&t.created_by)
+    .execute(&mut *conn)
+    .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict(format!(
+            "token {:?} already exists",
+            t.name
+        ))),
+        Err(err) => Err(StoreError::Backend(err.to_string())),
+    }
+}
+
+async fn put_user(conn: &mut PgConnection, tenant: &str, u: &UserRecord) -> Result<()> {
+    let result = sqlx::query(
+        "INSERT INTO users (tenant_id, id, username, password_hash, role, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(tenant)
+    .bind(&u.id)
+    .bind(&u.username)
+    .bind(&u.password_hash)
+    .bind(&u.role)
+    .bind(u.created_at)
+    .execute(&mut *conn)
+    .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict(format!(
+            "user {:?} already exists",
+            u.username
+        ))),
+        Err(err) => Err(StoreError::Backend(err.to_string())),
+    }
+}
+
+/// The parts of a status row whose change is worth storing; `updated_at`
+/// is deliberately not one of them.
+#[derive(PartialEq)]
+struct Reported {
+    status: String,
+    observed: Option<Value>,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    digest: String,
+}
+
+impl From<&StatusRecord> for Reported {
+    fn from(s: &StatusRecord) -> Self {
+        Reported {
+            status: s.status.clone(),
+            observed: s.observed.clone(),
+            error_code: s.error_code.clone(),
+            error_message: s.error_message.clone(),
+            digest: s.digest.clone(),
+        }
+    }
+}
+
+/// Upserts the rows of `statuses` that differ from what is stored; the
+/// device named by the call wins over each record's `device` field.
+pub(crate) async fn statuses(
+    conn: &mut PgConnection,
+    tenant: &str,
+    device: &str,
+    statuses: Vec<StatusRecord>,
+) -> Result<usize> {
+    // Locking the device serialises two reports from one device (so each
+    // counts its own changes) and a report against the device's deletion.
+    let exists = sqlx::query("SELECT 1 FROM devices WHERE tenant_id = $1 AND name = $2 FOR UPDATE")
+        .bind(tenant)
+        .bind(device)
+        .fetch_optional(&mut *conn)
+        .await
+        .or_backend()?;
+    if exists.is_none() {
+        return Err(StoreError::NotFound(format!("device {device:?}")));
+    }
+
+    // Comparing in Rust keeps "changed" meaning the same as in SQLite.
+    let stored = sqlx::query(&format!(
+        "SELECT {} FROM statuses WHERE tenant_id = $1 AND device = $2",
+        rows::STATUS_COLUMNS
+    ))
+    .bind(tenant)
+    .bind(device)
+    .fetch_all(&mut *conn)
+    .await
+    .or_backend()?;
+    let mut known = HashMap::new();
+    for row in &stored {
+        let s = rows::status(row)?;
+        known.insert((s.setting.clone(), s.key.clone()), Reported::from(&s));
+    }
+
+    let mut changed = 0;
+    for s in statuses {
+        let reported = Reported::from(&s);
+        let key = (s.setting.clone(), s.key.clone());
+        if known.get(&key) == Some(&reported) {
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO statuses (tenant_id, device, setting, setting_key, status, observed, \
+             error_code, error_message, digest, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (tenant_id, device, setting, setting_key) DO UPDATE SET \
+             status = excluded.status, observed = excluded.observed, \
+             error_code = excluded.error_code, error_message = excluded.error_message, \
+             digest = excluded.digest, updated_at = excluded.updated_at",
+        )
+        .bind(tenant)
+        .bind(device)
+        .bind(&s.setting)
+        .bind(&s.key)
+        .bind(&s.status)
+        .bind(&s.observed)
+        .bind(&s.error_code)
+        .bind(&s.error_message)
+        .bind(&s.digest)
+        .bind(s.updated_at)
+        .execute(&mut *conn)
+        .await
+        .or_backend()?;
+        known.insert(key, reported);
+        changed += 1;
+    }
+    Ok(changed)
+}

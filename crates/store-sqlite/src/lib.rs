@@ -1,0 +1,461 @@
+//! The SQLite backend of [`rampart_store::Store`]: the embedded default, one
+//! file next to the server, no service to run.
+//!
+//! SQLite allows one writer at a time. Rather than let concurrent batches
+//! collide and fail with `SQLITE_BUSY`, every mutation goes through a pool of
+//! exactly one connection, which queues writers in the process, and opens its
+//! transaction with `BEGIN IMMEDIATE`, which takes the write lock up front (so
+//! another process on the same file waits for the busy timeout instead of
+//! failing half-way). Reads use a separate pool and, thanks to WAL mode, are
+//! never blocked by the writer.
+
+mod migrate;
+mod rows;
+mod write;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rampart_store::{
+    AuditRecord, DeviceRecord, NewAudit, ObjectKind, ObjectRecord, Result, StatusRecord, Store,
+    StoreError, Tenant, Timestamp, TokenRecord, UserRecord, Write,
+};
+use serde_json::Value;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::rows::{is_unique_violation, OrBackend};
+
+/// How long a connection waits for another process's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a write waits for its turn on the single writer connection.
+const WRITE_QUEUE_TIMEOUT: Duration = Duration::from_secs(60);
+const READERS: u32 = 8;
+
+/// A Rampart store in one SQLite file (or in memory, for tests).
+#[derive(Clone)]
+pub struct SqliteStore {
+    /// Exactly one connection: see the module documentation.
+    writer: SqlitePool,
+    reader: SqlitePool,
+    location: String,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it if needed) the database file at `path` and brings
+    /// its schema up to date. Fails if the file's schema is newer than this
+    /// build knows.
+    pub async fn open(path: &Path) -> Result<SqliteStore> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL makes NORMAL durable against application crashes; only a
+            // power loss may drop the last transactions.
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let location = path.display().to_string();
+        let fail = |err: sqlx::Error| {
+            StoreError::Backend(format!("cannot open SQLite database {location}: {err}"))
+        };
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(WRITE_QUEUE_TIMEOUT)
+            .connect_with(options.clone())
+            .await
+            .map_err(fail)?;
+        migrate_pool(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .connect_with(options)
+            .await
+            .map_err(fail)?;
+        Ok(SqliteStore {
+            writer,
+            reader,
+            location,
+        })
+    }
+
+    /// A fresh, private database that lives as long as the store; for tests.
+    pub async fn open_in_memory() -> Result<SqliteStore> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .or_backend()?
+            .foreign_keys(true);
+        // Every connection to `:memory:` is a database of its own, so reads
+        // and writes share the one connection, and it must never be recycled.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(WRITE_QUEUE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|err| StoreError::Backend(format!("cannot open SQLite in memory: {err}")))?;
+        migrate_pool(&pool).await?;
+        Ok(SqliteStore {
+            writer: pool.clone(),
+            reader: pool,
+            location: ":memory:".to_owned(),
+        })
+    }
+
+    /// Opens the store a `sqlite:` URL names: `sqlite:///abs/path.db`,
+    /// `sqlite://relative/path.db`, `sqlite:path.db` or `sqlite::memory:`.
+    pub async fn open_url(url: &str) -> Result<SqliteStore> {
+        match parse_url(url)? {
+            None => SqliteStore::open_in_memory().await,
+            Some(path) => SqliteStore::open(&path).await,
+        }
+    }
+
+    /// Closes every connection; later calls fail. Lets a caller remove the
+    /// file right after.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+/// The file a `sqlite:` URL names, or `None` for an in-memory database.
+fn parse_url(url: &str) -> Result<Option<PathBuf>> {
+    let invalid = |why: &str| StoreError::Backend(format!("invalid SQLite URL {url:?}: {why}"));
+    let rest = url
+        .strip_prefix("sqlite:")
+        .ok_or_else(|| invalid("it must start with sqlite:"))?;
+    if rest == ":memory:" || rest == "//:memory:" {
+        return Ok(None);
+    }
+    // A query string would be silently taken as part of the file name.
+    if rest.contains('?') {
+        return Err(invalid("options after '?' are not supported"));
+    }
+    let path = rest.strip_prefix("//").unwrap_or(rest);
+    if path.is_empty() {
+        return Err(invalid("it names no file"));
+    }
+    Ok(Some(PathBuf::from(path)))
+}
+
+async fn migrate_pool(pool: &SqlitePool) -> Result<()> {
+    let mut conn = pool.acquire().await.or_backend()?;
+    migrate::run(&mut conn).await
+}
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// Reads run on the reader pool and decode every row or fail.
+impl SqliteStore {
+    async fn fetch_all<'q, T>(
+        &self,
+        query: SqliteQuery<'q>,
+        decode: fn(&sqlx::sqlite::SqliteRow) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let rows = query.fetch_all(&self.reader).await.or_backend()?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn fetch_optional<'q, T>(
+        &self,
+        query: SqliteQuery<'q>,
+        decode: fn(&sqlx::sqlite::SqliteRow) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let row = query.fetch_optional(&self.reader).await.or_backend()?;
+        row.as_ref().map(decode).transpose()
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_tenant(&self, name: &str, at: Timestamp) -> Result<Tenant> {
+        let tenant = Tenant {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: name.to_owned(),
+            created_at: at,
+        };
+        let result = sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)")
+            .bind(&tenant.id)
+            .bind(&tenant.name)
+            .bind(tenant.created_at)
+            .execute(&self.writer)
+            .await;
+        match result {
+            Ok(_) => Ok(tenant),
+            Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict(format!(
+                "tenant {name:?} already exists"
+            ))),
+            Err(err) => Err(StoreError::Backend(err.to_string())),
+        }
+    }
+
+    async fn tenants(&self) -> Result<Vec<Tenant>> {
+        let query = sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY name");
+        self.fetch_all(query, rows::tenant).await
+    }
+
+    async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
+        let query =
+            sqlx::query("SELECT id, name, created_at FROM tenants WHERE name = ?").bind(name);
+        self.fetch_optional(query, rows::tenant).await
+    }
+
+    async fn write(
+        &self,
+        tenant: &str,
+        at: Timestamp,
+        writes: Vec<Write>,
+        audit: Vec<NewAudit>,
+    ) -> Result<()> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_backend()?;
+        write::batch(&mut tx, tenant, at, writes, audit).await?;
+        tx.commit().await.or_backend()
+    }
+
+    async fn tenant_settings(&self, tenant: &str) -> Result<Option<Value>> {
+        let doc: Option<String> =
+            sqlx::query_scalar("SELECT doc FROM tenant_settings WHERE tenant_id = ?")
+                .bind(tenant)
+                .fetch_optional(&self.reader)
+                .await
+                .or_backend()?;
+        doc.map(|text| {
+            serde_json::from_str(&text).map_err(|err| {
+                StoreError::Backend(format!("stored tenant settings are not valid JSON: {err}"))
+            })
+        })
+        .transpose()
+    }
+
+    async fn objects(&self, tenant: &str, kind: ObjectKind) -> Result<Vec<ObjectRecord>> {
+        let sql = current_objects_sql("ORDER BY o.name");
+        let query = sqlx::query(&sql).bind(tenant).bind(kind.as_str());
+        self.fetch_all(query, rows::object).await
+    }
+
+    async fn object(
+        &self,
+        tenant: &str,
+        kind: ObjectKind,
+        name: &str,
+    ) -> Result<Option<ObjectRecord>> {
+        let sql = current_objects_sql("AND o.name = ?");
+        let query = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(kind.as_str())
+            .bind(name);
+        self.fetch_optional(query, rows::object).await
+    }
+
+    async fn object_history(
+        &self,
+        tenant: &str,
+        kind: ObjectKind,
+        name: &str,
+    ) -> Result<Vec<ObjectRecord>> {
+        let sql = format!(
+            "SELECT {} FROM object_versions WHERE tenant_id = ? AND kind = ? AND name = ? \
+             ORDER BY version",
+            rows::OBJECT_COLUMNS
+        );
+        let query = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(kind.as_str())
+            .bind(name);
+        self.fetch_all(query, rows::object).await
+    }
+
+    async fn devices(&self, tenant: &str) -> Result<Vec<DeviceRecord>> {
+        let sql = format!(
+            "SELECT {} FROM devices WHERE tenant_id = ? ORDER BY name",
+            rows::DEVICE_COLUMNS
+        );
+        self.fetch_all(sqlx::query(&sql).bind(tenant), rows::device)
+            .await
+    }
+
+    async fn device(&self, tenant: &str, name: &str) -> Result<Option<DeviceRecord>> {
+        let sql = format!(
+            "SELECT {} FROM devices WHERE tenant_id = ? AND name = ?",
+            rows::DEVICE_COLUMNS
+        );
+        let query = sqlx::query(&sql).bind(tenant).bind(name);
+        self.fetch_optional(query, rows::device).await
+    }
+
+    async fn record_statuses(
+        &self,
+        tenant: &str,
+        device: &str,
+        statuses: Vec<StatusRecord>,
+    ) -> Result<usize> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_backend()?;
+        let changed = write::statuses(&mut tx, tenant, device, statuses).await?;
+        tx.commit().await.or_backend()?;
+        Ok(changed)
+    }
+
+    async fn statuses(&self, tenant: &str) -> Result<Vec<StatusRecord>> {
+        let sql = format!(
+            "SELECT {} FROM statuses WHERE tenant_id = ? ORDER BY device, setting, setting_key",
+            rows::STATUS_COLUMNS
+        );
+        self.fetch_all(sqlx::query(&sql).bind(tenant), rows::status)
+            .await
+    }
+
+    async fn device_statuses(&self, tenant: &str, device: &str) -> Result<Vec<StatusRecord>> {
+        let sql = format!(
+            "SELECT {} FROM statuses WHERE tenant_id = ? AND device = ? \
+             ORDER BY setting, setting_key",
+            rows::STATUS_COLUMNS
+        );
+        let query = sqlx::query(&sql).bind(tenant).bind(device);
+        self.fetch_all(query, rows::status).await
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        let sql = format!("SELECT {} FROM tokens WHERE hash = ?", rows::TOKEN_COLUMNS);
+        self.fetch_optional(sqlx::query(&sql).bind(hash), rows::token)
+            .await
+    }
+
+    async fn tokens(&self, tenant: &str) -> Result<Vec<TokenRecord>> {
+        let sql = format!(
+            "SELECT {} FROM tokens WHERE tenant_id = ? ORDER BY created_at, name, id",
+            rows::TOKEN_COLUMNS
+        );
+        self.fetch_all(sqlx::query(&sql).bind(tenant), rows::token)
+            .await
+    }
+
+    async fn users(&self, tenant: &str) -> Result<Vec<UserRecord>> {
+        let sql = format!(
+            "SELECT {} FROM users WHERE tenant_id = ? ORDER BY username",
+            rows::USER_COLUMNS
+        );
+        self.fetch_all(sqlx::query(&sql).bind(tenant), rows::user)
+            .await
+    }
+
+    async fn user(&self, tenant: &str, username: &str) -> Result<Option<UserRecord>> {
+        let sql = format!(
+            "SELECT {} FROM users WHERE tenant_id = ? AND username = ?",
+            rows::USER_COLUMNS
+        );
+        let query = sqlx::query(&sql).bind(tenant).bind(username);
+        self.fetch_optional(query, rows::user).await
+    }
+
+    async fn audit(
+        &self,
+        tenant: &str,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Vec<AuditRecord>> {
+        let sql = format!(
+            "SELECT {} FROM audit WHERE tenant_id = ? AND (? IS NULL OR id < ?) \
+             ORDER BY id DESC LIMIT ?",
+            rows::AUDIT_COLUMNS
+        );
+        let query = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(before)
+            .bind(before)
+            .bind(i64::from(limit));
+        self.fetch_all(query, rows::audit).await
+    }
+}
+
+/// Selects the current version of live objects: the head row in `objects`
+/// points into `object_versions`. `filter` adds conditions after the tenant
+/// and kind.
+fn current_objects_sql(filter: &str) -> String {
+    let columns: Vec<String> = rows::OBJECT_COLUMNS
+        .split(", ")
+        .map(|column| format!("v.{column}"))
+        .collect();
+    format!(
+        "SELECT {} FROM objects o JOIN object_versions v \
+         ON v.tenant_id = o.tenant_id AND v.kind = o.kind AND v.name = o.name \
+         AND v.version = o.current_version \
+         WHERE o.tenant_id = ? AND o.kind = ? {filter}",
+        columns.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_a_file_or_memory() {
+        assert_eq!(parse_url("sqlite::memory:").unwrap(), None);
+        assert_eq!(
+            parse_url("sqlite:///var/lib/rampart/rampart.db").unwrap(),
+            Some(PathBuf::from("/var/lib/rampart/rampart.db"))
+        );
+        assert_eq!(
+            parse_url("sqlite://data/rampart.db").unwrap(),
+            Some(PathBuf::from("data/rampart.db"))
+        );
+        assert_eq!(
+            parse_url("sqlite:rampart.db").unwrap(),
+            Some(PathBuf::from("rampart.db"))
+        );
+        assert!(parse_url("postgres://localhost/db").is_err());
+        assert!(parse_url("sqlite://").is_err());
+        assert!(parse_url("sqlite:///x.db?mode=ro").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_newer_schema_is_refused() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)")
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        let mut conn = store.writer.acquire().await.unwrap();
+        let err = migrate::run(&mut conn).await.unwrap_err().to_string();
+        assert!(err.contains("version 999"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn reopening_a_file_keeps_its_data() {
+        let path = std::env::temp_dir().join(format!("rampart-reopen-{}.db", uuid::Uuid::new_v4()));
+        let store = SqliteStore::open(&path).await.unwrap();
+        store.create_tenant("default", 1).await.unwrap();
+        store.close().await;
+        let store = SqliteStore::open_url(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        assert!(store.tenant_by_name("default").await.unwrap().is_some());
+        let debug = format!("{store:?}");
+        assert!(debug.contains("rampart-reopen"), "{debug}");
+        store.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+}

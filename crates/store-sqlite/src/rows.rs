@@ -1,0 +1,193 @@
+//! Turning SQLite rows into store records, and sqlx errors into `StoreError`s.
+
+use rampart_store::{
+    AuditRecord, DeviceRecord, ObjectKind, ObjectRecord, Result, StatusRecord, StoreError, Tenant,
+    TokenRecord, UserRecord,
+};
+use serde_json::Value;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+/// Maps database failures to [`StoreError::Backend`]; the write paths look
+/// for uniqueness violations themselves before they get here.
+pub(crate) trait OrBackend<T> {
+    fn or_backend(self) -> Result<T>;
+}
+
+impl<T> OrBackend<T> for std::result::Result<T, sqlx::Error> {
+    fn or_backend(self) -> Result<T> {
+        self.map_err(|err| StoreError::Backend(err.to_string()))
+    }
+}
+
+pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .is_some_and(|db| db.is_unique_violation())
+}
+
+fn get<'r, T>(row: &'r SqliteRow, column: &str) -> Result<T>
+where
+    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+{
+    row.try_get(column).or_backend()
+}
+
+/// Versions are `u64` in the API and `INTEGER` (i64) in SQLite.
+pub(crate) fn to_db_u64(value: u64) -> Result<i64> {
+    i64::try_from(value).map_err(|_| StoreError::Backend(format!("{value} is too large to store")))
+}
+
+fn u64_column(row: &SqliteRow, column: &str) -> Result<u64> {
+    let value: i64 = get(row, column)?;
+    u64::try_from(value)
+        .map_err(|_| StoreError::Backend(format!("stored {column} {value} is negative")))
+}
+
+fn opt_u64_column(row: &SqliteRow, column: &str) -> Result<Option<u64>> {
+    let value: Option<i64> = get(row, column)?;
+    value
+        .map(|v| {
+            u64::try_from(v)
+                .map_err(|_| StoreError::Backend(format!("stored {column} {v} is negative")))
+        })
+        .transpose()
+}
+
+pub(crate) fn to_json_text<T: serde::Serialize + ?Sized>(value: &T) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|err| StoreError::Backend(format!("cannot encode JSON: {err}")))
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(text: &str, column: &str) -> Result<T> {
+    serde_json::from_str(text)
+        .map_err(|err| StoreError::Backend(format!("stored {column} is not valid JSON: {err}")))
+}
+
+fn json_column<T: serde::de::DeserializeOwned>(row: &SqliteRow, column: &str) -> Result<T> {
+    let text: String = get(row, column)?;
+    parse_json(&text, column)
+}
+
+fn opt_json_column(row: &SqliteRow, column: &str) -> Result<Option<Value>> {
+    let text: Option<String> = get(row, column)?;
+    text.map(|t| parse_json(&t, column)).transpose()
+}
+
+pub(crate) fn kind_from_db(kind: &str) -> Result<ObjectKind> {
+    match kind {
+        "policy" => Ok(ObjectKind::Policy),
+        "group" => Ok(ObjectKind::Group),
+        other => Err(StoreError::Backend(format!(
+            "unknown object kind {other:?}"
+        ))),
+    }
+}
+
+pub(crate) fn tenant(row: &SqliteRow) -> Result<Tenant> {
+    Ok(Tenant {
+        id: get(row, "id")?,
+        name: get(row, "name")?,
+        created_at: get(row, "created_at")?,
+    })
+}
+
+pub(crate) const OBJECT_COLUMNS: &str = "kind, name, version, doc, modified_at, modified_by";
+
+pub(crate) fn object(row: &SqliteRow) -> Result<ObjectRecord> {
+    let kind: String = get(row, "kind")?;
+    Ok(ObjectRecord {
+        kind: kind_from_db(&kind)?,
+        name: get(row, "name")?,
+        doc: json_column(row, "doc")?,
+        version: u64_column(row, "version")?,
+        modified_at: get(row, "modified_at")?,
+        modified_by: get(row, "modified_by")?,
+    })
+}
+
+pub(crate) const DEVICE_COLUMNS: &str = "id, name, os, os_version, device_type, agent_version, \
+    tags, labels, managed_by, enrollment_status, enrollment_code, enrollment_reason, \
+    last_check_in, applied_digest, policy_version, created_at";
+
+pub(crate) fn device(row: &SqliteRow) -> Result<DeviceRecord> {
+    Ok(DeviceRecord {
+        id: get(row, "id")?,
+        name: get(row, "name")?,
+        os: get(row, "os")?,
+        os_version: get(row, "os_version")?,
+        device_type: get(row, "device_type")?,
+        agent_version: get(row, "agent_version")?,
+        tags: json_column(row, "tags")?,
+        labels: json_column(row, "labels")?,
+        managed_by: get(row, "managed_by")?,
+        enrollment_status: get(row, "enrollment_status")?,
+        enrollment_code: get(row, "enrollment_code")?,
+        enrollment_reason: get(row, "enrollment_reason")?,
+        last_check_in: get(row, "last_check_in")?,
+        applied_digest: get(row, "applied_digest")?,
+        policy_version: opt_u64_column(row, "policy_version")?,
+        created_at: get(row, "created_at")?,
+    })
+}
+
+pub(crate) const STATUS_COLUMNS: &str = "device, setting, setting_key, status, observed, \
+    error_code, error_message, digest, updated_at";
+
+pub(crate) fn status(row: &SqliteRow) -> Result<StatusRecord> {
+    Ok(StatusRecord {
+        device: get(row, "device")?,
+        setting: get(row, "setting")?,
+        key: get(row, "setting_key")?,
+        status: get(row, "status")?,
+        observed: opt_json_column(row, "observed")?,
+        error_code: get(row, "error_code")?,
+        error_message: get(row, "error_message")?,
+        digest: get(row, "digest")?,
+        updated_at: get(row, "updated_at")?,
+    })
+}
+
+pub(crate) const TOKEN_COLUMNS: &str =
+    "id, tenant_id, name, role, kind, hash, created_at, expires_at, created_by";
+
+pub(crate) fn token(row: &SqliteRow) -> Result<TokenRecord> {
+    Ok(TokenRecord {
+        id: get(row, "id")?,
+        tenant_id: get(row, "tenant_id")?,
+        name: get(row, "name")?,
+        role: get(row, "role")?,
+        kind: get(row, "kind")?,
+        hash: get(row, "hash")?,
+        created_at: get(row, "created_at")?,
+        expires_at: get(row, "expires_at")?,
+        created_by: get(row, "created_by")?,
+    })
+}
+
+pub(crate) const USER_COLUMNS: &str = "id, username, password_hash, role, created_at";
+
+pub(crate) fn user(row: &SqliteRow) -> Result<UserRecord> {
+    Ok(UserRecord {
+        id: get(row, "id")?,
+        username: get(row, "username")?,
+        password_hash: get(row, "password_hash")?,
+        role: get(row, "role")?,
+        created_at: get(row, "created_at")?,
+    })
+}
+
+pub(crate) const AUDIT_COLUMNS: &str =
+    "id, at, actor, action, object_kind, object_name, before_doc, after_doc";
+
+pub(crate) fn audit(row: &SqliteRow) -> Result<AuditRecord> {
+    Ok(AuditRecord {
+        id: get(row, "id")?,
+        at: get(row, "at")?,
+        actor: get(row, "actor")?,
+        action: get(row, "action")?,
+        object_kind: get(row, "object_kind")?,
+        object_name: get(row, "object_name")?,
+        before: opt_json_column(row, "before_doc")?,
+        after: opt_json_column(row, "after_doc")?,
+    })
+}

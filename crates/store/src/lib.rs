@@ -1,0 +1,300 @@
+//! Rampart's storage interface: one trait, implemented by `rampart-store-sqlite`
+//! (the embedded default) and `rampart-store-postgres`, and one contract test
+//! suite (`contract`) both must pass.
+//!
+//! The store is deliberately dumb: it keeps tenant-scoped records and JSON
+//! documents and knows nothing of policies' meaning. Validation happens before
+//! anything reaches it; the server turns documents back into domain values
+//! with `rampart-core`. Every mutation goes through [`Store::write`], which
+//! applies a batch of writes and their audit entries in one transaction: all
+//! or nothing, so a failed call never leaves half a change behind.
+
+pub mod contract;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+/// Seconds since the Unix epoch. The store never reads the clock: callers
+/// pass the time, so tests can control it.
+pub type Timestamp = i64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The named record does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A uniqueness or version expectation failed (`Expect`).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database failed; not the caller's fault.
+    #[error("storage backend error: {0}")]
+    Backend(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A tenant: the trust boundary every other record belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    /// Opaque, stable id.
+    pub id: String,
+    /// Unique, human-chosen name (`default` for the first one).
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
+/// Versioned documents the administrators write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ObjectKind {
+    Policy,
+    Group,
+}
+
+impl ObjectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::Policy => "policy",
+            ObjectKind::Group => "group",
+        }
+    }
+}
+
+/// One version of a policy or group document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectRecord {
+    pub kind: ObjectKind,
+    pub name: String,
+    /// The canonical JSON of the checked object.
+    pub doc: Value,
+    /// 1 for a new object, +1 on every change; never reused, even after a
+    /// delete and re-create.
+    pub version: u64,
+    pub modified_at: Timestamp,
+    pub modified_by: String,
+}
+
+/// A device as the control plane keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceRecord {
+    /// Opaque, stable id.
+    pub id: String,
+    /// Unique within the tenant.
+    pub name: String,
+    /// `linux`, `windows`, `macos`.
+    pub os: String,
+    pub os_version: String,
+    /// `workstation` or `server`.
+    pub device_type: String,
+    pub agent_version: String,
+    pub tags: Vec<String>,
+    /// `Joined`, `Managed`.
+    pub labels: Vec<String>,
+    /// `rampart`, or the other management authority the agent found.
+    pub managed_by: String,
+    /// e.g. `enrolled`, `failed`, `pending`, `simulated`.
+    pub enrollment_status: String,
+    /// Stable code when enrollment failed.
+    pub enrollment_code: Option<String>,
+    pub enrollment_reason: Option<String>,
+    pub last_check_in: Option<Timestamp>,
+    /// Digest of the effective policy the agent last applied.
+    pub applied_digest: Option<String>,
+    pub policy_version: Option<u64>,
+    pub created_at: Timestamp,
+}
+
+/// What an agent reported for one setting (or one key of a per-key setting).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusRecord {
+    pub device: String,
+    pub setting: String,
+    /// Empty for a whole setting; the ASR rule id or firewall rule name else.
+    pub key: String,
+    /// `succeeded`, `error`, `conflict`, `not_applicable`, `pending`.
+    pub status: String,
+    /// The value read back from the component.
+    pub observed: Option<Value>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    /// Digest of the effective policy the report is about.
+    pub digest: String,
+    pub updated_at: Timestamp,
+}
+
+/// An API token or a console session, stored hashed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    /// `global_admin`, `security_manager`, `read_only`.
+    pub role: String,
+    /// `api` or `session`.
+    pub kind: String,
+    /// Hex SHA-256 of the secret; the secret itself is never stored.
+    pub hash: String,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub created_by: String,
+}
+
+/// A local user of the console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: String,
+    pub username: String,
+    /// PHC string (argon2id).
+    pub password_hash: String,
+    pub role: String,
+    pub created_at: Timestamp,
+}
+
+/// One audit log entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    /// Increasing within a store.
+    pub id: i64,
+    pub at: Timestamp,
+    pub actor: String,
+    /// e.g. `policy.create`, `device.delete`, `tenant.settings`.
+    pub action: String,
+    pub object_kind: String,
+    pub object_name: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+/// An audit entry to write with a batch; `id` and `at` come from the store and
+/// the batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAudit {
+    pub actor: String,
+    pub action: String,
+    pub object_kind: String,
+    pub object_name: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+/// What a write expects of the record's current state. A failed expectation
+/// fails the whole batch: with [`StoreError::NotFound`] when `Present` or
+/// `Version` finds no record, with [`StoreError::Conflict`] otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    Any,
+    /// Create only.
+    Absent,
+    /// Update or delete only.
+    Present,
+    /// Exactly this version (optimistic concurrency).
+    Version(u64),
+}
+
+/// One mutation inside a [`Store::write`] batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// Creates or replaces a document; the store assigns the next version
+    /// and keeps the old one in the history.
+    PutObject {
+        kind: ObjectKind,
+        name: String,
+        doc: Value,
+        expect: Expect,
+        by: String,
+    },
+    DeleteObject {
+        kind: ObjectKind,
+        name: String,
+        expect: Expect,
+    },
+    PutTenantSettings {
+        doc: Value,
+    },
+    /// Inserts or replaces a device by name.
+    PutDevice(DeviceRecord),
+    SetDeviceTags {
+        name: String,
+        tags: Vec<String>,
+    },
+    /// Deletes a device and its statuses. NotFound when absent.
+    DeleteDevice {
+        name: String,
+    },
+    /// Inserts a token; Conflict if its hash exists.
+    PutToken(TokenRecord),
+    /// NotFound when absent.
+    DeleteToken {
+        id: String,
+    },
+    /// Inserts a user; Conflict if the username exists in the tenant.
+    PutUser(UserRecord),
+}
+
+/// The storage interface. Every method but the tenant and token look-ups is
+/// scoped to one tenant id: a tenant's records are invisible to another.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Creates a tenant; Conflict when the name is taken.
+    async fn create_tenant(&self, name: &str, at: Timestamp) -> Result<Tenant>;
+    async fn tenants(&self) -> Result<Vec<Tenant>>;
+    async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>>;
+
+    /// Applies every write and audit entry in one transaction, in order.
+    async fn write(
+        &self,
+        tenant: &str,
+        at: Timestamp,
+        writes: Vec<Write>,
+        audit: Vec<NewAudit>,
+    ) -> Result<()>;
+
+    async fn tenant_settings(&self, tenant: &str) -> Result<Option<Value>>;
+
+    /// Current documents of a kind, sorted by name.
+    async fn objects(&self, tenant: &str, kind: ObjectKind) -> Result<Vec<ObjectRecord>>;
+    async fn object(
+        &self,
+        tenant: &str,
+        kind: ObjectKind,
+        name: &str,
+    ) -> Result<Option<ObjectRecord>>;
+    /// Every version of a document, oldest first, including those before a
+    /// delete and re-create.
+    async fn object_history(
+        &self,
+        tenant: &str,
+        kind: ObjectKind,
+        name: &str,
+    ) -> Result<Vec<ObjectRecord>>;
+
+    /// Devices sorted by name.
+    async fn devices(&self, tenant: &str) -> Result<Vec<DeviceRecord>>;
+    async fn device(&self, tenant: &str, name: &str) -> Result<Option<DeviceRecord>>;
+
+    /// Upserts the reported statuses of one device, storing only rows that
+    /// changed (status, observed value, error or digest); returns how many
+    /// did. NotFound when the device does not exist.
+    async fn record_statuses(
+        &self,
+        tenant: &str,
+        device: &str,
+        statuses: Vec<StatusRecord>,
+    ) -> Result<usize>;
+    /// Every status row of the tenant, sorted by device, setting, key.
+    async fn statuses(&self, tenant: &str) -> Result<Vec<StatusRecord>>;
+    async fn device_statuses(&self, tenant: &str, device: &str) -> Result<Vec<StatusRecord>>;
+
+    /// Looks a token up by the hash of its secret, in any tenant.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>>;
+    async fn tokens(&self, tenant: &str) -> Result<Vec<TokenRecord>>;
+    async fn users(&self, tenant: &str) -> Result<Vec<UserRecord>>;
+    async fn user(&self, tenant: &str, username: &str) -> Result<Option<UserRecord>>;
+
+    /// Newest first; at most `limit`, older than `before` when given.
+    async fn audit(
+        &self,
+        tenant: &str,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Vec<AuditRecord>>;
+}

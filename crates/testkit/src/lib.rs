@@ -1,0 +1,218 @@
+//! Test support: a real `rampart-server` in this process on an ephemeral
+//! loopback port, over a temporary SQLite database (or a fresh PostgreSQL
+//! database when asked), with its bootstrap admin token at hand.
+//!
+//! Everything a test starts is stopped and removed by `TestServer::stop`, or
+//! on drop as a fallback.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use rampart_server::clock::ManualClock;
+use rampart_server::config::ServerConfig;
+use rampart_server::RunningServer;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+/// Seconds since the epoch that test clocks start at (2026-01-01).
+pub const TEST_EPOCH: i64 = 1_767_225_600;
+
+pub struct TestServer {
+    pub url: String,
+    pub admin_token: String,
+    pub data_dir: PathBuf,
+    pub clock: ManualClock,
+    server: Option<RunningServer>,
+}
+
+/// What to start.
+#[derive(Default)]
+pub struct Options {
+    /// Files to load at start, as `--load` does.
+    pub load: Option<PathBuf>,
+    /// A database URL; a temporary SQLite file when `None`.
+    pub database_url: Option<String>,
+}
+
+impl TestServer {
+    pub async fn start() -> Result<TestServer> {
+        TestServer::start_with(Options::default()).await
+    }
+
+    /// The repository's example fleet loaded.
+    pub async fn with_examples() -> Result<TestServer> {
+        TestServer::start_with(Options {
+            load: Some(repo_path("examples/fleet")),
+            ..Options::default()
+        })
+        .await
+    }
+
+    pub async fn start_with(options: Options) -> Result<TestServer> {
+        let data_dir =
+            std::env::temp_dir().join(format!("rampart-test-{}", uuid::Uuid::new_v4().simple()));
+        let config = ServerConfig {
+            data_dir: data_dir.clone(),
+            listen: "127.0.0.1:0".parse()?,
+            database_url: options.database_url,
+            load: options.load,
+            behind_tls_proxy: false,
+        };
+        let clock = ManualClock::new(TEST_EPOCH);
+        let server = rampart_server::start(config, Arc::new(clock.clone())).await?;
+        let admin_token =
+            std::fs::read_to_string(rampart_server::bootstrap::admin_token_path(&data_dir))
+                .context("admin token file")?
+                .trim()
+                .to_string();
+        Ok(TestServer {
+            url: format!("http://{}", server.addr),
+            admin_token,
+            data_dir,
+            clock,
+            server: Some(server),
+        })
+    }
+
+    pub fn store(&self) -> Option<Arc<dyn rampart_store::Store>> {
+        self.server.as_ref().map(|s| s.state.store.clone())
+    }
+
+    /// A client authenticated with the bootstrap admin token.
+    pub fn admin(&self) -> Client {
+        self.client(&self.admin_token)
+    }
+
+    pub fn client(&self, token: &str) -> Client {
+        Client {
+            base: format!("{}/api/v1", self.url),
+            token: Some(token.to_string()),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn anonymous(&self) -> Client {
+        Client {
+            base: format!("{}/api/v1", self.url),
+            token: None,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Creates a token with `role` and returns a client using it.
+    pub async fn client_with_role(&self, role: &str) -> Result<Client> {
+        let (status, body) = self
+            .admin()
+            .post(
+                "/tokens",
+                &serde_json::json!({ "name": format!("{role}-test"), "role": role }),
+            )
+            .await?;
+        anyhow::ensure!(
+            status == StatusCode::CREATED,
+            "token create: {status} {body}"
+        );
+        let token = body["token"].as_str().context("token")?.to_string();
+        Ok(self.client(&token))
+    }
+
+    /// Stops the server and removes its data directory.
+    pub async fn stop(mut self) -> Result<()> {
+        if let Some(server) = self.server.take() {
+            server.stop().await?;
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+        Ok(())
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // A test that panicked before `stop`: the runtime ends the server
+        // task; the files go here.
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// A path inside the repository.
+pub fn repo_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
+}
+
+/// A small JSON client for the admin API.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value)> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Ok((status, value))
+    }
+
+    /// Sends a raw body with the given content type.
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<(StatusCode, Value)> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
+    pub async fn get(&self, path: &str) -> Result<(StatusCode, Value)> {
+        self.send(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Result<(StatusCode, Value)> {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Result<(StatusCode, Value)> {
+        self.send(Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<(StatusCode, Value)> {
+        self.send(Method::DELETE, path, None).await
+    }
+}
