@@ -75,9 +75,9 @@ fn split_documents<'a>(file: &'a str, text: &str) -> Vec<RawDocument<'a>> {
                 first_line,
                 text: std::mem::take(&mut current),
             });
-            first_line = i + 2;
-            // Content after the marker on the same line belongs to the next
-            // document.
+            // The next document's text starts on the marker's own line (with
+            // whatever follows the marker), so its first line is the marker's.
+            first_line = i + 1;
             current.push_str(line[3..].trim_start());
             current.push('\n');
         } else {

@@ -20,7 +20,7 @@ use crate::model::{
 use crate::value::WINDOWS_ONLY_RULE_FIELDS;
 
 /// What one device gets.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Resolution {
     pub device: String,
     /// False when the tenant's enforcement scope leaves the device out.
@@ -40,7 +40,7 @@ pub struct Resolution {
 }
 
 /// One applied setting with its provenance.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct EffectiveSetting {
     pub setting: String,
     pub value: Value,
@@ -55,7 +55,7 @@ pub struct EffectiveSetting {
     pub superseded: Vec<Superseded>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Entry {
     /// The list item, ASR rule id or firewall rule name.
     pub key: String,
@@ -63,7 +63,7 @@ pub struct Entry {
     pub sources: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Superseded {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
@@ -73,7 +73,7 @@ pub struct Superseded {
 
 /// Policies that give one setting (or one key of it) different values; the
 /// setting or key is held back.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Conflict {
     pub setting: String,
     /// The ASR rule id or firewall rule name for `per_key` settings.
@@ -84,7 +84,7 @@ pub struct Conflict {
 }
 
 /// A configured setting (or entry) this device cannot carry.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct NotApplicable {
     pub setting: String,
     pub key: Option<String>,

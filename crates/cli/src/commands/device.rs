@@ -72,7 +72,7 @@ enum Command {
         #[arg(long, conflicts_with_all = ["add", "remove"])]
         clear: bool,
     },
-    /// Forget a device. An agent that checks in again enrolls anew.
+    /// Remove a device from the server.
     Delete {
         /// The device name.
         name: String,

@@ -212,10 +212,14 @@ fn parse_documents(
                 format!("{path}.kind"),
                 "only one TenantSettings document is allowed",
             )),
-            "TenantSettings" => match tenant_settings_from_json(&body, &fleet.settings) {
-                Ok(s) => desired.settings = Some(s),
-                Err(e) => errors.extend(under(e)),
-            },
+            // The document is the whole desired state, as in `rampart plan`: fields
+            // left out take their defaults, not the current values.
+            "TenantSettings" => {
+                match tenant_settings_from_json(&body, &TenantSettings::default()) {
+                    Ok(s) => desired.settings = Some(s),
+                    Err(e) => errors.extend(under(e)),
+                }
+            }
             "Device" => errors.push(FieldError::new(
                 format!("{path}.kind"),
                 "Device documents are not applied; devices enroll through rampart-agent",
