@@ -532,3 +532,21 @@ fn digest(r: &Resolution) -> String {
     let hash = Sha256::digest(body.to_string().as_bytes());
     hash.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The resolution of a device Rampart does not manage for a reason outside
+/// the engine's inputs (another management authority, say): no settings, the
+/// reason, and a digest like any other.
+pub fn unmanaged(device: &str, reason: String) -> Resolution {
+    let mut out = Resolution {
+        device: device.to_string(),
+        managed: false,
+        reason: Some(reason),
+        settings: Vec::new(),
+        conflicts: Vec::new(),
+        not_applicable: Vec::new(),
+        policy_versions: BTreeMap::new(),
+        digest: String::new(),
+    };
+    out.digest = digest(&out);
+    out
+}

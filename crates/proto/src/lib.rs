@@ -7,6 +7,8 @@
 //! objects on purpose: the core checks them against the catalog and reports
 //! every field error at once, which serde alone cannot do.
 
+pub mod device;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -461,4 +463,16 @@ pub struct SyncAccepted {
     /// Whether the device holds a push connection now (it is nudged within
     /// seconds); otherwise it syncs at its next check-in.
     pub connected: bool,
+}
+
+/// `POST /api/v1/onboarding`: a new onboarding package.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OnboardingCreate {
+    /// How long the token is valid, in seconds (default a day, at most 30 days).
+    #[serde(default)]
+    pub expires_in_seconds: Option<i64>,
+    /// How many devices may use it (unlimited when absent).
+    #[serde(default)]
+    pub max_uses: Option<u32>,
 }

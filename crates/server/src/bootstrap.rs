@@ -149,6 +149,10 @@ pub async fn load_dir(
             applied_digest: None,
             policy_version: None,
             created_at: now,
+            cert_serial: None,
+            cert_not_after: None,
+            issued_version: 0,
+            issued_digest: None,
         }));
     }
     let count = writes.len();

@@ -21,6 +21,36 @@ pub struct ServerConfig {
     /// Serve plain HTTP on a non-loopback address because a TLS-terminating
     /// proxy sits in front.
     pub behind_tls_proxy: bool,
+    /// Device channel listener (always TLS, client certificates).
+    pub device_listen: SocketAddr,
+    /// The device channel URL agents use, written into onboarding packages;
+    /// `https://<device_listen>` when not given.
+    pub device_url: Option<String>,
+    /// More host names for the device channel's certificate.
+    pub device_hostnames: Vec<String>,
+    /// Lifetime of device certificates.
+    pub cert_lifetime_secs: i64,
+}
+
+/// Device certificates live a day by default: short enough that a stolen
+/// one is soon useless, long enough to ride out an outage of the server.
+pub const DEFAULT_CERT_LIFETIME_SECS: i64 = 24 * 3600;
+
+impl ServerConfig {
+    /// A configuration with the defaults of the command line.
+    pub fn new(data_dir: PathBuf) -> ServerConfig {
+        ServerConfig {
+            data_dir,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: None,
+            load: None,
+            behind_tls_proxy: false,
+            device_listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            device_url: None,
+            device_hostnames: Vec::new(),
+            cert_lifetime_secs: DEFAULT_CERT_LIFETIME_SECS,
+        }
+    }
 }
 
 impl fmt::Debug for ServerConfig {
@@ -35,6 +65,9 @@ impl fmt::Debug for ServerConfig {
             )
             .field("load", &self.load)
             .field("behind_tls_proxy", &self.behind_tls_proxy)
+            .field("device_listen", &self.device_listen)
+            .field("device_url", &self.device_url)
+            .field("cert_lifetime_secs", &self.cert_lifetime_secs)
             .finish()
     }
 }
@@ -63,6 +96,14 @@ impl ServerConfig {
                 self.listen
             );
         }
+        if self.cert_lifetime_secs < 300 {
+            bail!("the device certificate lifetime must be at least 300 seconds");
+        }
+        if let Some(url) = &self.device_url {
+            if !url.starts_with("https://") {
+                bail!("--device-url must be an https:// URL: the device channel is always TLS");
+            }
+        }
         if let Some(url) = &self.database_url {
             if !(url.starts_with("sqlite:")
                 || url.starts_with("postgres://")
@@ -90,11 +131,8 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://u@db/x"), "postgres://u@db/x");
         let c = ServerConfig {
-            data_dir: "d".into(),
-            listen: "127.0.0.1:0".parse().unwrap(),
             database_url: Some("postgres://u:hunter2@h/db".into()),
-            load: None,
-            behind_tls_proxy: false,
+            ..ServerConfig::new("d".into())
         };
         assert!(!format!("{c:?}").contains("hunter2"));
     }
@@ -102,11 +140,8 @@ mod tests {
     #[test]
     fn plain_http_off_loopback_needs_an_explicit_proxy_flag() {
         let mut c = ServerConfig {
-            data_dir: "d".into(),
             listen: "0.0.0.0:8080".parse().unwrap(),
-            database_url: None,
-            load: None,
-            behind_tls_proxy: false,
+            ..ServerConfig::new("d".into())
         };
         assert!(c.validate().is_err());
         c.behind_tls_proxy = true;

@@ -24,6 +24,13 @@ pub enum ApiError {
     PayloadTooLarge(String),
     UnsupportedMediaType(String),
     Internal(String),
+    /// A refusal with its own stable code (the device channel's
+    /// `device_revoked`, `token_expired`, …).
+    Coded {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -35,6 +42,7 @@ impl ApiError {
 
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
+            ApiError::Coded { status, code, .. } => (*status, code),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
@@ -88,7 +96,8 @@ impl IntoResponse for ApiError {
             | ApiError::NotFound(m)
             | ApiError::Conflict(m)
             | ApiError::PayloadTooLarge(m)
-            | ApiError::UnsupportedMediaType(m) => (m, Vec::new()),
+            | ApiError::UnsupportedMediaType(m)
+            | ApiError::Coded { message: m, .. } => (m, Vec::new()),
         };
         let body = ErrorBody {
             error: ErrorDetail {

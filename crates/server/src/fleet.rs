@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use rampart_core::model::{Device, DeviceType, Group, Platform, Policy, TenantSettings};
-use rampart_core::resolve::{resolve, Conflict, Resolution};
+use rampart_core::resolve::{resolve, unmanaged, Conflict, Resolution};
 use rampart_core::validate::{group_from_json, policy_from_json, tenant_settings_from_json};
 use rampart_proto::DeviceImpact;
 use rampart_store::{DeviceRecord, ObjectKind, ObjectRecord};
@@ -16,6 +16,9 @@ use rampart_store::{DeviceRecord, ObjectKind, ObjectRecord};
 use crate::error::ApiResult;
 use crate::state::AppState;
 use crate::views::conflict_view;
+
+/// `managed_by` of a device Rampart manages.
+pub const MANAGED_BY_RAMPART: &str = "rampart";
 
 /// Everything resolution needs for one tenant.
 #[derive(Debug, Clone)]
@@ -29,7 +32,9 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    pub async fn load(state: &AppState, tenant: &str) -> ApiResult<Fleet> {
+    /// The tenant's policies, groups and settings, without devices: what the
+    /// device channel caches (`PolicyCache`).
+    pub async fn load_policies(state: &AppState, tenant: &str) -> ApiResult<Fleet> {
         let store = &state.store;
         let settings = match store.tenant_settings(tenant).await? {
             Some(doc) => tenant_settings_from_json(&doc, &TenantSettings::default())
@@ -61,15 +66,21 @@ impl Fleet {
             .iter()
             .filter_map(|r| group_from_json(&r.doc).ok())
             .collect();
-        let devices = store.devices(tenant).await?;
         Ok(Fleet {
             settings,
             policies,
             groups,
-            devices,
+            devices: Vec::new(),
             policy_records,
             group_records,
         })
+    }
+
+    /// Everything, devices included.
+    pub async fn load(state: &AppState, tenant: &str) -> ApiResult<Fleet> {
+        let mut fleet = Fleet::load_policies(state, tenant).await?;
+        fleet.devices = state.store.devices(tenant).await?;
+        Ok(fleet)
     }
 
     /// The engine's view of a stored device; `None` when its OS is unknown.
@@ -83,8 +94,19 @@ impl Fleet {
         })
     }
 
+    /// What the device gets. A device another management authority manages
+    /// gets nothing unless the tenant allows takeover.
     pub fn resolve(&self, record: &DeviceRecord) -> Option<Resolution> {
         let device = Fleet::device(record)?;
+        if record.managed_by != MANAGED_BY_RAMPART && !self.settings.allow_takeover {
+            return Some(unmanaged(
+                &record.name,
+                format!(
+                    "the device is managed by {}; the tenant does not allow takeover",
+                    record.managed_by
+                ),
+            ));
+        }
         Some(resolve(
             &device,
             &self.groups,

@@ -8,9 +8,11 @@ pub mod body;
 pub mod bootstrap;
 pub mod clock;
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod fleet;
 pub mod openapi;
+pub mod policy_cache;
 pub mod router;
 pub mod state;
 pub mod views;
@@ -20,7 +22,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use rampart_store::Store;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
@@ -58,21 +60,62 @@ pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>> {
 
 /// A server running in this process.
 pub struct RunningServer {
+    /// The admin API.
     pub addr: SocketAddr,
+    /// The device channel (TLS).
+    pub device_addr: SocketAddr,
     pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
+    device_shutdown: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
+    device_task: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
 }
 
 impl RunningServer {
-    /// Stops accepting, lets requests in flight finish, and waits.
+    /// Stops accepting, lets admin requests in flight finish, ends the
+    /// device connections, writes pending check-in times, and waits.
     pub async fn stop(mut self) -> Result<()> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        let _ = self.device_shutdown.send(true);
+        for task in &self.background {
+            task.abort();
+        }
+        self.device_task.await.context("device channel task")?;
         self.task.await.context("server task")?.context("server")?;
+        self.state.last_seen.flush(self.state.store.as_ref()).await;
         Ok(())
     }
+}
+
+/// Host names the device channel's certificate covers: the URL's host, plus
+/// loopback names so local agents and tests can always connect.
+fn device_hostnames(url: &str, extra: &[String]) -> Vec<String> {
+    let authority = url
+        .split("://")
+        .nth(1)
+        .unwrap_or(url)
+        .split('/')
+        .next()
+        .unwrap_or("");
+    let host = if authority.starts_with('[') {
+        // An IPv6 literal: [::1]:8443
+        authority
+            .split(']')
+            .next()
+            .unwrap_or("")
+            .trim_start_matches('[')
+    } else {
+        authority.split(':').next().unwrap_or("")
+    };
+    let mut names: Vec<String> = vec![host.to_string(), "localhost".into(), "127.0.0.1".into()];
+    names.extend(extra.iter().cloned());
+    names.retain(|n| !n.is_empty());
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// Opens the store, bootstraps the default tenant, loads `--load` files and
@@ -89,7 +132,28 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Runnin
         let n = bootstrap::load_dir(store.as_ref(), &tenant.id, &files, clock.now()).await?;
         tracing::info!(dir = %dir.display(), writes = n, "loaded policy files into the default tenant");
     }
-    let state = AppState::new(store, clock);
+    let device_listener = tokio::net::TcpListener::bind(config.device_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for devices", config.device_listen))?;
+    let device_addr = device_listener.local_addr()?;
+    let device_url = config
+        .device_url
+        .clone()
+        .unwrap_or_else(|| format!("https://{device_addr}"));
+    let hostnames = device_hostnames(&device_url, &config.device_hostnames);
+    let trust = device::trust::Trust::init(store.as_ref(), &hostnames, clock.now()).await?;
+    rampart_pki::install_crypto_provider();
+    let tls = rampart_pki::server_config(
+        &trust.server_cert_pem,
+        &trust.server_key_pem,
+        trust.roots.clone(),
+    )?;
+    let settings = state::DeviceSettings {
+        cert_lifetime_secs: config.cert_lifetime_secs,
+        url: device_url,
+    };
+    let state = AppState::new(store, clock, trust, settings);
+
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -103,11 +167,59 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Runnin
             })
             .await
     });
+    let (device_shutdown, device_rx) = watch::channel(false);
+    let device_task = tokio::spawn(device::listener::serve(
+        device_listener,
+        tls,
+        device::router(state.clone()),
+        device_rx,
+    ));
+    let mut background = vec![state.last_seen.spawn_flusher(state.store.clone())];
+    // Tenants created by another process (`rampart-server create-tenant`) or
+    // replica become acceptable to the device listener within seconds.
+    let refresher = state.clone();
+    background.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            if let Err(e) = refresher
+                .trust
+                .refresh_roots(refresher.store.as_ref())
+                .await
+            {
+                tracing::warn!(error = %e, "could not refresh tenant CAs");
+            }
+        }
+    }));
+    tracing::info!(%device_addr, "device channel listening");
     tracing::info!(%addr, "admin API listening");
     Ok(RunningServer {
         addr,
+        device_addr,
         state,
         shutdown: Some(tx),
+        device_shutdown,
         task,
+        device_task,
+        background,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn device_hostnames_come_from_the_url() {
+        assert_eq!(
+            super::device_hostnames("https://rampart.example:8443", &[]),
+            ["127.0.0.1", "localhost", "rampart.example"]
+        );
+        assert_eq!(
+            super::device_hostnames("https://[::1]:8443/x", &["b".into()]),
+            ["127.0.0.1", "::1", "b", "localhost"]
+        );
+        assert_eq!(
+            super::device_hostnames("https://h", &[]),
+            ["127.0.0.1", "h", "localhost"]
+        );
+    }
 }

@@ -42,6 +42,18 @@ struct Args {
     /// Allow plain HTTP on a non-loopback address because a TLS-terminating proxy is in front.
     #[arg(long)]
     behind_tls_proxy: bool,
+    /// Address of the device channel (TLS with client certificates).
+    #[arg(long, env = "RAMPART_DEVICE_LISTEN", default_value = "127.0.0.1:8443")]
+    device_listen: SocketAddr,
+    /// URL agents use to reach the device channel (written into onboarding packages); https://<device-listen> by default.
+    #[arg(long, env = "RAMPART_DEVICE_URL")]
+    device_url: Option<String>,
+    /// Another host name for the device channel's certificate (repeatable).
+    #[arg(long = "device-hostname")]
+    device_hostnames: Vec<String>,
+    /// Lifetime of device certificates, in seconds (agents renew at two thirds).
+    #[arg(long, default_value_t = rampart_server::config::DEFAULT_CERT_LIFETIME_SECS)]
+    cert_lifetime_secs: i64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -72,6 +84,10 @@ async fn main() -> Result<()> {
         database_url: args.database_url,
         load: args.load,
         behind_tls_proxy: args.behind_tls_proxy,
+        device_listen: args.device_listen,
+        device_url: args.device_url,
+        device_hostnames: args.device_hostnames,
+        cert_lifetime_secs: args.cert_lifetime_secs,
     };
     let clock = Arc::new(SystemClock);
     if let Some(Command::CreateTenant { name, token_file }) = args.command {
@@ -95,6 +111,10 @@ async fn main() -> Result<()> {
     let data_dir = config.data_dir.clone();
     let server = rampart_server::start(config, clock).await?;
     println!("rampart-server is listening on http://{}", server.addr);
+    println!(
+        "Device channel (mutual TLS) on https://{}",
+        server.device_addr
+    );
     println!("Point the CLI at it:");
     println!("  export RAMPART_SERVER=http://{}", server.addr);
     println!(

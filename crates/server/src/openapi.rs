@@ -6,7 +6,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{admin, catalog, changes, devices, groups, policies, reports, tenant};
+use crate::api::{admin, catalog, changes, devices, groups, onboarding, policies, reports, tenant};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,7 @@ use crate::api::{admin, catalog, changes, devices, groups, policies, reports, te
         reports::policy, reports::setting, reports::device,
         admin::audit_log, admin::list_tokens, admin::create_token, admin::delete_token,
         admin::list_users, admin::create_user, admin::login,
+        onboarding::create,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -4,7 +4,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 
-use crate::api::{admin, catalog, changes, devices, groups, policies, reports, tenant};
+use crate::api::{admin, catalog, changes, devices, groups, onboarding, policies, reports, tenant};
 use crate::body::MAX_BODY_BYTES;
 use crate::openapi;
 use crate::state::AppState;
@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/tokens/{id}", delete(admin::delete_token))
         .route("/users", get(admin::list_users).post(admin::create_user))
         .route("/login", post(admin::login))
+        .route("/onboarding", post(onboarding::create))
         .fallback(|| async { crate::error::ApiError::not_found("route") });
     Router::new()
         .nest("/api/v1", api)

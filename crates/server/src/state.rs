@@ -7,25 +7,88 @@ use rampart_core::catalog::Catalog;
 use rampart_store::Store;
 
 use crate::clock::Clock;
+use crate::device::hub::SyncHub;
+use crate::device::last_seen::LastSeen;
+use crate::device::trust::Trust;
 use crate::error::ApiResult;
+use crate::policy_cache::PolicyCache;
+
+/// Settings of the device channel.
+#[derive(Clone, Debug)]
+pub struct DeviceSettings {
+    /// Lifetime of a device certificate; agents renew at two thirds.
+    pub cert_lifetime_secs: i64,
+    /// The device channel's base URL, as written into onboarding packages.
+    pub url: String,
+}
 
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub catalog: &'static Catalog,
     pub clock: Arc<dyn Clock>,
+    pub trust: Arc<Trust>,
+    pub device: DeviceSettings,
+    pub hub: SyncHub,
+    pub policies: PolicyCache,
+    pub last_seen: LastSeen,
     /// Tenant id → name. Tenants are never renamed, so entries never go stale.
     tenant_names: Arc<RwLock<HashMap<String, String>>>,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> AppState {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        trust: Arc<Trust>,
+        device: DeviceSettings,
+    ) -> AppState {
         AppState {
             store,
             catalog: Catalog::builtin(),
             clock,
+            trust,
+            device,
+            hub: SyncHub::default(),
+            policies: PolicyCache::default(),
+            last_seen: LastSeen::default(),
             tenant_names: Arc::default(),
         }
+    }
+
+    /// Something that can change effective policies changed in `tenant`:
+    /// forget the cached policy set and wake, paced, the waiting devices
+    /// whose policy is no longer the one they hold.
+    pub fn policy_changed(&self, tenant: &str) {
+        self.policies.invalidate(tenant);
+        let state = self.clone();
+        let tenant = tenant.to_string();
+        tokio::spawn(async move {
+            let waiting = state.hub.waiting_in(&tenant);
+            if waiting.is_empty() {
+                return;
+            }
+            let (fleet, devices) = match (
+                state.policies.get(&state, &tenant).await,
+                state.store.devices(&tenant).await,
+            ) {
+                (Ok(f), Ok(d)) => (f, d),
+                _ => return,
+            };
+            let stale: Vec<String> = waiting
+                .into_iter()
+                .filter(|(id, held)| {
+                    devices
+                        .iter()
+                        .find(|d| &d.id == id)
+                        .and_then(|d| fleet.resolve(d))
+                        .is_none_or(|r| &r.digest != held)
+                })
+                .map(|(id, _)| id)
+                .collect();
+            let woken = state.hub.nudge_paced(&tenant, stale).await;
+            tracing::debug!(tenant, woken, "nudged devices after a policy change");
+        });
     }
 
     /// The name of a tenant, from the cache or the store.

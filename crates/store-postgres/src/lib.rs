@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rampart_store::{
-    AuditRecord, DeviceRecord, NewAudit, ObjectKind, ObjectRecord, Result, StatusRecord, Store,
-    StoreError, Tenant, Timestamp, TokenRecord, UserRecord, Write,
+    AuditRecord, DeviceRecord, NewAudit, ObjectKind, ObjectRecord, OnboardingTokenRecord, Result,
+    StatusRecord, Store, StoreError, Tenant, TenantSecrets, Timestamp, TokenRecord, TokenUse,
+    UserRecord, Write,
 };
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -195,6 +196,42 @@ impl Store for PostgresStore {
             .or_backend()
     }
 
+    async fn tenant_secrets(&self, tenant: &str) -> Result<Option<TenantSecrets>> {
+        let sql = format!(
+            "SELECT {} FROM tenant_secrets WHERE tenant_id = $1",
+            rows::TENANT_SECRETS_COLUMNS
+        );
+        self.fetch_optional(sqlx::query(&sql).bind(tenant), rows::tenant_secrets)
+            .await
+    }
+
+    async fn server_secret(&self, name: &str) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .or_backend()
+    }
+
+    async fn put_server_secret_if_absent(&self, name: &str, value: &str) -> Result<String> {
+        // A replica inserting the same name at the same time makes this
+        // insert wait for its commit, and then do nothing; the read after it
+        // (a statement of its own, so a fresh snapshot) sees the winner.
+        sqlx::query(
+            "INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .or_backend()?;
+        sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .or_backend()
+    }
+
     async fn objects(&self, tenant: &str, kind: ObjectKind) -> Result<Vec<ObjectRecord>> {
         let sql = current_objects_sql("ORDER BY o.name");
         let query = sqlx::query(&sql).bind(tenant).bind(kind.as_str());
@@ -249,6 +286,25 @@ impl Store for PostgresStore {
         );
         let query = sqlx::query(&sql).bind(tenant).bind(name);
         self.fetch_optional(query, rows::device).await
+    }
+
+    async fn device_by_id(&self, tenant: &str, id: &str) -> Result<Option<DeviceRecord>> {
+        let sql = format!(
+            "SELECT {} FROM devices WHERE tenant_id = $1 AND id = $2",
+            rows::DEVICE_COLUMNS
+        );
+        let query = sqlx::query(&sql).bind(tenant).bind(id);
+        self.fetch_optional(query, rows::device).await
+    }
+
+    async fn touch_devices(&self, tenant: &str, seen: Vec<(String, Timestamp)>) -> Result<()> {
+        let latest = write::latest_per_name(seen);
+        if latest.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.or_backend()?;
+        write::touch_devices(&mut tx, tenant, &latest).await?;
+        tx.commit().await.or_backend()
     }
 
     async fn record_statuses(
@@ -313,6 +369,22 @@ impl Store for PostgresStore {
         );
         let query = sqlx::query(&sql).bind(tenant).bind(username);
         self.fetch_optional(query, rows::user).await
+    }
+
+    async fn onboarding_tokens(&self, tenant: &str) -> Result<Vec<OnboardingTokenRecord>> {
+        let sql = format!(
+            "SELECT {} FROM onboarding_tokens WHERE tenant_id = $1 ORDER BY created_at, id",
+            rows::ONBOARDING_TOKEN_COLUMNS
+        );
+        self.fetch_all(sqlx::query(&sql).bind(tenant), rows::onboarding_token)
+            .await
+    }
+
+    async fn consume_onboarding_token(&self, hash: &str, now: Timestamp) -> Result<TokenUse> {
+        let mut tx = self.pool.begin().await.or_backend()?;
+        let used = write::consume_onboarding_token(&mut tx, hash, now).await?;
+        tx.commit().await.or_backend()?;
+        Ok(used)
     }
 
     async fn audit(

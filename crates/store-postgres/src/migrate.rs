@@ -15,11 +15,18 @@ pub(crate) struct Migration {
 
 /// Every migration, oldest first. A new one gets the next number and a file
 /// in `migrations/`; an applied one is never edited.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    file: "0001_init.sql",
-    sql: include_str!("../migrations/0001_init.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        file: "0001_init.sql",
+        sql: include_str!("../migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        file: "0002_device_trust.sql",
+        sql: include_str!("../migrations/0002_device_trust.sql"),
+    },
+];
 
 /// The advisory lock key ("rampart" and a 1): advisory locks are per
 /// database, so this only serialises Rampart servers sharing one.

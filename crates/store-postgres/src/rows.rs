@@ -2,8 +2,8 @@
 //! `StoreError`s.
 
 use rampart_store::{
-    AuditRecord, DeviceRecord, ObjectKind, ObjectRecord, Result, StatusRecord, StoreError, Tenant,
-    TokenRecord, UserRecord,
+    AuditRecord, DeviceRecord, ObjectKind, ObjectRecord, OnboardingTokenRecord, Result,
+    StatusRecord, StoreError, Tenant, TenantSecrets, TokenRecord, UserRecord,
 };
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
@@ -52,6 +52,11 @@ fn opt_u64_column(row: &PgRow, column: &str) -> Result<Option<u64>> {
     value.map(|v| from_db_u64(v, column)).transpose()
 }
 
+pub(crate) fn from_db_u32(value: i64, column: &str) -> Result<u32> {
+    u32::try_from(value)
+        .map_err(|_| StoreError::Backend(format!("stored {column} {value} is out of range")))
+}
+
 fn strings_column(row: &PgRow, column: &str) -> Result<Vec<String>> {
     let Json(list) = get::<Json<Vec<String>>>(row, column)?;
     Ok(list)
@@ -92,7 +97,8 @@ pub(crate) fn object(row: &PgRow) -> Result<ObjectRecord> {
 
 pub(crate) const DEVICE_COLUMNS: &str = "id, name, os, os_version, device_type, agent_version, \
     tags, labels, managed_by, enrollment_status, enrollment_code, enrollment_reason, \
-    last_check_in, applied_digest, policy_version, created_at";
+    last_check_in, applied_digest, policy_version, created_at, cert_serial, cert_not_after, \
+    issued_version, issued_digest";
 
 pub(crate) fn device(row: &PgRow) -> Result<DeviceRecord> {
     Ok(DeviceRecord {
@@ -112,6 +118,10 @@ pub(crate) fn device(row: &PgRow) -> Result<DeviceRecord> {
         applied_digest: get(row, "applied_digest")?,
         policy_version: opt_u64_column(row, "policy_version")?,
         created_at: get(row, "created_at")?,
+        cert_serial: get(row, "cert_serial")?,
+        cert_not_after: get(row, "cert_not_after")?,
+        issued_version: u64_column(row, "issued_version")?,
+        issued_digest: get(row, "issued_digest")?,
     })
 }
 
@@ -174,5 +184,32 @@ pub(crate) fn audit(row: &PgRow) -> Result<AuditRecord> {
         object_name: get(row, "object_name")?,
         before: get(row, "before_doc")?,
         after: get(row, "after_doc")?,
+    })
+}
+
+pub(crate) const TENANT_SECRETS_COLUMNS: &str = "ca_cert_pem, ca_key_pem, signing_key, verify_key";
+
+pub(crate) fn tenant_secrets(row: &PgRow) -> Result<TenantSecrets> {
+    Ok(TenantSecrets {
+        ca_cert_pem: get(row, "ca_cert_pem")?,
+        ca_key_pem: get(row, "ca_key_pem")?,
+        signing_key: get(row, "signing_key")?,
+        verify_key: get(row, "verify_key")?,
+    })
+}
+
+pub(crate) const ONBOARDING_TOKEN_COLUMNS: &str =
+    "id, hash, created_at, created_by, expires_at, max_uses, uses";
+
+pub(crate) fn onboarding_token(row: &PgRow) -> Result<OnboardingTokenRecord> {
+    let max_uses: Option<i64> = get(row, "max_uses")?;
+    Ok(OnboardingTokenRecord {
+        id: get(row, "id")?,
+        hash: get(row, "hash")?,
+        created_at: get(row, "created_at")?,
+        created_by: get(row, "created_by")?,
+        expires_at: get(row, "expires_at")?,
+        max_uses: max_uses.map(|v| from_db_u32(v, "max_uses")).transpose()?,
+        uses: from_db_u32(get(row, "uses")?, "uses")?,
     })
 }

@@ -5,11 +5,11 @@
 //! depends on first locks the row it reads (`FOR UPDATE`): a concurrent
 //! writer waits for this transaction and then sees its result.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rampart_store::{
-    DeviceRecord, Expect, NewAudit, ObjectKind, Result, StatusRecord, StoreError, Timestamp,
-    TokenRecord, UserRecord, Write,
+    DeviceRecord, Expect, NewAudit, ObjectKind, OnboardingTokenRecord, Result, StatusRecord,
+    StoreError, TenantSecrets, Timestamp, TokenRecord, TokenUse, UserRecord, Write,
 };
 use serde_json::Value;
 use sqlx::types::Json;
@@ -119,6 +119,89 @@ async fn one(conn: &mut PgConnection, tenant: &str, at: Timestamp, write: Write)
             found_one(done.rows_affected(), || format!("token {id:?}"))
         }
         Write::PutUser(user) => put_user(conn, tenant, &user).await,
+        Write::PutTenantSecrets(secrets) => put_tenant_secrets(conn, tenant, at, &secrets).await,
+        Write::PutOnboardingToken(token) => put_onboarding_token(conn, tenant, &token).await,
+        Write::UpdateDeviceFacts {
+            name,
+            os,
+            os_version,
+            device_type,
+            agent_version,
+            tags,
+            managed_by,
+            labels,
+            enrollment_status,
+            enrollment_code,
+            enrollment_reason,
+            last_check_in,
+        } => {
+            // `COALESCE` keeps the stored tags and time when none are given.
+            let done = sqlx::query(
+                "UPDATE devices SET os = $1, os_version = $2, device_type = $3, \
+                 agent_version = $4, tags = COALESCE($5, tags), managed_by = $6, labels = $7, \
+                 enrollment_status = $8, enrollment_code = $9, enrollment_reason = $10, \
+                 last_check_in = COALESCE($11, last_check_in) \
+                 WHERE tenant_id = $12 AND name = $13",
+            )
+            .bind(&os)
+            .bind(&os_version)
+            .bind(&device_type)
+            .bind(&agent_version)
+            .bind(tags.as_ref().map(Json))
+            .bind(&managed_by)
+            .bind(Json(&labels))
+            .bind(&enrollment_status)
+            .bind(&enrollment_code)
+            .bind(&enrollment_reason)
+            .bind(last_check_in)
+            .bind(tenant)
+            .bind(&name)
+            .execute(&mut *conn)
+            .await
+            .or_backend()?;
+            found_one(done.rows_affected(), || format!("device {name:?}"))
+        }
+        Write::SetDeviceIdentity {
+            name,
+            cert_serial,
+            cert_not_after,
+        } => {
+            let done = sqlx::query(
+                "UPDATE devices SET cert_serial = $1, cert_not_after = $2 \
+                 WHERE tenant_id = $3 AND name = $4",
+            )
+            .bind(&cert_serial)
+            .bind(cert_not_after)
+            .bind(tenant)
+            .bind(&name)
+            .execute(&mut *conn)
+            .await
+            .or_backend()?;
+            found_one(done.rows_affected(), || format!("device {name:?}"))
+        }
+        Write::SetIssuedPolicy {
+            name,
+            version,
+            digest,
+        } => set_issued_policy(conn, tenant, &name, version, &digest).await,
+        Write::SetAppliedPolicy {
+            name,
+            digest,
+            version,
+        } => {
+            let done = sqlx::query(
+                "UPDATE devices SET applied_digest = $1, policy_version = $2 \
+                 WHERE tenant_id = $3 AND name = $4",
+            )
+            .bind(&digest)
+            .bind(version.map(to_db_u64).transpose()?)
+            .bind(tenant)
+            .bind(&name)
+            .execute(&mut *conn)
+            .await
+            .or_backend()?;
+            found_one(done.rows_affected(), || format!("device {name:?}"))
+        }
     }
 }
 
@@ -270,8 +353,10 @@ async fn put_device(conn: &mut PgConnection, tenant: &str, d: &DeviceRecord) -> 
     let result = sqlx::query(
         "INSERT INTO devices (tenant_id, name, id, os, os_version, device_type, agent_version, \
          tags, labels, managed_by, enrollment_status, enrollment_code, enrollment_reason, \
-         last_check_in, applied_digest, policy_version, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+         last_check_in, applied_digest, policy_version, created_at, cert_serial, \
+         cert_not_after, issued_version, issued_digest) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+         $18, $19, $20, $21) \
          ON CONFLICT (tenant_id, name) DO UPDATE SET \
          id = excluded.id, os = excluded.os, os_version = excluded.os_version, \
          device_type = excluded.device_type, agent_version = excluded.agent_version, \
@@ -280,7 +365,9 @@ async fn put_device(conn: &mut PgConnection, tenant: &str, d: &DeviceRecord) -> 
          enrollment_code = excluded.enrollment_code, \
          enrollment_reason = excluded.enrollment_reason, \
          last_check_in = excluded.last_check_in, applied_digest = excluded.applied_digest, \
-         policy_version = excluded.policy_version, created_at = excluded.created_at",
+         policy_version = excluded.policy_version, created_at = excluded.created_at, \
+         cert_serial = excluded.cert_serial, cert_not_after = excluded.cert_not_after, \
+         issued_version = excluded.issued_version, issued_digest = excluded.issued_digest",
     )
     .bind(tenant)
     .bind(&d.name)
@@ -299,6 +386,10 @@ async fn put_device(conn: &mut PgConnection, tenant: &str, d: &DeviceRecord) -> 
     .bind(&d.applied_digest)
     .bind(d.policy_version.map(to_db_u64).transpose()?)
     .bind(d.created_at)
+    .bind(&d.cert_serial)
+    .bind(d.cert_not_after)
+    .bind(to_db_u64(d.issued_version)?)
+    .bind(&d.issued_digest)
     .execute(&mut *conn)
     .await;
     match result {
@@ -309,6 +400,209 @@ async fn put_device(conn: &mut PgConnection, tenant: &str, d: &DeviceRecord) -> 
         ))),
         Err(err) => Err(StoreError::Backend(err.to_string())),
     }
+}
+
+async fn put_tenant_secrets(
+    conn: &mut PgConnection,
+    tenant: &str,
+    at: Timestamp,
+    secrets: &TenantSecrets,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO tenant_secrets \
+         (tenant_id, ca_cert_pem, ca_key_pem, signing_key, verify_key, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (tenant_id) DO UPDATE SET \
+         ca_cert_pem = excluded.ca_cert_pem, ca_key_pem = excluded.ca_key_pem, \
+         signing_key = excluded.signing_key, verify_key = excluded.verify_key, \
+         updated_at = excluded.updated_at",
+    )
+    .bind(tenant)
+    .bind(&secrets.ca_cert_pem)
+    .bind(&secrets.ca_key_pem)
+    .bind(&secrets.signing_key)
+    .bind(&secrets.verify_key)
+    .bind(at)
+    .execute(&mut *conn)
+    .await
+    .or_backend()?;
+    Ok(())
+}
+
+async fn put_onboarding_token(
+    conn: &mut PgConnection,
+    tenant: &str,
+    t: &OnboardingTokenRecord,
+) -> Result<()> {
+    let result = sqlx::query(
+        "INSERT INTO onboarding_tokens (tenant_id, id, hash, created_at, created_by, \
+         expires_at, max_uses, uses) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(tenant)
+    .bind(&t.id)
+    .bind(&t.hash)
+    .bind(t.created_at)
+    .bind(&t.created_by)
+    .bind(t.expires_at)
+    .bind(t.max_uses.map(i64::from))
+    .bind(i64::from(t.uses))
+    .execute(&mut *conn)
+    .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict(format!(
+            "onboarding token {:?} already exists",
+            t.id
+        ))),
+        Err(err) => Err(StoreError::Backend(err.to_string())),
+    }
+}
+
+async fn set_issued_policy(
+    conn: &mut PgConnection,
+    tenant: &str,
+    name: &str,
+    version: u64,
+    digest: &str,
+) -> Result<()> {
+    // The lock makes a second writer of the same version wait for this one,
+    // then see its version and fail.
+    let row = sqlx::query(
+        "SELECT issued_version, issued_digest FROM devices \
+         WHERE tenant_id = $1 AND name = $2 FOR UPDATE",
+    )
+    .bind(tenant)
+    .bind(name)
+    .fetch_optional(&mut *conn)
+    .await
+    .or_backend()?;
+    let Some(row) = row else {
+        return Err(StoreError::NotFound(format!("device {name:?}")));
+    };
+    let stored = from_db_u64(
+        row.try_get("issued_version").or_backend()?,
+        "issued_version",
+    )?;
+    let stored_digest: Option<String> = row.try_get("issued_digest").or_backend()?;
+    issued_check(name, stored, stored_digest.as_deref(), version, digest)?;
+    sqlx::query(
+        "UPDATE devices SET issued_version = $1, issued_digest = $2 \
+         WHERE tenant_id = $3 AND name = $4",
+    )
+    .bind(to_db_u64(version)?)
+    .bind(digest)
+    .bind(tenant)
+    .bind(name)
+    .execute(&mut *conn)
+    .await
+    .or_backend()?;
+    Ok(())
+}
+
+/// Issued policy versions only go up; the same version again is fine only
+/// with the same digest.
+fn issued_check(
+    name: &str,
+    stored: u64,
+    stored_digest: Option<&str>,
+    version: u64,
+    digest: &str,
+) -> Result<()> {
+    if version > stored || (version == stored && stored_digest == Some(digest)) {
+        return Ok(());
+    }
+    Err(StoreError::Conflict(format!(
+        "device {name:?} was issued policy version {stored} already; cannot issue version \
+         {version} with digest {digest:?}"
+    )))
+}
+
+/// Decides whether an onboarding token may be used once more and counts the
+/// use, holding the token's row lock throughout: a concurrent consumer waits
+/// and then sees the new count.
+pub(crate) async fn consume_onboarding_token(
+    conn: &mut PgConnection,
+    hash: &str,
+    now: Timestamp,
+) -> Result<TokenUse> {
+    let row = sqlx::query(
+        "SELECT tenant_id, id, expires_at, max_uses, uses FROM onboarding_tokens \
+         WHERE hash = $1 FOR UPDATE",
+    )
+    .bind(hash)
+    .fetch_optional(&mut *conn)
+    .await
+    .or_backend()?;
+    let Some(row) = row else {
+        return Ok(TokenUse::Unknown);
+    };
+    let expires_at: i64 = row.try_get("expires_at").or_backend()?;
+    let max_uses: Option<i64> = row.try_get("max_uses").or_backend()?;
+    let uses: i64 = row.try_get("uses").or_backend()?;
+    if expires_at <= now {
+        return Ok(TokenUse::Expired);
+    }
+    // A token without a limit still stops where its count would overflow.
+    if uses >= max_uses.unwrap_or(i64::from(u32::MAX)) {
+        return Ok(TokenUse::Exhausted);
+    }
+    let tenant_id: String = row.try_get("tenant_id").or_backend()?;
+    let token_id: String = row.try_get("id").or_backend()?;
+    sqlx::query("UPDATE onboarding_tokens SET uses = uses + 1 WHERE hash = $1")
+        .bind(hash)
+        .execute(&mut *conn)
+        .await
+        .or_backend()?;
+    Ok(TokenUse::Accepted {
+        tenant_id,
+        token_id,
+    })
+}
+
+/// Each name once, with the latest time given for it, in name order.
+pub(crate) fn latest_per_name(seen: Vec<(String, Timestamp)>) -> BTreeMap<String, Timestamp> {
+    let mut latest = BTreeMap::new();
+    for (name, at) in seen {
+        latest
+            .entry(name)
+            .and_modify(|t: &mut Timestamp| *t = (*t).max(at))
+            .or_insert(at);
+    }
+    latest
+}
+
+/// Moves each named device's last check-in forward; see
+/// `Store::touch_devices`.
+pub(crate) async fn touch_devices(
+    conn: &mut PgConnection,
+    tenant: &str,
+    seen: &BTreeMap<String, Timestamp>,
+) -> Result<()> {
+    let names: Vec<&str> = seen.keys().map(String::as_str).collect();
+    let times: Vec<Timestamp> = seen.values().copied().collect();
+    // Locking the rows in name order first means two batches touching the
+    // same devices wait for each other instead of deadlocking.
+    sqlx::query(
+        "SELECT 1 FROM devices WHERE tenant_id = $1 AND name = ANY($2) \
+         ORDER BY name FOR UPDATE",
+    )
+    .bind(tenant)
+    .bind(&names)
+    .execute(&mut *conn)
+    .await
+    .or_backend()?;
+    sqlx::query(
+        "UPDATE devices d SET last_check_in = GREATEST(d.last_check_in, s.at) \
+         FROM UNNEST($2::TEXT[], $3::BIGINT[]) AS s (name, at) \
+         WHERE d.tenant_id = $1 AND d.name = s.name",
+    )
+    .bind(tenant)
+    .bind(&names)
+    .bind(&times)
+    .execute(&mut *conn)
+    .await
+    .or_backend()?;
+    Ok(())
 }
 
 async fn put_token(conn: &mut PgConnection, tenant: &str, t: &TokenRecord) -> Result<()> {

@@ -125,14 +125,57 @@ async fn replicas_starting_together_migrate_once() {
         store.close().await;
     }
     let mut conn = db.options.connect().await.unwrap();
-    let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM schema_migrations ORDER BY version")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
     applied.get_or_insert(versions);
     let _ = conn.close().await;
     db.drop().await;
-    assert_eq!(applied, Some(vec![1]), "each migration applied once");
+    assert_eq!(applied, Some(vec![1, 2]), "each migration applied once");
+}
+
+/// A database a version-1 build wrote keeps its devices when a newer build
+/// migrates it, with the identity fields empty.
+#[tokio::test]
+async fn upgrading_from_version_1_keeps_devices() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let mut conn = db.options.connect().await.unwrap();
+    conn.execute(include_str!("../migrations/0001_init.sql"))
+        .await
+        .unwrap();
+    conn.execute(
+        "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL); \
+         INSERT INTO schema_migrations VALUES (1, 0); \
+         INSERT INTO tenants VALUES ('t1', 'default', 1); \
+         INSERT INTO devices (tenant_id, name, id, os, os_version, device_type, agent_version, \
+         tags, labels, managed_by, enrollment_status, created_at) \
+         VALUES ('t1', 'old', 'd1', 'linux', '12', 'server', '0.1.0', '[\"a\"]', '[]', \
+         'rampart', 'enrolled', 5);",
+    )
+    .await
+    .unwrap();
+    let _ = conn.close().await;
+
+    let migrated = PostgresStore::connect_with(db.options.clone()).await;
+    let device = match &migrated {
+        Ok(store) => store.device_by_id("t1", "d1").await,
+        Err(_) => Ok(None),
+    };
+    if let Ok(store) = &migrated {
+        store.close().await;
+    }
+    db.drop().await;
+    let device = device.unwrap().expect("the device survives");
+    assert_eq!(device.name, "old");
+    assert_eq!(device.tags, ["a"]);
+    assert_eq!(device.cert_serial, None);
+    assert_eq!(device.cert_not_after, None);
+    assert_eq!(device.issued_version, 0);
+    assert_eq!(device.issued_digest, None);
 }
 
 /// An older build must refuse a schema from a newer one, and say why.

@@ -20,8 +20,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rampart_store::{
-    AuditRecord, DeviceRecord, NewAudit, ObjectKind, ObjectRecord, Result, StatusRecord, Store,
-    StoreError, Tenant, Timestamp, TokenRecord, UserRecord, Write,
+    AuditRecord, DeviceRecord, NewAudit, ObjectKind, ObjectRecord, OnboardingTokenRecord, Result,
+    StatusRecord, Store, StoreError, Tenant, TenantSecrets, Timestamp, TokenRecord, TokenUse,
+    UserRecord, Write,
 };
 use serde_json::Value;
 use sqlx::sqlite::{
@@ -244,6 +245,48 @@ impl Store for SqliteStore {
         .transpose()
     }
 
+    async fn tenant_secrets(&self, tenant: &str) -> Result<Option<TenantSecrets>> {
+        let sql = format!(
+            "SELECT {} FROM tenant_secrets WHERE tenant_id = ?",
+            rows::TENANT_SECRETS_COLUMNS
+        );
+        self.fetch_optional(sqlx::query(&sql).bind(tenant), rows::tenant_secrets)
+            .await
+    }
+
+    async fn server_secret(&self, name: &str) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await
+            .or_backend()
+    }
+
+    async fn put_server_secret_if_absent(&self, name: &str, value: &str) -> Result<String> {
+        // Another process on the same file may insert first; the write lock
+        // makes the insert and the read one step.
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_backend()?;
+        sqlx::query(
+            "INSERT INTO server_secrets (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&mut *tx)
+        .await
+        .or_backend()?;
+        let stored: String = sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = ?")
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await
+            .or_backend()?;
+        tx.commit().await.or_backend()?;
+        Ok(stored)
+    }
+
     async fn objects(&self, tenant: &str, kind: ObjectKind) -> Result<Vec<ObjectRecord>> {
         let sql = current_objects_sql("ORDER BY o.name");
         let query = sqlx::query(&sql).bind(tenant).bind(kind.as_str());
@@ -298,6 +341,29 @@ impl Store for SqliteStore {
         );
         let query = sqlx::query(&sql).bind(tenant).bind(name);
         self.fetch_optional(query, rows::device).await
+    }
+
+    async fn device_by_id(&self, tenant: &str, id: &str) -> Result<Option<DeviceRecord>> {
+        let sql = format!(
+            "SELECT {} FROM devices WHERE tenant_id = ? AND id = ?",
+            rows::DEVICE_COLUMNS
+        );
+        let query = sqlx::query(&sql).bind(tenant).bind(id);
+        self.fetch_optional(query, rows::device).await
+    }
+
+    async fn touch_devices(&self, tenant: &str, seen: Vec<(String, Timestamp)>) -> Result<()> {
+        let latest = write::latest_per_name(seen);
+        if latest.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_backend()?;
+        write::touch_devices(&mut tx, tenant, &latest).await?;
+        tx.commit().await.or_backend()
     }
 
     async fn record_statuses(
@@ -366,6 +432,28 @@ impl Store for SqliteStore {
         );
         let query = sqlx::query(&sql).bind(tenant).bind(username);
         self.fetch_optional(query, rows::user).await
+    }
+
+    async fn onboarding_tokens(&self, tenant: &str) -> Result<Vec<OnboardingTokenRecord>> {
+        let sql = format!(
+            "SELECT {} FROM onboarding_tokens WHERE tenant_id = ? ORDER BY created_at, id",
+            rows::ONBOARDING_TOKEN_COLUMNS
+        );
+        self.fetch_all(sqlx::query(&sql).bind(tenant), rows::onboarding_token)
+            .await
+    }
+
+    async fn consume_onboarding_token(&self, hash: &str, now: Timestamp) -> Result<TokenUse> {
+        // The write lock, taken up front, makes the check and the count one
+        // step: no two callers can both take a token's last use.
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_backend()?;
+        let used = write::consume_onboarding_token(&mut tx, hash, now).await?;
+        tx.commit().await.or_backend()?;
+        Ok(used)
     }
 
     async fn audit(
@@ -439,6 +527,54 @@ mod tests {
         let mut conn = store.writer.acquire().await.unwrap();
         let err = migrate::run(&mut conn).await.unwrap_err().to_string();
         assert!(err.contains("version 999"), "{err}");
+    }
+
+    /// A database written by a build that knew only version 1 keeps its
+    /// devices, with the identity fields empty.
+    #[tokio::test]
+    async fn upgrading_from_version_1_keeps_devices() {
+        use sqlx::{Connection, Executor};
+        let path =
+            std::env::temp_dir().join(format!("rampart-upgrade-{}.db", uuid::Uuid::new_v4()));
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let mut conn = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .unwrap();
+        conn.execute(migrate::MIGRATIONS[0].sql).await.unwrap();
+        conn.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY NOT NULL, \
+             applied_at INTEGER NOT NULL); \
+             INSERT INTO schema_migrations VALUES (1, 0); \
+             INSERT INTO tenants VALUES ('t1', 'default', 1); \
+             INSERT INTO devices (tenant_id, name, id, os, os_version, device_type, \
+             agent_version, tags, labels, managed_by, enrollment_status, created_at) \
+             VALUES ('t1', 'old', 'd1', 'linux', '12', 'server', '0.1.0', '[\"a\"]', '[]', \
+             'rampart', 'enrolled', 5);",
+        )
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+
+        let store = SqliteStore::open(&path).await.unwrap();
+        let device = store.device_by_id("t1", "d1").await.unwrap().unwrap();
+        assert_eq!(device.name, "old");
+        assert_eq!(device.tags, ["a"]);
+        assert_eq!(device.cert_serial, None);
+        assert_eq!(device.cert_not_after, None);
+        assert_eq!(device.issued_version, 0);
+        assert_eq!(device.issued_digest, None);
+        let versions: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM schema_migrations ORDER BY version")
+                .fetch_all(&store.reader)
+                .await
+                .unwrap();
+        assert_eq!(versions, [1, 2]);
+        store.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
     }
 
     #[tokio::test]

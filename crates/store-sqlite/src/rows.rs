@@ -1,8 +1,8 @@
 //! Turning SQLite rows into store records, and sqlx errors into `StoreError`s.
 
 use rampart_store::{
-    AuditRecord, DeviceRecord, ObjectKind, ObjectRecord, Result, StatusRecord, StoreError, Tenant,
-    TokenRecord, UserRecord,
+    AuditRecord, DeviceRecord, ObjectKind, ObjectRecord, OnboardingTokenRecord, Result,
+    StatusRecord, StoreError, Tenant, TenantSecrets, TokenRecord, UserRecord,
 };
 use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
@@ -49,6 +49,22 @@ fn opt_u64_column(row: &SqliteRow, column: &str) -> Result<Option<u64>> {
         .map(|v| {
             u64::try_from(v)
                 .map_err(|_| StoreError::Backend(format!("stored {column} {v} is negative")))
+        })
+        .transpose()
+}
+
+fn u32_column(row: &SqliteRow, column: &str) -> Result<u32> {
+    let value: i64 = get(row, column)?;
+    u32::try_from(value)
+        .map_err(|_| StoreError::Backend(format!("stored {column} {value} is out of range")))
+}
+
+fn opt_u32_column(row: &SqliteRow, column: &str) -> Result<Option<u32>> {
+    let value: Option<i64> = get(row, column)?;
+    value
+        .map(|v| {
+            u32::try_from(v)
+                .map_err(|_| StoreError::Backend(format!("stored {column} {v} is out of range")))
         })
         .transpose()
 }
@@ -107,7 +123,8 @@ pub(crate) fn object(row: &SqliteRow) -> Result<ObjectRecord> {
 
 pub(crate) const DEVICE_COLUMNS: &str = "id, name, os, os_version, device_type, agent_version, \
     tags, labels, managed_by, enrollment_status, enrollment_code, enrollment_reason, \
-    last_check_in, applied_digest, policy_version, created_at";
+    last_check_in, applied_digest, policy_version, created_at, cert_serial, cert_not_after, \
+    issued_version, issued_digest";
 
 pub(crate) fn device(row: &SqliteRow) -> Result<DeviceRecord> {
     Ok(DeviceRecord {
@@ -127,6 +144,10 @@ pub(crate) fn device(row: &SqliteRow) -> Result<DeviceRecord> {
         applied_digest: get(row, "applied_digest")?,
         policy_version: opt_u64_column(row, "policy_version")?,
         created_at: get(row, "created_at")?,
+        cert_serial: get(row, "cert_serial")?,
+        cert_not_after: get(row, "cert_not_after")?,
+        issued_version: u64_column(row, "issued_version")?,
+        issued_digest: get(row, "issued_digest")?,
     })
 }
 
@@ -189,5 +210,31 @@ pub(crate) fn audit(row: &SqliteRow) -> Result<AuditRecord> {
         object_name: get(row, "object_name")?,
         before: opt_json_column(row, "before_doc")?,
         after: opt_json_column(row, "after_doc")?,
+    })
+}
+
+pub(crate) const TENANT_SECRETS_COLUMNS: &str = "ca_cert_pem, ca_key_pem, signing_key, verify_key";
+
+pub(crate) fn tenant_secrets(row: &SqliteRow) -> Result<TenantSecrets> {
+    Ok(TenantSecrets {
+        ca_cert_pem: get(row, "ca_cert_pem")?,
+        ca_key_pem: get(row, "ca_key_pem")?,
+        signing_key: get(row, "signing_key")?,
+        verify_key: get(row, "verify_key")?,
+    })
+}
+
+pub(crate) const ONBOARDING_TOKEN_COLUMNS: &str =
+    "id, hash, created_at, created_by, expires_at, max_uses, uses";
+
+pub(crate) fn onboarding_token(row: &SqliteRow) -> Result<OnboardingTokenRecord> {
+    Ok(OnboardingTokenRecord {
+        id: get(row, "id")?,
+        hash: get(row, "hash")?,
+        created_at: get(row, "created_at")?,
+        created_by: get(row, "created_by")?,
+        expires_at: get(row, "expires_at")?,
+        max_uses: opt_u32_column(row, "max_uses")?,
+        uses: u32_column(row, "uses")?,
     })
 }

@@ -27,8 +27,8 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 
 use crate::{
-    DeviceRecord, Expect, NewAudit, ObjectKind, Result, StatusRecord, Store, StoreError, Tenant,
-    Timestamp, TokenRecord, UserRecord, Write,
+    DeviceRecord, Expect, NewAudit, ObjectKind, OnboardingTokenRecord, Result, StatusRecord, Store,
+    StoreError, Tenant, TenantSecrets, Timestamp, TokenRecord, TokenUse, UserRecord, Write,
 };
 
 /// A fresh store for one contract test, and whatever cleans up after it
@@ -64,11 +64,22 @@ macro_rules! contract_tests {
             users_are_unique_per_tenant,
             audit_is_newest_first_and_paged,
             tenants_are_isolated,
+            tenant_secrets_round_trip,
+            server_secrets_are_written_once,
+            onboarding_tokens_round_trip,
+            onboarding_tokens_are_consumed,
+            device_identity_round_trips,
+            issued_policy_versions_only_go_up,
+            device_facts_keep_what_the_agent_does_not_report,
+            touch_devices_moves_last_check_in_forward,
         );
         // These spawn tasks of their own, so they take the `Arc`.
         $crate::contract_tests!(@each $fixture, |store| &store;
             concurrent_version_writers_one_wins,
             concurrent_creators_one_wins,
+            concurrent_token_consumers_share_its_uses,
+            concurrent_server_secret_writers_converge,
+            concurrent_policy_issuers_one_wins,
         );
     };
     (@each $fixture:expr, |$store:ident| $arg:expr; $($name:ident),* $(,)?) => {
@@ -146,6 +157,10 @@ fn device(name: &str) -> DeviceRecord {
         applied_digest: Some("abc123".to_owned()),
         policy_version: Some(7),
         created_at: T0,
+        cert_serial: Some("4f2a9c01d3".to_owned()),
+        cert_not_after: Some(T0 + 90 * 86_400),
+        issued_version: 7,
+        issued_digest: Some("abc123".to_owned()),
     }
 }
 
@@ -185,6 +200,46 @@ fn user(username: &str) -> UserRecord {
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
         role: "global_admin".to_owned(),
         created_at: T0,
+    }
+}
+
+fn secrets(label: &str) -> TenantSecrets {
+    TenantSecrets {
+        ca_cert_pem: format!("-----BEGIN CERTIFICATE-----\n{label}-cert\n"),
+        ca_key_pem: format!("-----BEGIN PRIVATE KEY-----\n{label}-key\n"),
+        signing_key: format!("5ec2e7{label}"),
+        verify_key: format!("0b11c0{label}"),
+    }
+}
+
+fn onboarding_token(max_uses: Option<u32>) -> OnboardingTokenRecord {
+    OnboardingTokenRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        // Hashes are unique across every tenant, so each run needs its own.
+        hash: unique("onboarding-hash"),
+        created_at: T0,
+        created_by: "alice".to_owned(),
+        expires_at: T0 + 3600,
+        max_uses,
+        uses: 0,
+    }
+}
+
+/// What an agent reports at check-in, as `UpdateDeviceFacts`.
+fn facts(name: &str, tags: Option<Vec<String>>, at: Option<Timestamp>) -> Write {
+    Write::UpdateDeviceFacts {
+        name: name.to_owned(),
+        os: "windows".to_owned(),
+        os_version: "11 23H2".to_owned(),
+        device_type: "workstation".to_owned(),
+        agent_version: "0.2.0".to_owned(),
+        tags,
+        managed_by: "intune".to_owned(),
+        labels: vec!["Joined".to_owned()],
+        enrollment_status: "failed".to_owned(),
+        enrollment_code: Some("E_MDM".to_owned()),
+        enrollment_reason: Some("managed by another MDM".to_owned()),
+        last_check_in: at,
     }
 }
 
@@ -569,13 +624,16 @@ pub async fn failed_batches_leave_nothing_behind(store: &dyn Store) {
         .await;
     assert_not_found(result, "device \"ghost\"");
 
-    // The third write fails on a uniqueness rule.
+    // The last write fails on a uniqueness rule.
     let first = user("root");
     let writes = vec![Write::PutUser(first)];
     write(store, &tenant, writes).await.expect("setup user");
     let tok = token(&tenant, "ci");
+    let onboarding = onboarding_token(Some(1));
     let writes = vec![
         Write::PutToken(tok.clone()),
+        Write::PutTenantSecrets(secrets("atomic")),
+        Write::PutOnboardingToken(onboarding.clone()),
         put_policy("fresh", json!({}), Expect::Any),
         Write::PutUser(user("root")),
     ];
@@ -603,6 +661,19 @@ pub async fn failed_batches_leave_nothing_behind(store: &dyn Store) {
     assert_eq!(store.token_by_hash(&tok.hash).await.expect("token"), None);
     assert!(store.tokens(t).await.expect("tokens").is_empty());
     assert_eq!(store.users(t).await.expect("users").len(), 1);
+    assert_eq!(store.tenant_secrets(t).await.expect("secrets"), None);
+    assert!(store
+        .onboarding_tokens(t)
+        .await
+        .expect("onboarding tokens")
+        .is_empty());
+    assert_eq!(
+        store
+            .consume_onboarding_token(&onboarding.hash, T0)
+            .await
+            .expect("consume"),
+        TokenUse::Unknown
+    );
     assert!(store.audit(t, 100, None).await.expect("audit").is_empty());
 
     // The failed batches used up nothing: the name is created at version 1.
@@ -629,6 +700,10 @@ pub async fn devices_round_trip(store: &dyn Store) {
     bare.last_check_in = None;
     bare.applied_digest = None;
     bare.policy_version = None;
+    bare.cert_serial = None;
+    bare.cert_not_after = None;
+    bare.issued_version = 0;
+    bare.issued_digest = None;
     let writes = vec![
         Write::PutDevice(web.clone()),
         Write::PutDevice(bare.clone()),
@@ -656,6 +731,10 @@ pub async fn devices_round_trip(store: &dyn Store) {
     replaced.os_version = "13".to_owned();
     replaced.enrollment_status = "failed".to_owned();
     replaced.policy_version = Some(u64::from(u32::MAX) + 5);
+    replaced.cert_serial = Some("00ff".to_owned());
+    replaced.cert_not_after = None;
+    replaced.issued_version = u64::from(u32::MAX) + 9;
+    replaced.issued_digest = None;
     write(store, &tenant, vec![Write::PutDevice(replaced.clone())])
         .await
         .expect("replace");
@@ -1031,6 +1110,8 @@ pub async fn tenants_are_isolated(store: &dyn Store) {
     let a = new_tenant(store, "isolation-a").await;
     let b = new_tenant(store, "isolation-b").await;
     let a_token = token(&a, "ci");
+    let a_device = device("dev");
+    let a_onboarding = onboarding_token(None);
     let writes = vec![
         put_policy("shared", json!({ "owner": "a" }), Expect::Absent),
         put_policy(
@@ -1047,9 +1128,11 @@ pub async fn tenants_are_isolated(store: &dyn Store) {
         Write::PutTenantSettings {
             doc: json!({ "owner": "a" }),
         },
-        Write::PutDevice(device("dev")),
+        Write::PutDevice(a_device.clone()),
         Write::PutToken(a_token.clone()),
         Write::PutUser(user("admin")),
+        Write::PutTenantSecrets(secrets("a")),
+        Write::PutOnboardingToken(a_onboarding.clone()),
     ];
     store
         .write(&a.id, T0, writes, vec![audit("policy.create", "shared")])
@@ -1099,6 +1182,19 @@ pub async fn tenants_are_isolated(store: &dyn Store) {
     assert!(store.users(bt).await.expect("users").is_empty());
     assert_eq!(store.user(bt, "admin").await.expect("user"), None);
     assert!(store.audit(bt, 100, None).await.expect("audit").is_empty());
+    assert_eq!(store.tenant_secrets(bt).await.expect("secrets"), None);
+    assert!(store
+        .onboarding_tokens(bt)
+        .await
+        .expect("onboarding tokens")
+        .is_empty());
+    assert_eq!(
+        store
+            .device_by_id(bt, &a_device.id)
+            .await
+            .expect("device by id"),
+        None
+    );
 
     // B cannot reach A's records through writes either.
     assert_not_found(
@@ -1120,6 +1216,30 @@ pub async fn tenants_are_isolated(store: &dyn Store) {
     assert_not_found(write(store, &b, writes).await, &a_token.id);
     let writes = vec![delete_policy("shared", Expect::Present)];
     assert_not_found(write(store, &b, writes).await, "shared");
+    for write_to_a in [
+        facts("dev", Some(Vec::new()), Some(T0 + 9)),
+        Write::SetDeviceIdentity {
+            name: "dev".to_owned(),
+            cert_serial: Some("b0b0".to_owned()),
+            cert_not_after: Some(T0 + 9),
+        },
+        Write::SetIssuedPolicy {
+            name: "dev".to_owned(),
+            version: 99,
+            digest: "b".to_owned(),
+        },
+        Write::SetAppliedPolicy {
+            name: "dev".to_owned(),
+            digest: None,
+            version: None,
+        },
+    ] {
+        assert_not_found(write(store, &b, vec![write_to_a]).await, "dev");
+    }
+    store
+        .touch_devices(bt, vec![("dev".to_owned(), T0 + 999)])
+        .await
+        .expect("touching nothing");
 
     // The same names in B are B's own, with their own versions.
     let writes = vec![
@@ -1136,6 +1256,7 @@ pub async fn tenants_are_isolated(store: &dyn Store) {
         Write::PutDevice(device("dev")),
         Write::PutToken(token(&b, "ci")),
         Write::PutUser(user("admin")),
+        Write::PutTenantSecrets(secrets("b")),
     ];
     store
         .write(bt, T0, writes, vec![audit("policy.create", "shared")])
@@ -1176,7 +1297,39 @@ pub async fn tenants_are_isolated(store: &dyn Store) {
         store.tenant_settings(&a.id).await.expect("settings"),
         Some(json!({ "owner": "a" }))
     );
-    assert!(store.device(&a.id, "dev").await.expect("device").is_some());
+    assert_eq!(
+        store.device(&a.id, "dev").await.expect("device"),
+        Some(a_device.clone())
+    );
+    assert_eq!(
+        store
+            .device_by_id(&a.id, &a_device.id)
+            .await
+            .expect("by id"),
+        Some(a_device)
+    );
+    assert_eq!(
+        store.tenant_secrets(&a.id).await.expect("secrets"),
+        Some(secrets("a"))
+    );
+    assert_eq!(
+        store.tenant_secrets(bt).await.expect("secrets"),
+        Some(secrets("b"))
+    );
+    assert_eq!(
+        store.onboarding_tokens(&a.id).await.expect("onboarding"),
+        vec![a_onboarding.clone()]
+    );
+    assert_eq!(
+        store
+            .consume_onboarding_token(&a_onboarding.hash, T0)
+            .await
+            .expect("consume"),
+        TokenUse::Accepted {
+            tenant_id: a.id.clone(),
+            token_id: a_onboarding.id.clone()
+        }
+    );
     assert_eq!(
         store
             .device_statuses(&a.id, "dev")
@@ -1194,6 +1347,716 @@ pub async fn tenants_are_isolated(store: &dyn Store) {
     assert_eq!(found.map(|tok| tok.tenant_id), Some(a.id.clone()));
     assert_eq!(store.audit(&a.id, 100, None).await.expect("audit").len(), 1);
     assert_eq!(store.audit(bt, 100, None).await.expect("audit").len(), 1);
+}
+
+pub async fn tenant_secrets_round_trip(store: &dyn Store) {
+    let tenant = new_tenant(store, "secrets").await;
+    let other = new_tenant(store, "secrets-other").await;
+    let t = &tenant.id;
+    assert_eq!(store.tenant_secrets(t).await.expect("read"), None);
+
+    let first = secrets("first");
+    let writes = vec![Write::PutTenantSecrets(first.clone())];
+    write(store, &tenant, writes).await.expect("put secrets");
+    assert_eq!(
+        store.tenant_secrets(t).await.expect("read"),
+        Some(first.clone())
+    );
+    assert_eq!(
+        store.tenant_secrets(&other.id).await.expect("read"),
+        None,
+        "secrets belong to their tenant"
+    );
+
+    // Writing them again replaces them.
+    let mut second = secrets("second");
+    second.ca_cert_pem = format!("{}\n-----END CERTIFICATE-----\n", "MIIB".repeat(2000));
+    let writes = vec![Write::PutTenantSecrets(second.clone())];
+    write(store, &tenant, writes)
+        .await
+        .expect("replace secrets");
+    assert_eq!(
+        store.tenant_secrets(t).await.expect("read"),
+        Some(second.clone())
+    );
+
+    let theirs = secrets("theirs");
+    let writes = vec![Write::PutTenantSecrets(theirs.clone())];
+    write(store, &other, writes).await.expect("other's secrets");
+    assert_eq!(
+        store.tenant_secrets(t).await.expect("read"),
+        Some(second.clone())
+    );
+    assert_eq!(
+        store.tenant_secrets(&other.id).await.expect("read"),
+        Some(theirs)
+    );
+
+    // What the store hands back still keeps the private keys out of Debug.
+    let debug = format!("{:?}", store.tenant_secrets(t).await.expect("read"));
+    assert!(!debug.contains(&second.ca_key_pem), "{debug}");
+    assert!(!debug.contains(&second.signing_key), "{debug}");
+    assert!(debug.contains(&second.verify_key), "{debug}");
+
+    let missing = unique("no-such-tenant");
+    let result = store
+        .write(
+            &missing,
+            T0,
+            vec![Write::PutTenantSecrets(secrets("x"))],
+            Vec::new(),
+        )
+        .await;
+    assert_not_found(result, &missing);
+}
+
+pub async fn server_secrets_are_written_once(store: &dyn Store) {
+    // Installation secrets are shared by every tenant (and every run of the
+    // suite on one database), so each run uses names of its own.
+    let name = unique("server-ca");
+    assert_eq!(store.server_secret(&name).await.expect("read"), None);
+
+    let pem = "-----BEGIN PRIVATE KEY-----\nMC4CAQAw\n-----END PRIVATE KEY-----\n";
+    assert_eq!(
+        store
+            .put_server_secret_if_absent(&name, pem)
+            .await
+            .expect("put"),
+        pem
+    );
+    assert_eq!(
+        store
+            .put_server_secret_if_absent(&name, "second")
+            .await
+            .expect("put again"),
+        pem,
+        "the first value stays"
+    );
+    assert_eq!(
+        store.server_secret(&name).await.expect("read"),
+        Some(pem.to_owned())
+    );
+
+    let other = unique("server-key");
+    assert_eq!(
+        store
+            .put_server_secret_if_absent(&other, "second")
+            .await
+            .expect("put other"),
+        "second"
+    );
+    assert_eq!(
+        store.server_secret(&name).await.expect("read"),
+        Some(pem.to_owned())
+    );
+    assert_eq!(
+        store.server_secret(&other).await.expect("read"),
+        Some("second".to_owned())
+    );
+}
+
+pub async fn onboarding_tokens_round_trip(store: &dyn Store) {
+    let tenant = new_tenant(store, "onboarding").await;
+    let other = new_tenant(store, "onboarding-other").await;
+    let t = &tenant.id;
+    assert!(store.onboarding_tokens(t).await.expect("list").is_empty());
+
+    let mut later = onboarding_token(Some(5));
+    later.created_at = T0 + 10;
+    later.uses = 2;
+    let unlimited = onboarding_token(None);
+    let mut most = onboarding_token(Some(u32::MAX));
+    most.uses = u32::MAX - 1;
+    let writes = vec![
+        Write::PutOnboardingToken(later.clone()),
+        Write::PutOnboardingToken(unlimited.clone()),
+        Write::PutOnboardingToken(most.clone()),
+    ];
+    write(store, &tenant, writes).await.expect("put tokens");
+
+    // Oldest first; tokens created at the same time by id.
+    let mut same_time = vec![unlimited.clone(), most.clone()];
+    same_time.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut expected = same_time;
+    expected.push(later.clone());
+    assert_eq!(store.onboarding_tokens(t).await.expect("list"), expected);
+    assert!(store
+        .onboarding_tokens(&other.id)
+        .await
+        .expect("list")
+        .is_empty());
+
+    // A hash is unique across the whole store.
+    let mut copy = onboarding_token(Some(1));
+    copy.hash = later.hash.clone();
+    let writes = vec![Write::PutOnboardingToken(copy)];
+    assert_conflict(write(store, &other, writes).await, &["onboarding token"]);
+    // An id is unique within its tenant.
+    let mut same_id = onboarding_token(None);
+    same_id.id = later.id.clone();
+    let writes = vec![Write::PutOnboardingToken(same_id.clone())];
+    assert_conflict(
+        write(store, &tenant, writes).await,
+        &["onboarding token", &later.id],
+    );
+    let writes = vec![Write::PutOnboardingToken(same_id.clone())];
+    write(store, &other, writes)
+        .await
+        .expect("the same id in another tenant");
+    assert_eq!(
+        store.onboarding_tokens(&other.id).await.expect("list"),
+        [same_id]
+    );
+    assert_eq!(store.onboarding_tokens(t).await.expect("list"), expected);
+}
+
+pub async fn onboarding_tokens_are_consumed(store: &dyn Store) {
+    let tenant = new_tenant(store, "consume").await;
+    let t = &tenant.id;
+    let twice = onboarding_token(Some(2));
+    let mut expiring = onboarding_token(None);
+    expiring.expires_at = T0 + 100;
+    let none_left = onboarding_token(Some(0));
+    let mut spent_and_expired = onboarding_token(Some(1));
+    spent_and_expired.uses = 1;
+    spent_and_expired.expires_at = T0 + 100;
+    let unlimited = onboarding_token(None);
+    let all = [
+        &twice,
+        &expiring,
+        &none_left,
+        &spent_and_expired,
+        &unlimited,
+    ];
+    let writes = all
+        .iter()
+        .map(|token| Write::PutOnboardingToken((*token).clone()))
+        .collect();
+    write(store, &tenant, writes).await.expect("tokens");
+
+    let accepted = |token: &OnboardingTokenRecord| TokenUse::Accepted {
+        tenant_id: tenant.id.clone(),
+        token_id: token.id.clone(),
+    };
+    let consume = |hash: String, now: Timestamp| async move {
+        store
+            .consume_onboarding_token(&hash, now)
+            .await
+            .expect("consume")
+    };
+    let now = T0 + 50;
+
+    assert_eq!(
+        consume(unique("no-such-hash"), now).await,
+        TokenUse::Unknown
+    );
+
+    // `expires_at` is the first moment the token is refused.
+    assert_eq!(
+        consume(expiring.hash.clone(), T0 + 99).await,
+        accepted(&expiring)
+    );
+    assert_eq!(
+        consume(expiring.hash.clone(), T0 + 100).await,
+        TokenUse::Expired
+    );
+    assert_eq!(
+        consume(expiring.hash.clone(), T0 + 5000).await,
+        TokenUse::Expired
+    );
+
+    // `max_uses` uses, then no more.
+    assert_eq!(consume(twice.hash.clone(), now).await, accepted(&twice));
+    assert_eq!(consume(twice.hash.clone(), now).await, accepted(&twice));
+    assert_eq!(consume(twice.hash.clone(), now).await, TokenUse::Exhausted);
+    assert_eq!(consume(twice.hash.clone(), now).await, TokenUse::Exhausted);
+    assert_eq!(
+        consume(none_left.hash.clone(), now).await,
+        TokenUse::Exhausted
+    );
+    // Expiry is checked first.
+    assert_eq!(
+        consume(spent_and_expired.hash.clone(), T0 + 100).await,
+        TokenUse::Expired
+    );
+    assert_eq!(
+        consume(spent_and_expired.hash.clone(), now).await,
+        TokenUse::Exhausted
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            consume(unlimited.hash.clone(), now).await,
+            accepted(&unlimited)
+        );
+    }
+
+    // Only accepted uses count, and nothing else about a token changes.
+    let stored = store.onboarding_tokens(t).await.expect("list");
+    let expected_uses = [
+        (&twice, 2),
+        (&expiring, 1),
+        (&none_left, 0),
+        (&spent_and_expired, 1),
+        (&unlimited, 5),
+    ];
+    for (token, uses) in expected_uses {
+        let found = stored
+            .iter()
+            .find(|s| s.id == token.id)
+            .expect("token listed");
+        assert_eq!(
+            found,
+            &OnboardingTokenRecord {
+                uses,
+                ..token.clone()
+            }
+        );
+    }
+}
+
+pub async fn device_identity_round_trips(store: &dyn Store) {
+    let tenant = new_tenant(store, "identity").await;
+    let other = new_tenant(store, "identity-other").await;
+    let t = &tenant.id;
+    let enrolled = device("laptop-1");
+    let mut fresh = device("laptop-2");
+    fresh.cert_serial = None;
+    fresh.cert_not_after = None;
+    fresh.issued_version = 0;
+    fresh.issued_digest = None;
+    let writes = vec![
+        Write::PutDevice(enrolled.clone()),
+        Write::PutDevice(fresh.clone()),
+    ];
+    write(store, &tenant, writes).await.expect("devices");
+    let writes = vec![Write::PutDevice(device("laptop-1"))];
+    write(store, &other, writes).await.expect("other's device");
+
+    assert_eq!(
+        store.device_by_id(t, &enrolled.id).await.expect("by id"),
+        Some(enrolled.clone())
+    );
+    assert_eq!(
+        store.device_by_id(t, &fresh.id).await.expect("by id"),
+        Some(fresh.clone())
+    );
+    assert_eq!(
+        store.device_by_id(t, "no-such-id").await.expect("by id"),
+        None
+    );
+    assert_eq!(
+        store
+            .device_by_id(&other.id, &enrolled.id)
+            .await
+            .expect("by id"),
+        None,
+        "an id is looked up in its tenant only"
+    );
+
+    // A certificate replaces the identity and changes nothing else.
+    let writes = vec![Write::SetDeviceIdentity {
+        name: "laptop-2".to_owned(),
+        cert_serial: Some("7e57c0de".to_owned()),
+        cert_not_after: Some(T0 + 1000),
+    }];
+    write(store, &tenant, writes).await.expect("identity");
+    let identified = DeviceRecord {
+        cert_serial: Some("7e57c0de".to_owned()),
+        cert_not_after: Some(T0 + 1000),
+        ..fresh.clone()
+    };
+    assert_eq!(
+        store.device(t, "laptop-2").await.expect("read"),
+        Some(identified.clone())
+    );
+    assert_eq!(
+        store.device_by_id(t, &fresh.id).await.expect("by id"),
+        Some(identified.clone())
+    );
+    let writes = vec![Write::SetDeviceIdentity {
+        name: "laptop-1".to_owned(),
+        cert_serial: Some("a1b2".to_owned()),
+        cert_not_after: Some(T0 + 2000),
+    }];
+    write(store, &tenant, writes).await.expect("renew");
+    assert_eq!(
+        store.device(t, "laptop-1").await.expect("read"),
+        Some(DeviceRecord {
+            cert_serial: Some("a1b2".to_owned()),
+            cert_not_after: Some(T0 + 2000),
+            ..enrolled.clone()
+        })
+    );
+    // Clearing the identity leaves no certificate to accept.
+    let writes = vec![Write::SetDeviceIdentity {
+        name: "laptop-1".to_owned(),
+        cert_serial: None,
+        cert_not_after: None,
+    }];
+    write(store, &tenant, writes).await.expect("clear");
+    assert_eq!(
+        store.device_by_id(t, &enrolled.id).await.expect("read"),
+        Some(DeviceRecord {
+            cert_serial: None,
+            cert_not_after: None,
+            ..enrolled.clone()
+        })
+    );
+    let other_device = store
+        .device(&other.id, "laptop-1")
+        .await
+        .expect("read")
+        .expect("other's device");
+    assert_eq!(other_device.cert_serial, device("x").cert_serial);
+    let writes = vec![Write::SetDeviceIdentity {
+        name: "ghost".to_owned(),
+        cert_serial: Some("00".to_owned()),
+        cert_not_after: Some(T0),
+    }];
+    assert_not_found(write(store, &tenant, writes).await, "device \"ghost\"");
+
+    // What the agent holds is recorded as given, and only that.
+    let writes = vec![Write::SetAppliedPolicy {
+        name: "laptop-2".to_owned(),
+        digest: Some("held".to_owned()),
+        version: Some(u64::from(u32::MAX) + 1),
+    }];
+    write(store, &tenant, writes).await.expect("applied");
+    let applied = DeviceRecord {
+        applied_digest: Some("held".to_owned()),
+        policy_version: Some(u64::from(u32::MAX) + 1),
+        ..identified.clone()
+    };
+    assert_eq!(
+        store.device(t, "laptop-2").await.expect("read"),
+        Some(applied.clone())
+    );
+    let writes = vec![Write::SetAppliedPolicy {
+        name: "laptop-2".to_owned(),
+        digest: None,
+        version: None,
+    }];
+    write(store, &tenant, writes).await.expect("cleared");
+    assert_eq!(
+        store.device(t, "laptop-2").await.expect("read"),
+        Some(DeviceRecord {
+            applied_digest: None,
+            policy_version: None,
+            ..applied
+        })
+    );
+    let writes = vec![Write::SetAppliedPolicy {
+        name: "ghost".to_owned(),
+        digest: None,
+        version: None,
+    }];
+    assert_not_found(write(store, &tenant, writes).await, "device \"ghost\"");
+}
+
+pub async fn issued_policy_versions_only_go_up(store: &dyn Store) {
+    let tenant = new_tenant(store, "issued").await;
+    let t = &tenant.id;
+    let mut dev = device("dev");
+    dev.issued_version = 0;
+    dev.issued_digest = None;
+    write(store, &tenant, vec![Write::PutDevice(dev.clone())])
+        .await
+        .expect("device");
+    let issue = |version: u64, digest: &str| Write::SetIssuedPolicy {
+        name: "dev".to_owned(),
+        version,
+        digest: digest.to_owned(),
+    };
+    let issued = |version: u64, digest: &str| DeviceRecord {
+        issued_version: version,
+        issued_digest: Some(digest.to_owned()),
+        ..dev.clone()
+    };
+
+    write(store, &tenant, vec![issue(1, "d1")])
+        .await
+        .expect("first");
+    assert_eq!(
+        store.device(t, "dev").await.expect("read"),
+        Some(issued(1, "d1"))
+    );
+    // Versions may skip, and issuing the same one again changes nothing.
+    write(store, &tenant, vec![issue(3, "d3")])
+        .await
+        .expect("skip");
+    write(store, &tenant, vec![issue(3, "d3")])
+        .await
+        .expect("same again");
+    assert_eq!(
+        store.device(t, "dev").await.expect("read"),
+        Some(issued(3, "d3"))
+    );
+
+    // The same version with another digest, or an older one, is refused.
+    assert_conflict(
+        write(store, &tenant, vec![issue(3, "other")]).await,
+        &["\"dev\"", "version 3"],
+    );
+    assert_conflict(
+        write(store, &tenant, vec![issue(2, "d2")]).await,
+        &["\"dev\"", "version 3"],
+    );
+    assert_conflict(
+        write(store, &tenant, vec![issue(0, "d0")]).await,
+        &["\"dev\""],
+    );
+    // A refused version fails its whole batch.
+    let writes = vec![
+        Write::SetDeviceTags {
+            name: "dev".to_owned(),
+            tags: vec!["changed".to_owned()],
+        },
+        issue(1, "old"),
+    ];
+    assert_conflict(write(store, &tenant, writes).await, &["\"dev\""]);
+    assert_eq!(
+        store.device(t, "dev").await.expect("read"),
+        Some(issued(3, "d3"))
+    );
+
+    let big = u64::from(u32::MAX) + 1;
+    write(store, &tenant, vec![issue(big, "big")])
+        .await
+        .expect("big");
+    assert_eq!(
+        store.device(t, "dev").await.expect("read"),
+        Some(issued(big, "big"))
+    );
+
+    // Replacing the device writes what it is given.
+    write(store, &tenant, vec![Write::PutDevice(dev.clone())])
+        .await
+        .expect("replace");
+    assert_eq!(store.device(t, "dev").await.expect("read"), Some(dev));
+
+    let writes = vec![Write::SetIssuedPolicy {
+        name: "ghost".to_owned(),
+        version: 1,
+        digest: "d".to_owned(),
+    }];
+    assert_not_found(write(store, &tenant, writes).await, "device \"ghost\"");
+}
+
+pub async fn device_facts_keep_what_the_agent_does_not_report(store: &dyn Store) {
+    let tenant = new_tenant(store, "facts").await;
+    let t = &tenant.id;
+    let dev = device("desk-1");
+    write(store, &tenant, vec![Write::PutDevice(dev.clone())])
+        .await
+        .expect("device");
+    let report = vec![status("desk-1", "firewall.enabled", "", "succeeded")];
+    assert_eq!(
+        store
+            .record_statuses(t, "desk-1", report)
+            .await
+            .expect("statuses"),
+        1
+    );
+
+    // An administrator tags the device; a check-in without tags keeps them
+    // and updates everything it reports.
+    let admin_tags = vec!["finance".to_owned(), "pilot".to_owned()];
+    let writes = vec![Write::SetDeviceTags {
+        name: "desk-1".to_owned(),
+        tags: admin_tags.clone(),
+    }];
+    write(store, &tenant, writes).await.expect("admin tags");
+    write(store, &tenant, vec![facts("desk-1", None, Some(T0 + 50))])
+        .await
+        .expect("check-in");
+    let checked_in = DeviceRecord {
+        os: "windows".to_owned(),
+        os_version: "11 23H2".to_owned(),
+        device_type: "workstation".to_owned(),
+        agent_version: "0.2.0".to_owned(),
+        tags: admin_tags,
+        managed_by: "intune".to_owned(),
+        labels: vec!["Joined".to_owned()],
+        enrollment_status: "failed".to_owned(),
+        enrollment_code: Some("E_MDM".to_owned()),
+        enrollment_reason: Some("managed by another MDM".to_owned()),
+        last_check_in: Some(T0 + 50),
+        // Id, creation time, identity, issued and applied policy stay.
+        ..dev.clone()
+    };
+    assert_eq!(
+        store.device(t, "desk-1").await.expect("read"),
+        Some(checked_in.clone())
+    );
+    // The row is updated in place: the device keeps its statuses.
+    assert_eq!(
+        store
+            .device_statuses(t, "desk-1")
+            .await
+            .expect("statuses")
+            .len(),
+        1
+    );
+
+    // Tags that are given replace the stored ones, in order.
+    let agent_tags = vec!["zeta".to_owned(), "agent".to_owned()];
+    let writes = vec![facts("desk-1", Some(agent_tags.clone()), Some(T0 + 60))];
+    write(store, &tenant, writes).await.expect("with tags");
+    assert_eq!(
+        store.device(t, "desk-1").await.expect("read"),
+        Some(DeviceRecord {
+            tags: agent_tags,
+            last_check_in: Some(T0 + 60),
+            ..checked_in.clone()
+        })
+    );
+    let writes = vec![facts("desk-1", Some(Vec::new()), Some(T0 + 70))];
+    write(store, &tenant, writes).await.expect("no tags");
+    let untagged = store
+        .device(t, "desk-1")
+        .await
+        .expect("read")
+        .expect("device");
+    assert!(untagged.tags.is_empty(), "{untagged:?}");
+
+    // Optional facts can be cleared.
+    let mut enrolled = facts("desk-1", None, Some(T0 + 80));
+    if let Write::UpdateDeviceFacts {
+        enrollment_status,
+        enrollment_code,
+        enrollment_reason,
+        labels,
+        ..
+    } = &mut enrolled
+    {
+        *enrollment_status = "enrolled".to_owned();
+        *enrollment_code = None;
+        *enrollment_reason = None;
+        labels.clear();
+    }
+    write(store, &tenant, vec![enrolled])
+        .await
+        .expect("enrolled");
+    assert_eq!(
+        store.device(t, "desk-1").await.expect("read"),
+        Some(DeviceRecord {
+            tags: Vec::new(),
+            labels: Vec::new(),
+            enrollment_status: "enrolled".to_owned(),
+            enrollment_code: None,
+            enrollment_reason: None,
+            last_check_in: Some(T0 + 80),
+            ..checked_in.clone()
+        })
+    );
+
+    // Without a time the stored one stays.
+    write(store, &tenant, vec![facts("desk-1", None, None)])
+        .await
+        .expect("no time");
+    let kept = store
+        .device(t, "desk-1")
+        .await
+        .expect("read")
+        .expect("device");
+    assert_eq!(kept.last_check_in, Some(T0 + 80));
+    assert_eq!(
+        kept.enrollment_status, "failed",
+        "the other facts are written"
+    );
+
+    assert_not_found(
+        write(store, &tenant, vec![facts("ghost", None, Some(T0))]).await,
+        "device \"ghost\"",
+    );
+}
+
+pub async fn touch_devices_moves_last_check_in_forward(store: &dyn Store) {
+    let tenant = new_tenant(store, "touch").await;
+    let other = new_tenant(store, "touch-other").await;
+    let t = &tenant.id;
+    let mut never = device("never");
+    never.last_check_in = None;
+    let seen = device("seen");
+    let untouched = device("untouched");
+    let writes = vec![
+        Write::PutDevice(never.clone()),
+        Write::PutDevice(seen.clone()),
+        Write::PutDevice(untouched.clone()),
+    ];
+    write(store, &tenant, writes).await.expect("devices");
+    write(store, &other, vec![Write::PutDevice(device("seen"))])
+        .await
+        .expect("other's device");
+
+    let touches = vec![
+        ("seen".to_owned(), T0 + 100),
+        ("never".to_owned(), T0 + 50),
+        ("ghost".to_owned(), T0 + 100),
+        // Of a name given twice, the later time counts.
+        ("seen".to_owned(), T0 + 90),
+    ];
+    store.touch_devices(t, touches).await.expect("touch");
+    // Nothing else about a device changes.
+    assert_eq!(
+        store.device(t, "seen").await.expect("read"),
+        Some(DeviceRecord {
+            last_check_in: Some(T0 + 100),
+            ..seen.clone()
+        })
+    );
+    assert_eq!(
+        store.device(t, "never").await.expect("read"),
+        Some(DeviceRecord {
+            last_check_in: Some(T0 + 50),
+            ..never
+        })
+    );
+    assert_eq!(
+        store.device(t, "untouched").await.expect("read"),
+        Some(untouched)
+    );
+    assert_eq!(store.device(t, "ghost").await.expect("read"), None);
+    let theirs = store
+        .device(&other.id, "seen")
+        .await
+        .expect("read")
+        .expect("other's device");
+    assert_eq!(theirs.last_check_in, seen.last_check_in);
+
+    // An older time never moves it back.
+    let touches = vec![("seen".to_owned(), T0 + 20)];
+    store.touch_devices(t, touches).await.expect("older");
+    let last = |device: Option<DeviceRecord>| device.and_then(|d| d.last_check_in);
+    assert_eq!(
+        last(store.device(t, "seen").await.expect("read")),
+        Some(T0 + 100)
+    );
+
+    // Nothing to touch, or a tenant that does not exist, is fine.
+    store.touch_devices(t, Vec::new()).await.expect("empty");
+    store
+        .touch_devices(&unique("no-such-tenant"), vec![("seen".to_owned(), T0)])
+        .await
+        .expect("unknown tenant");
+
+    // A write-behind batch touches many devices at once.
+    let names: Vec<String> = (0..60).map(|i| format!("bulk-{i:02}")).collect();
+    let writes = names.iter().map(|n| Write::PutDevice(device(n))).collect();
+    write(store, &tenant, writes).await.expect("bulk devices");
+    let touches = names
+        .iter()
+        .zip(1000..)
+        .map(|(name, i)| (name.clone(), T0 + i))
+        .collect();
+    store.touch_devices(t, touches).await.expect("bulk touch");
+    for (name, i) in names.iter().zip(1000..) {
+        assert_eq!(
+            last(store.device(t, name).await.expect("read")),
+            Some(T0 + i),
+            "{name}"
+        );
+    }
 }
 
 /// Runs `writers` copies of a write at once; returns each one's result.
@@ -1315,4 +2178,112 @@ pub async fn concurrent_creators_one_wins(store: &Arc<dyn Store>) {
         .map(|r| r.name)
         .collect();
     assert_eq!(names.len(), 6);
+}
+
+pub async fn concurrent_token_consumers_share_its_uses(store: &Arc<dyn Store>) {
+    let tenant = new_tenant(&**store, "race-onboarding").await;
+    // (max_uses, consumers): two consumers of a single-use token, several
+    // times over, then crowds.
+    let rounds = [(1, 2), (1, 2), (1, 2), (1, 2), (1, 2), (1, 8), (3, 8)];
+    for (max_uses, consumers) in rounds {
+        let token = onboarding_token(Some(max_uses));
+        let writes = vec![Write::PutOnboardingToken(token.clone())];
+        write(&**store, &tenant, writes).await.expect("token");
+
+        let barrier = Arc::new(tokio::sync::Barrier::new(consumers));
+        let mut tasks = Vec::new();
+        for _ in 0..consumers {
+            let store = Arc::clone(store);
+            let barrier = Arc::clone(&barrier);
+            let hash = token.hash.clone();
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                store.consume_onboarding_token(&hash, T0 + 1).await
+            }));
+        }
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.expect("consumer task").expect("consume"));
+        }
+        let accepted = TokenUse::Accepted {
+            tenant_id: tenant.id.clone(),
+            token_id: token.id.clone(),
+        };
+        let winners = results.iter().filter(|r| **r == accepted).count();
+        assert_eq!(
+            winners,
+            usize::try_from(max_uses).expect("small"),
+            "{results:?}"
+        );
+        assert!(
+            results
+                .iter()
+                .all(|r| *r == accepted || *r == TokenUse::Exhausted),
+            "the others find it used up: {results:?}"
+        );
+        let stored = store
+            .onboarding_tokens(&tenant.id)
+            .await
+            .expect("list")
+            .into_iter()
+            .find(|t| t.id == token.id)
+            .expect("listed");
+        assert_eq!(stored.uses, max_uses);
+    }
+}
+
+pub async fn concurrent_server_secret_writers_converge(store: &Arc<dyn Store>) {
+    for _ in 0..3 {
+        let name = unique("race-secret");
+        let writers = 6;
+        let barrier = Arc::new(tokio::sync::Barrier::new(writers));
+        let mut tasks = Vec::new();
+        for i in 0..writers {
+            let store = Arc::clone(store);
+            let barrier = Arc::clone(&barrier);
+            let name = name.clone();
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .put_server_secret_if_absent(&name, &format!("value-{i}"))
+                    .await
+            }));
+        }
+        let mut values = BTreeSet::new();
+        for task in tasks {
+            values.insert(task.await.expect("writer task").expect("put"));
+        }
+        assert_eq!(values.len(), 1, "every replica gets one value: {values:?}");
+        let value = values.into_iter().next().expect("a value");
+        assert!(value.starts_with("value-"), "{value}");
+        assert_eq!(store.server_secret(&name).await.expect("read"), Some(value));
+    }
+}
+
+pub async fn concurrent_policy_issuers_one_wins(store: &Arc<dyn Store>) {
+    let tenant = new_tenant(&**store, "race-issue").await;
+    let mut dev = device("dev");
+    dev.issued_version = 0;
+    dev.issued_digest = None;
+    write(&**store, &tenant, vec![Write::PutDevice(dev)])
+        .await
+        .expect("device");
+    // Replicas that computed the same next version for different policies:
+    // one issues it, the others must start over.
+    for version in 1..=5u64 {
+        let results = race(store, &tenant, 4, |i| Write::SetIssuedPolicy {
+            name: "dev".to_owned(),
+            version,
+            digest: format!("digest-{i}"),
+        })
+        .await;
+        let won = winner(&results, false);
+        let current = store
+            .device(&tenant.id, "dev")
+            .await
+            .expect("read")
+            .expect("device");
+        assert_eq!(current.issued_version, version);
+        assert_eq!(current.issued_digest, Some(format!("digest-{won}")));
+    }
 }

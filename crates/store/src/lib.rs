@@ -11,6 +11,8 @@
 
 pub mod contract;
 
+use std::fmt;
+
 use async_trait::async_trait;
 use serde_json::Value;
 
@@ -101,6 +103,16 @@ pub struct DeviceRecord {
     pub applied_digest: Option<String>,
     pub policy_version: Option<u64>,
     pub created_at: Timestamp,
+    /// Hex serial of the client certificate issued to the device last; the
+    /// device channel refuses any other. `None` for a device never enrolled.
+    pub cert_serial: Option<String>,
+    /// When that certificate expires.
+    pub cert_not_after: Option<Timestamp>,
+    /// Version of the signed policy issued to the device last: monotonic per
+    /// device, 0 when none was issued.
+    pub issued_version: u64,
+    /// Digest of that signed policy.
+    pub issued_digest: Option<String>,
 }
 
 /// What an agent reported for one setting (or one key of a per-key setting).
@@ -147,6 +159,60 @@ pub struct UserRecord {
     pub password_hash: String,
     pub role: String,
     pub created_at: Timestamp,
+}
+
+/// A tenant's key material, written when the tenant is created: the CA that
+/// issues its devices' certificates and the key that signs its policies.
+/// `Debug` leaves the private halves out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TenantSecrets {
+    pub ca_cert_pem: String,
+    /// Private key of the CA, PEM.
+    pub ca_key_pem: String,
+    /// Hex Ed25519 secret key that signs policies.
+    pub signing_key: String,
+    /// Hex Ed25519 public key agents verify policies with.
+    pub verify_key: String,
+}
+
+impl fmt::Debug for TenantSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantSecrets")
+            .field("ca_cert_pem", &self.ca_cert_pem)
+            .field("ca_key_pem", &"<redacted>")
+            .field("signing_key", &"<redacted>")
+            .field("verify_key", &self.verify_key)
+            .finish()
+    }
+}
+
+/// A token that lets agents enroll devices into its tenant, stored hashed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnboardingTokenRecord {
+    pub id: String,
+    /// Hex SHA-256 of the secret; unique across every tenant.
+    pub hash: String,
+    pub created_at: Timestamp,
+    pub created_by: String,
+    /// The token is refused from this time on.
+    pub expires_at: Timestamp,
+    /// How many enrollments it allows; `None` for no limit.
+    pub max_uses: Option<u32>,
+    /// How many it has been used for.
+    pub uses: u32,
+}
+
+/// The outcome of [`Store::consume_onboarding_token`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenUse {
+    /// The token was valid; its use has been counted.
+    Accepted { tenant_id: String, token_id: String },
+    /// No token has this hash.
+    Unknown,
+    /// The token has expired (checked before its uses).
+    Expired,
+    /// The token has been used `max_uses` times.
+    Exhausted,
 }
 
 /// One audit log entry.
@@ -228,14 +294,69 @@ pub enum Write {
     },
     /// Inserts a user; Conflict if the username exists in the tenant.
     PutUser(UserRecord),
+    /// Inserts or replaces the tenant's key material.
+    PutTenantSecrets(TenantSecrets),
+    /// Inserts an onboarding token into the batch's tenant; Conflict if its
+    /// hash exists (in any tenant) or its id exists in the tenant.
+    PutOnboardingToken(OnboardingTokenRecord),
+    /// Records what an agent reported about its device, leaving everything
+    /// else (id, identity, issued policy, applied policy, creation time) as
+    /// it is. Fields are written as given, except two that keep the stored
+    /// value when `None`: `tags` (tags set by administrators and tags from
+    /// the agent share one list) and `last_check_in`. NotFound when the
+    /// device does not exist.
+    UpdateDeviceFacts {
+        name: String,
+        os: String,
+        os_version: String,
+        device_type: String,
+        agent_version: String,
+        tags: Option<Vec<String>>,
+        managed_by: String,
+        labels: Vec<String>,
+        enrollment_status: String,
+        enrollment_code: Option<String>,
+        enrollment_reason: Option<String>,
+        last_check_in: Option<Timestamp>,
+    },
+    /// Records the certificate issued to a device last, as given (`None`
+    /// clears it, so no certificate is accepted for the device). NotFound
+    /// when the device does not exist.
+    SetDeviceIdentity {
+        name: String,
+        cert_serial: Option<String>,
+        cert_not_after: Option<Timestamp>,
+    },
+    /// Records the signed policy issued to a device last. Versions only go
+    /// up: Conflict when `version` is below the stored one, or equal to it
+    /// with another digest (setting the same version and digest again is a
+    /// no-op), so two writers racing to issue the same next version cannot
+    /// both succeed. NotFound when the device does not exist.
+    SetIssuedPolicy {
+        name: String,
+        version: u64,
+        digest: String,
+    },
+    /// Records the policy the agent says it holds (`applied_digest`,
+    /// `policy_version`), as given. NotFound when the device does not exist.
+    SetAppliedPolicy {
+        name: String,
+        digest: Option<String>,
+        version: Option<u64>,
+    },
 }
 
-/// The storage interface. Every method but the tenant and token look-ups is
-/// scoped to one tenant id: a tenant's records are invisible to another.
+/// The storage interface. Every method but the tenant, token and
+/// installation-secret look-ups is scoped to one tenant id: a tenant's
+/// records are invisible to another.
+///
+/// Names are compared and sorted byte by byte (case-sensitive, `B` before
+/// `a`) in every backend.
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Creates a tenant; Conflict when the name is taken.
     async fn create_tenant(&self, name: &str, at: Timestamp) -> Result<Tenant>;
+    /// Every tenant, sorted by name.
     async fn tenants(&self) -> Result<Vec<Tenant>>;
     async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>>;
 
@@ -249,6 +370,16 @@ pub trait Store: Send + Sync {
     ) -> Result<()>;
 
     async fn tenant_settings(&self, tenant: &str) -> Result<Option<Value>>;
+    /// The tenant's key material; `None` until `PutTenantSecrets`.
+    async fn tenant_secrets(&self, tenant: &str) -> Result<Option<TenantSecrets>>;
+
+    /// An installation-wide secret (shared by every replica and tenant),
+    /// e.g. the device channel's server CA.
+    async fn server_secret(&self, name: &str) -> Result<Option<String>>;
+    /// Stores `value` under `name` unless a value is stored already, and
+    /// returns the stored value either way: of replicas racing to create a
+    /// secret, every one gets the value of the one that won.
+    async fn put_server_secret_if_absent(&self, name: &str, value: &str) -> Result<String>;
 
     /// Current documents of a kind, sorted by name.
     async fn objects(&self, tenant: &str, kind: ObjectKind) -> Result<Vec<ObjectRecord>>;
@@ -270,6 +401,14 @@ pub trait Store: Send + Sync {
     /// Devices sorted by name.
     async fn devices(&self, tenant: &str) -> Result<Vec<DeviceRecord>>;
     async fn device(&self, tenant: &str, name: &str) -> Result<Option<DeviceRecord>>;
+    /// The device with this id, in this tenant only.
+    async fn device_by_id(&self, tenant: &str, id: &str) -> Result<Option<DeviceRecord>>;
+    /// Records when devices were last seen, in one transaction: each named
+    /// device's `last_check_in` becomes the later of the stored time and the
+    /// given one (so a delayed batch never moves it back). Names that do not
+    /// exist (and a tenant that does not) are ignored; of a name given twice
+    /// the later time counts.
+    async fn touch_devices(&self, tenant: &str, seen: Vec<(String, Timestamp)>) -> Result<()>;
 
     /// Upserts the reported statuses of one device, storing only rows that
     /// changed (status, observed value, error or digest); returns how many
@@ -286,9 +425,22 @@ pub trait Store: Send + Sync {
 
     /// Looks a token up by the hash of its secret, in any tenant.
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>>;
+    /// The tenant's tokens, oldest first (by `created_at`, then name, then
+    /// id).
     async fn tokens(&self, tenant: &str) -> Result<Vec<TokenRecord>>;
+    /// The tenant's users, sorted by username.
     async fn users(&self, tenant: &str) -> Result<Vec<UserRecord>>;
     async fn user(&self, tenant: &str, username: &str) -> Result<Option<UserRecord>>;
+
+    /// The tenant's onboarding tokens, oldest first (by `created_at`, then
+    /// id).
+    async fn onboarding_tokens(&self, tenant: &str) -> Result<Vec<OnboardingTokenRecord>>;
+    /// Uses the onboarding token whose secret hashes to `hash`, in any
+    /// tenant, atomically: `Expired` when `expires_at <= now`, else
+    /// `Exhausted` when it has been used `max_uses` times, else its `uses`
+    /// goes up by one and the answer is `Accepted`. Of concurrent callers,
+    /// no more are accepted than the token has uses left.
+    async fn consume_onboarding_token(&self, hash: &str, now: Timestamp) -> Result<TokenUse>;
 
     /// Newest first; at most `limit`, older than `before` when given.
     async fn audit(
@@ -297,4 +449,29 @@ pub trait Store: Send + Sync {
         limit: u32,
         before: Option<i64>,
     ) -> Result<Vec<AuditRecord>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_secrets_debug_leaves_the_private_keys_out() {
+        let secrets = TenantSecrets {
+            ca_cert_pem: "-----BEGIN CERTIFICATE-----".to_owned(),
+            ca_key_pem: "-----BEGIN PRIVATE KEY----- ca-secret".to_owned(),
+            signing_key: "5ec2e75ec2e7".to_owned(),
+            verify_key: "0b11c0b11c".to_owned(),
+        };
+        let debug = format!("{secrets:?}");
+        assert!(!debug.contains("ca-secret"), "{debug}");
+        assert!(!debug.contains("5ec2e7"), "{debug}");
+        assert!(debug.contains("BEGIN CERTIFICATE"), "{debug}");
+        assert!(debug.contains("0b11c0b11c"), "{debug}");
+        let write = format!("{:?}", Write::PutTenantSecrets(secrets));
+        assert!(
+            !write.contains("ca-secret") && !write.contains("5ec2e7"),
+            "{write}"
+        );
+    }
 }

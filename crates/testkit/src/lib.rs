@@ -15,11 +15,14 @@ use rampart_server::RunningServer;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-/// Seconds since the epoch that test clocks start at (2026-01-01).
+/// A time before any test clock (2026-01-01); test clocks start at the real
+/// time.
 pub const TEST_EPOCH: i64 = 1_767_225_600;
 
 pub struct TestServer {
     pub url: String,
+    /// The device channel, `https://127.0.0.1:PORT`.
+    pub device_url: String,
     pub admin_token: String,
     pub data_dir: PathBuf,
     pub clock: ManualClock,
@@ -33,6 +36,8 @@ pub struct Options {
     pub load: Option<PathBuf>,
     /// A database URL; a temporary SQLite file when `None`.
     pub database_url: Option<String>,
+    /// Device certificate lifetime; the server's default when `None`.
+    pub cert_lifetime_secs: Option<i64>,
 }
 
 impl TestServer {
@@ -53,13 +58,20 @@ impl TestServer {
         let data_dir =
             std::env::temp_dir().join(format!("rampart-test-{}", uuid::Uuid::new_v4().simple()));
         let config = ServerConfig {
-            data_dir: data_dir.clone(),
             listen: "127.0.0.1:0".parse()?,
+            device_listen: "127.0.0.1:0".parse()?,
             database_url: options.database_url,
             load: options.load,
-            behind_tls_proxy: false,
+            cert_lifetime_secs: options
+                .cert_lifetime_secs
+                .unwrap_or(rampart_server::config::DEFAULT_CERT_LIFETIME_SECS),
+            ..ServerConfig::new(data_dir.clone())
         };
-        let clock = ManualClock::new(TEST_EPOCH);
+        // Real time at start, then moved only by the test: certificates are
+        // checked by TLS against the real clock, so they must be issued in it.
+        let clock = ManualClock::new(
+            rampart_server::clock::Clock::now(&rampart_server::clock::SystemClock).max(TEST_EPOCH),
+        );
         let server = rampart_server::start(config, Arc::new(clock.clone())).await?;
         let admin_token =
             std::fs::read_to_string(rampart_server::bootstrap::admin_token_path(&data_dir))
@@ -68,6 +80,7 @@ impl TestServer {
                 .to_string();
         Ok(TestServer {
             url: format!("http://{}", server.addr),
+            device_url: format!("https://{}", server.device_addr),
             admin_token,
             data_dir,
             clock,

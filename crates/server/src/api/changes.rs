@@ -414,6 +414,7 @@ pub async fn apply(
             .store
             .write(&who.tenant_id, state.clock.now(), writes, entries)
             .await?;
+        state.policy_changed(&who.tenant_id);
     }
     Ok(Json(ApplyResponse {
         created,

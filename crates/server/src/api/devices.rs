@@ -115,6 +115,7 @@ pub async fn set_tags(
             )],
         )
         .await?;
+    state.policy_changed(&who.tenant_id);
     Ok(Json(device_view(
         &find(&state, &who.tenant_id, &name).await?,
     )))
@@ -145,6 +146,8 @@ pub async fn delete(
             )],
         )
         .await?;
+    // A waiting agent learns at once that its trust is gone.
+    state.hub.nudge(&who.tenant_id, &before.id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -156,7 +159,7 @@ pub async fn sync(
     Path(name): Path<String>,
 ) -> ApiResult<(StatusCode, Json<SyncAccepted>)> {
     who.require(Role::SecurityManager, "syncing a device")?;
-    find(&state, &who.tenant_id, &name).await?;
+    let device = find(&state, &who.tenant_id, &name).await?;
     state
         .store
         .write(
@@ -166,13 +169,12 @@ pub async fn sync(
             vec![audit(&who, "device.sync", "device", &name, None, None)],
         )
         .await?;
-    // No device holds a push connection yet: the device channel is not part
-    // of this server build, so the device picks the change up at check-in.
+    let connected = state.hub.nudge(&who.tenant_id, &device.id);
     Ok((
         StatusCode::ACCEPTED,
         Json(SyncAccepted {
             device: name,
-            connected: false,
+            connected,
         }),
     ))
 }

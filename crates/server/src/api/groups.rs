@@ -117,6 +117,7 @@ pub async fn create(
             )],
         )
         .await?;
+    state.policy_changed(&who.tenant_id);
     saved(&state, &who, &group.name)
         .await
         .map(|v| (StatusCode::CREATED, v))
@@ -178,6 +179,7 @@ pub async fn update(
             )],
         )
         .await?;
+    state.policy_changed(&who.tenant_id);
     saved(&state, &who, &name).await
 }
 
@@ -221,6 +223,7 @@ pub async fn delete(
             )],
         )
         .await?;
+    state.policy_changed(&who.tenant_id);
     Ok(StatusCode::NO_CONTENT)
 }
 

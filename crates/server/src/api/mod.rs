@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod changes;
 pub mod devices;
 pub mod groups;
+pub mod onboarding;
 pub mod policies;
 pub mod reports;
 pub mod tenant;

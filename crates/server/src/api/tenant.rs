@@ -67,6 +67,7 @@ pub async fn update(
                 )],
             )
             .await?;
+        state.policy_changed(&who.tenant_id);
     }
     Ok(Json(TenantView {
         id: who.tenant_id,

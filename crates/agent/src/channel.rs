@@ -1,0 +1,289 @@
+//! The device channel's client: one method per route of
+//! `docs/device-channel.md`, over HTTPS with a rustls configuration from
+//! `rampart-pki` that trusts only the installation CA pinned by the
+//! onboarding package and presents the device certificate.
+//!
+//! The server's JSON error body becomes a [`ChannelError`] the agent acts
+//! on: `device_revoked` → [`ChannelError::Revoked`] (stop managing, clean
+//! up); a transport failure → [`ChannelError::Unreachable`] (keep enforcing
+//! the last verified policy, retry with backoff).
+
+use std::time::Duration;
+
+use rampart_proto::device::{
+    codes, CheckIn, CheckInResponse, EnrollRequest, EnrollResponse, RenewRequest, RenewResponse,
+    StatusAck, StatusReport, WaitResponse,
+};
+use rampart_proto::ErrorBody;
+use reqwest::{RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Slack on top of a long poll's own timeout before the client gives up.
+const WAIT_SLACK: Duration = Duration::from_secs(15);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChannelError {
+    /// No answer: network down, server down, TLS handshake refused.
+    #[error("cannot reach the Rampart server at {url}: {message}")]
+    Unreachable { url: String, message: String },
+    /// The device was deleted, offboarded, or its certificate superseded.
+    #[error("the server revoked this device: {message}")]
+    Revoked { message: String },
+    /// The server answered with an error body.
+    #[error("the server refused the request ({status}, {code}): {message}")]
+    Refused {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// The server answered something that is not the protocol.
+    #[error("unexpected answer from {url}: {message}")]
+    Protocol { url: String, message: String },
+    /// The TLS configuration could not be built from the stored PEMs.
+    #[error("cannot set up TLS: {0}")]
+    Tls(String),
+}
+
+impl ChannelError {
+    /// A stable code for `status` and logs.
+    pub fn code(&self) -> &str {
+        match self {
+            ChannelError::Unreachable { .. } => "server_unreachable",
+            ChannelError::Revoked { .. } => codes::DEVICE_REVOKED,
+            ChannelError::Refused { code, .. } => code,
+            ChannelError::Protocol { .. } => "protocol_error",
+            ChannelError::Tls(_) => "tls_setup",
+        }
+    }
+
+    /// Worth trying again later, as opposed to a refusal that will not
+    /// change by itself.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ChannelError::Unreachable { .. } | ChannelError::Protocol { .. } => true,
+            ChannelError::Refused { status, .. } => *status >= 500 || *status == 429,
+            ChannelError::Revoked { .. } | ChannelError::Tls(_) => false,
+        }
+    }
+}
+
+/// A client of one server, anonymous (enrollment) or as this device.
+#[derive(Clone)]
+pub struct Channel {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel").field("base", &self.base).finish()
+    }
+}
+
+impl Channel {
+    /// For `enroll`: no client certificate.
+    pub fn anonymous(server_url: &str, server_ca_pem: &str) -> Result<Channel, ChannelError> {
+        Channel::build(server_url, server_ca_pem, None)
+    }
+
+    /// As the device: every later call.
+    pub fn mutual(
+        server_url: &str,
+        server_ca_pem: &str,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> Result<Channel, ChannelError> {
+        Channel::build(server_url, server_ca_pem, Some((cert_pem, key_pem)))
+    }
+
+    fn build(
+        server_url: &str,
+        server_ca_pem: &str,
+        identity: Option<(&str, &str)>,
+    ) -> Result<Channel, ChannelError> {
+        let base = server_url.trim().trim_end_matches('/').to_string();
+        if !base.starts_with("https://") {
+            return Err(ChannelError::Tls(format!(
+                "the server URL {base:?} is not https://: the device channel is always TLS"
+            )));
+        }
+        rampart_pki::install_crypto_provider();
+        let tls = rampart_pki::client_config(server_ca_pem, identity)
+            .map_err(|e| ChannelError::Tls(e.to_string()))?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .https_only(true)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("rampart-agent/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ChannelError::Tls(chain(&e)))?;
+        Ok(Channel { base, http })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    pub async fn enroll(&self, req: &EnrollRequest) -> Result<EnrollResponse, ChannelError> {
+        self.post("/device/v1/enroll", req).await
+    }
+
+    pub async fn checkin(&self, req: &CheckIn) -> Result<CheckInResponse, ChannelError> {
+        self.post("/device/v1/checkin", req).await
+    }
+
+    /// The long poll: `sync` as soon as the policy differs from `digest` or
+    /// an administrator asks, else `timeout` after `timeout_secs`.
+    pub async fn wait(
+        &self,
+        digest: Option<&str>,
+        timeout_secs: u64,
+    ) -> Result<WaitResponse, ChannelError> {
+        let url = self.url("/device/v1/wait");
+        let timeout = timeout_secs.to_string();
+        let mut query: Vec<(&str, &str)> = vec![("timeout", &timeout)];
+        if let Some(d) = digest {
+            query.push(("digest", d));
+        }
+        let req = self
+            .http
+            .get(&url)
+            .query(&query)
+            .timeout(Duration::from_secs(timeout_secs) + WAIT_SLACK);
+        self.send(&url, req).await
+    }
+
+    pub async fn report_status(&self, report: &StatusReport) -> Result<StatusAck, ChannelError> {
+        self.post("/device/v1/status", report).await
+    }
+
+    pub async fn renew(&self, req: &RenewRequest) -> Result<RenewResponse, ChannelError> {
+        self.post("/device/v1/renew", req).await
+    }
+
+    /// Tells the server the device leaves (204).
+    pub async fn offboard(&self) -> Result<(), ChannelError> {
+        let url = self.url("/device/v1/offboard");
+        let resp = self
+            .http
+            .post(&url)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        Err(error_from(resp).await)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ChannelError> {
+        let url = self.url(path);
+        let req = self.http.post(&url).json(body);
+        self.send(&url, req).await
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        req: RequestBuilder,
+    ) -> Result<T, ChannelError> {
+        let resp = req.send().await.map_err(|e| self.unreachable(&e))?;
+        if !resp.status().is_success() {
+            return Err(error_from(resp).await);
+        }
+        let bytes = resp.bytes().await.map_err(|e| self.unreachable(&e))?;
+        serde_json::from_slice(&bytes).map_err(|e| ChannelError::Protocol {
+            url: url.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> ChannelError {
+        ChannelError::Unreachable {
+            url: self.base.clone(),
+            message: chain(e),
+        }
+    }
+}
+
+/// An error answer → the typed error.
+async fn error_from(resp: reqwest::Response) -> ChannelError {
+    let status = resp.status();
+    let bytes = resp.bytes().await.unwrap_or_default();
+    classify(status, &bytes)
+}
+
+fn classify(status: StatusCode, body: &[u8]) -> ChannelError {
+    let (code, message) = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(b) => (b.error.code, b.error.message),
+        Err(_) => (
+            format!("http_{}", status.as_u16()),
+            String::from_utf8_lossy(body).chars().take(200).collect(),
+        ),
+    };
+    if code == codes::DEVICE_REVOKED {
+        return ChannelError::Revoked { message };
+    }
+    ChannelError::Refused {
+        status: status.as_u16(),
+        code,
+        message,
+    }
+}
+
+/// An error and its causes on one line: reqwest's own message alone hides
+/// the useful part ("invalid peer certificate: UnknownIssuer").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies_become_typed_errors() {
+        let body = br#"{"error":{"code":"device_revoked","message":"the device was deleted"}}"#;
+        assert_eq!(
+            classify(StatusCode::UNAUTHORIZED, body),
+            ChannelError::Revoked {
+                message: "the device was deleted".into()
+            }
+        );
+        let body = br#"{"error":{"code":"token_expired","message":"expired"}}"#;
+        let e = classify(StatusCode::UNAUTHORIZED, body);
+        assert_eq!(e.code(), "token_expired");
+        assert!(!e.is_transient());
+        let e = classify(StatusCode::BAD_GATEWAY, b"<html>proxy</html>");
+        assert_eq!(e.code(), "http_502");
+        assert!(e.is_transient());
+    }
+
+    #[test]
+    fn plain_http_is_refused() {
+        let e = Channel::anonymous("http://example.test", "").unwrap_err();
+        assert!(e.to_string().contains("not https"), "{e}");
+    }
+}

@@ -1,0 +1,206 @@
+//! `rampart-agent`: parses the command line, loads the configuration, sets
+//! up logging, and calls the library. Exit codes: 0 done, 1 an error (one
+//! `error:` line on stderr says what and what to do), 2 a usage error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use rampart_agent::config::AgentConfig;
+use rampart_agent::facts::FactsOverride;
+use rampart_agent::onboard::OnboardOptions;
+use rampart_agent::run::RunExit;
+use rampart_agent::state::StateDir;
+
+#[derive(Parser)]
+#[command(
+    name = "rampart-agent",
+    version,
+    about = "Rampart's device agent: onboard, enforce signed policies, report status"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command shares.
+#[derive(clap::Args)]
+struct Common {
+    /// Where the agent keeps its identity, policy and outbox.
+    #[arg(
+        long,
+        env = "RAMPART_AGENT_STATE_DIR",
+        default_value = "/var/lib/rampart-agent",
+        value_name = "DIR"
+    )]
+    state_dir: PathBuf,
+    /// The agent's TOML configuration (default: DIR/agent.toml when present).
+    #[arg(long, env = "RAMPART_AGENT_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+enum Format {
+    /// For people.
+    #[default]
+    Table,
+    /// For programs; the shape is stable.
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Establish the trust with a tenant from an onboarding package.
+    Onboard {
+        /// The onboarding package (`rampart onboarding create`).
+        #[arg(long, value_name = "FILE")]
+        package: PathBuf,
+        /// The device's name in the tenant (default: the hostname).
+        #[arg(long, value_name = "NAME")]
+        device_name: Option<String>,
+        /// YAML overriding detected facts: os, os_version, type, tags, hostname.
+        #[arg(long, value_name = "FILE")]
+        facts: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Check in, enforce the signed policy and report, until stopped.
+    Run {
+        /// YAML overriding detected facts (default: those given at onboarding).
+        #[arg(long, value_name = "FILE")]
+        facts: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Show the local view: enrollment, policy, every setting's status.
+    Status {
+        #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+        output: Format,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Leave the tenant: tell the server, remove what Rampart set, forget
+    /// the identity.
+    Offboard {
+        /// Clean up locally even when the server cannot be reached.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RAMPART_AGENT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match execute(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn load(common: &Common) -> Result<(StateDir, AgentConfig)> {
+    let config = AgentConfig::load(common.config.as_deref(), &common.state_dir)?;
+    Ok((StateDir::new(&common.state_dir), config))
+}
+
+fn facts(path: Option<&PathBuf>) -> Result<Option<FactsOverride>> {
+    path.map(|p| FactsOverride::read(p))
+        .transpose()
+        .map_err(Into::into)
+}
+
+fn execute(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Onboard {
+            package,
+            device_name,
+            facts: facts_file,
+            common,
+        } => {
+            let (state, config) = load(&common)?;
+            let options = OnboardOptions {
+                package,
+                device_name,
+                facts: facts(facts_file.as_ref())?,
+            };
+            let done =
+                runtime()?.block_on(rampart_agent::onboard::onboard(&state, &config, &options))?;
+            print!("{done}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            facts: facts_file,
+            common,
+        } => {
+            let (state, config) = load(&common)?;
+            let overrides = facts(facts_file.as_ref())?;
+            let exit = runtime()?.block_on(rampart_agent::run::run(
+                state,
+                config,
+                overrides,
+                shutdown_signal(),
+            ))?;
+            if exit == RunExit::Revoked {
+                println!("the tenant revoked this device: Rampart's settings were removed and the agent stopped managing it");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { output, common } => {
+            let state = StateDir::new(&common.state_dir);
+            let view = rampart_agent::status::collect(&state)?;
+            match output {
+                Format::Table => print!("{}", rampart_agent::status::render(&view)),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&view)?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Offboard { force, common } => {
+            let (state, config) = load(&common)?;
+            let done =
+                runtime()?.block_on(rampart_agent::offboard::offboard(&state, &config, force))?;
+            print!("{done}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Ctrl-C, or SIGTERM on Unix (what service managers send).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,628 @@
+//! `rampart-agent run`: the long-running loop.
+//!
+//! At start: survey and facts, then a check-in. After that a check-in on a
+//! timer (the configured interval ± jitter), whenever the long poll answers
+//! `sync`, and right after a certificate renewal. A background task holds the
+//! long poll over the same mutual TLS and reconnects with backoff (1 s
+//! doubling to 60 s, jittered) while the server is unreachable.
+//!
+//! After each check-in the held policy (verified, on disk) is enforced —
+//! also when the server could not be reached, so the device keeps its
+//! policy offline — the report goes to the outbox, and the outbox is
+//! drained. `device_revoked` from any call removes what Rampart set, forgets
+//! the credentials, marks the state `revoked`, and ends the loop.
+
+use std::future::Future;
+use std::time::Duration;
+
+use rampart_core::catalog::Catalog;
+use rampart_proto::device::{CheckIn, Facts, RenewRequest, Survey};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::channel::{Channel, ChannelError};
+use crate::clock::{now, random_unit};
+use crate::config::AgentConfig;
+use crate::enforce;
+use crate::facts::{self, FactsOverride};
+use crate::offboard::stop_managing;
+use crate::outbox::Outbox;
+use crate::providers::{self, Provider};
+use crate::state::{
+    read_json, remove_if_exists, write_atomic, EnrollmentRecord, HeldPolicy, Identity, LastError,
+    LocalState, StateDir,
+};
+use crate::survey::survey;
+use crate::verify::{verify, Expected, Held, VerifiedPolicy};
+use crate::{Error, Result};
+
+/// How long after a failed renewal the agent tries again.
+const RENEW_RETRY_SECS: i64 = 600;
+/// How soon to try again after a failed check-in or a transient provider
+/// error (never more often than the configured interval, though).
+const RETRY_AFTER: Duration = Duration::from_secs(60);
+const BACKOFF_START: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// Why `run` returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunExit {
+    /// Asked to stop (SIGTERM, Ctrl-C).
+    Stopped,
+    /// The tenant revoked the device; Rampart's settings were removed.
+    Revoked,
+}
+
+/// The agent with a trust: everything a check-in needs.
+pub struct Agent {
+    state: StateDir,
+    config: AgentConfig,
+    catalog: &'static Catalog,
+    identity: Identity,
+    channel: Channel,
+    /// Bumped whenever `channel` is rebuilt (renewal), so the long poll
+    /// picks up the new certificate.
+    channel_generation: u64,
+    providers: Vec<Box<dyn Provider>>,
+    facts: Facts,
+    survey: Survey,
+    outbox: Outbox,
+    renew_not_before: i64,
+    /// A transient provider error asks for another pass soon.
+    retry_soon: bool,
+}
+
+/// What a check-in achieved, for the long poll's pacing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckedIn {
+    /// The server answered and the device holds its current policy.
+    Current,
+    /// The server answered but its policy was refused (bad signature,
+    /// older version…): the device keeps the one it held.
+    PolicyRefused,
+}
+
+impl Agent {
+    /// Loads the trust from the state directory; surveys and gathers facts.
+    pub fn open(
+        state: StateDir,
+        config: AgentConfig,
+        facts_override: Option<FactsOverride>,
+    ) -> Result<Agent> {
+        let identity = state
+            .load_identity()?
+            .ok_or_else(|| Error::NotOnboarded(state.root().to_path_buf()))?;
+        if let Some(record) = state.load_enrollment()? {
+            match record.state {
+                LocalState::Revoked => {
+                    let why = record
+                        .last_error
+                        .map_or_else(|| "revoked".to_string(), |e| e.message);
+                    return Err(Error::Revoked(why));
+                }
+                LocalState::NotOnboarded => {
+                    return Err(Error::NotOnboarded(state.root().to_path_buf()))
+                }
+                LocalState::Enrolled | LocalState::NotManaged => {}
+            }
+        }
+        state.settle_renewal()?;
+        let credentials = state.load_credentials()?;
+        let channel = Channel::mutual(
+            &identity.server_url,
+            &credentials.server_ca_pem,
+            &credentials.cert_pem,
+            &credentials.key_pem,
+        )?;
+        let overrides = match facts_override {
+            Some(o) => Some(o),
+            None => read_json::<FactsOverride>(&state.facts_json())?,
+        };
+        let facts = facts::gather(&config.tags, overrides.as_ref());
+        let survey = survey(&config.survey);
+        let catalog = Catalog::builtin();
+        let providers = providers::build(&config.providers, catalog);
+        let outbox = Outbox::open(state.outbox_dir())?;
+        Ok(Agent {
+            state,
+            config,
+            catalog,
+            identity,
+            channel,
+            channel_generation: 0,
+            providers,
+            facts,
+            survey,
+            outbox,
+            renew_not_before: 0,
+            retry_soon: false,
+        })
+    }
+
+    fn expected(&self) -> Expected<'_> {
+        Expected {
+            tenant_id: &self.identity.tenant_id,
+            device_id: &self.identity.device_id,
+            policy_key: &self.identity.policy_key,
+        }
+    }
+
+    /// The policy on disk, verified again (a file edited by hand is not
+    /// enforced).
+    pub fn held_policy(&self) -> Result<Option<VerifiedPolicy>> {
+        let Some(held) = self.state.load_held_policy()? else {
+            return Ok(None);
+        };
+        match verify(&held.signed, self.expected(), None) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => {
+                tracing::error!(event = "held_policy_invalid", error = %e, "the policy on disk does not verify; it is not enforced");
+                Ok(None)
+            }
+        }
+    }
+
+    fn held_digest(&self) -> Option<String> {
+        self.state
+            .load_held_policy()
+            .ok()
+            .flatten()
+            .map(|h| h.digest)
+    }
+
+    fn record(&self) -> Result<EnrollmentRecord> {
+        Ok(self.state.load_enrollment()?.unwrap_or(EnrollmentRecord {
+            state: LocalState::NotManaged,
+            enrollment: None,
+            survey: Survey::default(),
+            last_check_in: None,
+            last_error: None,
+        }))
+    }
+
+    /// One check-in: renew if due, send digest, facts and survey; store and
+    /// enforce what comes back; drain the outbox. When the server cannot be
+    /// reached the held policy is enforced anyway and the error returned.
+    pub async fn check_in(&mut self) -> Result<CheckedIn> {
+        match self.renew_if_due().await {
+            Err(Error::Channel(e @ ChannelError::Revoked { .. })) => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!(event = "renew_failed", error = %e, "certificate renewal failed; retrying later")
+            }
+            Ok(_) => {}
+        }
+        let held = self.state.load_held_policy()?;
+        let request = CheckIn {
+            digest: held.as_ref().map(|h| h.digest.clone()),
+            version: held.as_ref().map(|h| h.version),
+            facts: self.facts.clone(),
+            survey: self.survey.clone(),
+        };
+        let mut record = self.record()?;
+        let response = match self.channel.checkin(&request).await {
+            Ok(r) => r,
+            Err(e @ ChannelError::Revoked { .. }) => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!(event = "check_in_failed", error = %e, "check-in failed; enforcing the last verified policy");
+                record.last_error = Some(LastError {
+                    code: e.code().to_string(),
+                    message: e.to_string(),
+                    at: now(),
+                });
+                self.state.save_enrollment(&record)?;
+                self.enforce_current(false)?;
+                return Err(e.into());
+            }
+        };
+
+        let mut outcome = CheckedIn::Current;
+        record.state = LocalState::of(&response.enrollment);
+        record.enrollment = Some(response.enrollment);
+        record.survey = self.survey.clone();
+        record.last_check_in = Some(now());
+        record.last_error = None;
+        if let Some(signed) = response.policy {
+            let held_ref = held.as_ref().map(|h| Held {
+                version: h.version,
+                digest: &h.digest,
+            });
+            match verify(&signed, self.expected(), held_ref) {
+                Ok(v) => {
+                    tracing::info!(event = "policy_received", version = v.payload.version, digest = %v.payload.digest, "verified a new policy");
+                    self.state.save_held_policy(&HeldPolicy {
+                        version: v.payload.version,
+                        digest: v.payload.digest.clone(),
+                        signed: v.signed,
+                        received_at: now(),
+                    })?;
+                }
+                Err(e) => {
+                    tracing::error!(event = "policy_refused", code = e.code(), error = %e, "refused the server's policy; keeping the one held");
+                    record.last_error = Some(LastError {
+                        code: e.code().to_string(),
+                        message: e.to_string(),
+                        at: now(),
+                    });
+                    outcome = CheckedIn::PolicyRefused;
+                }
+            }
+        }
+        self.state.save_enrollment(&record)?;
+        tracing::info!(
+            event = "checked_in",
+            state = record.state.as_str(),
+            "checked in"
+        );
+        self.enforce_current(true)?;
+        self.drain_outbox().await?;
+        Ok(outcome)
+    }
+
+    /// Enforces the held policy when Rampart manages the device; removes
+    /// what it set when it no longer does. `online`: the enrollment record
+    /// was just confirmed by the server; offline, the agent enforces only
+    /// while its survey still says what the server decided on.
+    pub fn enforce_current(&mut self, online: bool) -> Result<()> {
+        let record = self.record()?;
+        let survey_unchanged = record.survey.managed_by == self.survey.managed_by;
+        let managed = record.state == LocalState::Enrolled && (online || survey_unchanged);
+        let mut applied = self.state.load_applied()?;
+        if !managed {
+            if applied.holds_settings() {
+                tracing::info!(
+                    event = "not_managed",
+                    "Rampart does not manage this device now; removing what it set"
+                );
+                let o = enforce::remove_all(&mut self.providers, &applied, self.catalog);
+                applied.ledger = o.ledger;
+                applied.removed = o.removed;
+                applied.statuses.clear();
+                applied.enforced_at = Some(now());
+                self.state.save_applied(&applied)?;
+            }
+            return Ok(());
+        }
+        let Some(policy) = self.held_policy()? else {
+            return Ok(());
+        };
+        let (version, digest) = (policy.payload.version, policy.payload.digest.clone());
+        let o = enforce::enforce(
+            &policy.resolution,
+            &mut self.providers,
+            &applied,
+            self.catalog,
+        );
+        self.retry_soon = o.retry_soon;
+        let changed = applied.version != Some(version)
+            || applied.digest.as_deref() != Some(digest.as_str())
+            || applied.statuses != o.statuses;
+        if changed {
+            // The report is durable before anything else records it.
+            self.outbox
+                .push(&enforce::report(version, &digest, &o.statuses))?;
+        }
+        applied.version = Some(version);
+        applied.digest = Some(digest);
+        applied.enforced_at = Some(now());
+        applied.ledger = o.ledger;
+        applied.statuses = o.statuses;
+        applied.removed = o.removed;
+        self.state.save_applied(&applied)?;
+        Ok(())
+    }
+
+    /// Sends pending reports in order; stops at the first that cannot be
+    /// sent now.
+    pub async fn drain_outbox(&mut self) -> Result<()> {
+        for report in self.outbox.pending()? {
+            match self.channel.report_status(&report).await {
+                Ok(_) => self.outbox.ack(&report.report_id)?,
+                Err(e @ ChannelError::Revoked { .. }) => return Err(e.into()),
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(event = "report_deferred", error = %e, "status report not sent; it stays in the outbox");
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(event = "report_rejected", report_id = %report.report_id, error = %e, "the server refused a status report; set aside");
+                    self.outbox.reject(&report.report_id)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Renews the certificate once less than a third of its lifetime is
+    /// left: a new key (written before the server is asked, so a certificate
+    /// issued for it is never without it), a CSR, the new certificate stored,
+    /// then both swapped in.
+    pub async fn renew_if_due(&mut self) -> Result<bool> {
+        let t = now();
+        if t < self.identity.renew_at() || t < self.renew_not_before {
+            return Ok(false);
+        }
+        self.renew_not_before = t + RENEW_RETRY_SECS;
+        tracing::info!(
+            event = "renewing",
+            not_after = self.identity.not_after,
+            "renewing the device certificate"
+        );
+        let key = rampart_pki::new_device_key()?;
+        let csr_pem = rampart_pki::csr_pem(&key, &self.identity.device_name)?;
+        write_atomic(&self.state.next_key_pem(), key.key_pem.as_bytes(), true)?;
+        let response = match self.channel.renew(&RenewRequest { csr_pem }).await {
+            Ok(r) => r,
+            Err(e) => {
+                remove_if_exists(&self.state.next_key_pem())?;
+                return Err(e.into());
+            }
+        };
+        write_atomic(
+            &self.state.next_cert_pem(),
+            response.certificate_pem.as_bytes(),
+            false,
+        )?;
+        self.state.promote_renewal()?;
+        self.identity.issued_at = now();
+        self.identity.not_after = response.not_after;
+        self.state.save_identity(&self.identity)?;
+        if self.identity.renew_at() <= now() {
+            tracing::warn!(event = "clock_skew", not_after = response.not_after, "the new certificate is already due for renewal: this device's clock and the server's disagree");
+        }
+        let credentials = self.state.load_credentials()?;
+        self.channel = Channel::mutual(
+            &self.identity.server_url,
+            &credentials.server_ca_pem,
+            &credentials.cert_pem,
+            &credentials.key_pem,
+        )?;
+        self.channel_generation += 1;
+        tracing::info!(
+            event = "renewed",
+            not_after = response.not_after,
+            "renewed the device certificate"
+        );
+        Ok(true)
+    }
+
+    /// The tenant revoked the device: undo, forget, record.
+    pub fn revoke(&mut self, message: &str) -> Result<()> {
+        tracing::warn!(event = "revoked", reason = %message, "the device was revoked; removing Rampart's settings");
+        stop_managing(&self.state, &mut self.providers, self.catalog)?;
+        self.state.forget_credentials()?;
+        let mut record = self.record()?;
+        record.state = LocalState::Revoked;
+        record.last_error = Some(LastError {
+            code: rampart_proto::device::codes::DEVICE_REVOKED.to_string(),
+            message: message.to_string(),
+            at: now(),
+        });
+        self.state.save_enrollment(&record)
+    }
+
+    /// When the timer should next wake the loop for a renewal.
+    fn renewal_due_in(&self) -> Duration {
+        let at = self.identity.renew_at().max(self.renew_not_before);
+        Duration::from_secs(u64::try_from(at - now()).unwrap_or(0))
+    }
+
+    fn wait_target(&self) -> WaitTarget {
+        WaitTarget {
+            generation: self.channel_generation,
+            channel: self.channel.clone(),
+            digest: self.held_digest(),
+        }
+    }
+}
+
+/// What the long poll waits with.
+#[derive(Clone)]
+struct WaitTarget {
+    generation: u64,
+    channel: Channel,
+    digest: Option<String>,
+}
+
+impl WaitTarget {
+    fn same_as(&self, other: &WaitTarget) -> bool {
+        self.generation == other.generation && self.digest == other.digest
+    }
+}
+
+/// What the long poll tells the loop.
+enum WaitEvent {
+    /// Check in now; answer whether the device then holds a current policy.
+    Sync(oneshot::Sender<bool>),
+    /// The server answers again after an outage.
+    Reconnected,
+    Revoked(String),
+}
+
+/// Runs until `shutdown` completes or the device is revoked.
+pub async fn run(
+    state: StateDir,
+    config: AgentConfig,
+    facts_override: Option<FactsOverride>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunExit> {
+    let wait_timeout = config.wait_timeout_secs;
+    let interval = config.check_in_interval;
+    let mut agent = Agent::open(state, config, facts_override)?;
+    tracing::info!(
+        event = "started",
+        device_id = %agent.identity.device_id,
+        server = %agent.identity.server_url,
+        managed_by = ?agent.survey.managed_by,
+        "rampart-agent running"
+    );
+
+    let (target_tx, target_rx) = watch::channel(agent.wait_target());
+    let (event_tx, mut event_rx) = mpsc::channel(4);
+    let waiter = tokio::spawn(wait_loop(target_rx, event_tx, wait_timeout));
+    let _abort_waiter = AbortOnDrop(waiter);
+    tokio::pin!(shutdown);
+
+    let mut next_check_in = Instant::now();
+    let mut last_ok = false;
+    loop {
+        let wake = next_check_in.min(Instant::now() + agent.renewal_due_in());
+        let result = tokio::select! {
+            () = &mut shutdown => {
+                tracing::info!(event = "stopping", "rampart-agent stopping");
+                return Ok(RunExit::Stopped);
+            }
+            () = tokio::time::sleep_until(wake) => agent.check_in().await,
+            Some(event) = event_rx.recv() => match event {
+                WaitEvent::Sync(done) => {
+                    tracing::info!(event = "sync", "the server asked for a check-in");
+                    let result = agent.check_in().await;
+                    let _ = done.send(matches!(result, Ok(CheckedIn::Current)));
+                    result
+                }
+                WaitEvent::Reconnected if last_ok => {
+                    agent.drain_outbox().await.map(|()| CheckedIn::Current)
+                }
+                WaitEvent::Reconnected => agent.check_in().await,
+                WaitEvent::Revoked(message) => Err(ChannelError::Revoked { message }.into()),
+            },
+        };
+        match result {
+            Ok(_) => {
+                last_ok = true;
+                let delay = if agent.retry_soon {
+                    RETRY_AFTER.min(interval)
+                } else {
+                    agent.config.next_check_in(random_unit())
+                };
+                next_check_in = Instant::now() + delay;
+            }
+            Err(Error::Channel(ChannelError::Revoked { message })) => {
+                agent.revoke(&message)?;
+                return Ok(RunExit::Revoked);
+            }
+            Err(e) => {
+                last_ok = false;
+                tracing::warn!(event = "check_in_error", error = %e);
+                next_check_in = Instant::now() + RETRY_AFTER.min(interval);
+            }
+        }
+        let target = agent.wait_target();
+        target_tx.send_if_modified(|current| {
+            if current.same_as(&target) {
+                false
+            } else {
+                *current = target;
+                true
+            }
+        });
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The push channel: long polls, one after the other, with backoff while
+/// the server cannot be reached.
+async fn wait_loop(
+    mut target: watch::Receiver<WaitTarget>,
+    events: mpsc::Sender<WaitEvent>,
+    timeout_secs: u64,
+) {
+    let mut backoff = Backoff::new();
+    let mut failing = false;
+    loop {
+        let current = target.borrow_and_update().clone();
+        let result = tokio::select! {
+            r = current.channel.wait(current.digest.as_deref(), timeout_secs) => r,
+            changed = target.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        match result {
+            Ok(answer) if answer.event == "sync" => {
+                failing = false;
+                let (done_tx, done_rx) = oneshot::channel();
+                if events.send(WaitEvent::Sync(done_tx)).await.is_err() {
+                    return;
+                }
+                // A check-in that left the device behind (server down, policy
+                // refused) would make the next poll answer `sync` at once:
+                // back off instead of spinning.
+                if done_rx.await.unwrap_or(false) {
+                    backoff.reset();
+                } else {
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+            }
+            Ok(_) => {
+                if failing {
+                    failing = false;
+                    backoff.reset();
+                    if events.send(WaitEvent::Reconnected).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(ChannelError::Revoked { message }) => {
+                let _ = events.send(WaitEvent::Revoked(message)).await;
+                return;
+            }
+            Err(e) => {
+                failing = true;
+                let delay = backoff.next_delay();
+                tracing::warn!(event = "wait_failed", error = %e, retry_in_ms = delay.as_millis() as u64, "push channel down; reconnecting");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// 1 s doubling to 60 s, each delay jittered to between half and all of it,
+/// so devices that lost the server together do not come back together.
+struct Backoff {
+    current: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff {
+            current: BACKOFF_START,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.current = BACKOFF_START;
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        let delay = self.current.mul_f64(0.5 + 0.5 * random_unit());
+        self.current = (self.current * 2).min(BACKOFF_MAX);
+        delay
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_minute_with_jitter() {
+        let mut b = Backoff::new();
+        let delays: Vec<Duration> = (0..10).map(|_| b.next_delay()).collect();
+        assert!(delays[0] >= Duration::from_millis(500) && delays[0] <= Duration::from_secs(1));
+        assert!(delays[3] >= Duration::from_secs(4) && delays[3] <= Duration::from_secs(8));
+        for d in &delays {
+            assert!(*d <= BACKOFF_MAX);
+        }
+        assert!(delays[9] >= Duration::from_secs(30));
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,296 @@
+//! The signed-policy checks of `docs/device-channel.md` ("Signed
+//! policies"), in order, and nothing else:
+//!
+//! 1. the Ed25519 signature over the exact payload bytes received;
+//! 2. the payload's tenant and device are this device's;
+//! 3. no version older than the one held, and no same version with another
+//!    digest (a replay);
+//! 4. only then is the policy handed back, as a [`VerifiedPolicy`] — the
+//!    only type `enforce` and `state` accept.
+
+use rampart_core::resolve::Resolution;
+use rampart_proto::device::{PolicyPayload, SignedPolicy};
+use serde_json::Value;
+
+/// Whose policy this device accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct Expected<'a> {
+    pub tenant_id: &'a str,
+    pub device_id: &'a str,
+    /// The tenant's Ed25519 public key, hex.
+    pub policy_key: &'a str,
+}
+
+/// The version and digest of the policy the device holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Held<'a> {
+    pub version: u64,
+    pub digest: &'a str,
+}
+
+/// A policy that passed every check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedPolicy {
+    /// As received: what is stored and verified again on load.
+    pub signed: SignedPolicy,
+    pub payload: PolicyPayload,
+    pub resolution: Resolution,
+}
+
+/// Why a policy was refused; the agent keeps the one it holds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("the policy's signature does not verify with the tenant's policy key")]
+    BadSignature,
+    #[error("the signed policy does not parse: {0}")]
+    Malformed(String),
+    #[error("the policy is for tenant {tenant_id}, device {device_id}: not this device")]
+    WrongDevice {
+        tenant_id: String,
+        device_id: String,
+    },
+    #[error("policy version {got} is older than version {held}, which this device holds")]
+    Older { held: u64, got: u64 },
+    #[error("policy version {version} arrived again with a different digest (a replay)")]
+    Replay { version: u64 },
+}
+
+impl VerifyError {
+    /// A stable code for `status` and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            VerifyError::BadSignature => "policy_bad_signature",
+            VerifyError::Malformed(_) => "policy_malformed",
+            VerifyError::WrongDevice { .. } => "policy_wrong_device",
+            VerifyError::Older { .. } => "policy_older",
+            VerifyError::Replay { .. } => "policy_replay",
+        }
+    }
+}
+
+/// Runs the checks in the protocol's order.
+pub fn verify(
+    signed: &SignedPolicy,
+    expected: Expected<'_>,
+    held: Option<Held<'_>>,
+) -> Result<VerifiedPolicy, VerifyError> {
+    rampart_pki::verify(
+        expected.policy_key,
+        signed.payload.as_bytes(),
+        &signed.signature,
+    )
+    .map_err(|_| VerifyError::BadSignature)?;
+
+    let payload: PolicyPayload =
+        serde_json::from_str(&signed.payload).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    if payload.tenant_id != expected.tenant_id || payload.device_id != expected.device_id {
+        return Err(VerifyError::WrongDevice {
+            tenant_id: payload.tenant_id,
+            device_id: payload.device_id,
+        });
+    }
+    if let Some(held) = held {
+        if payload.version < held.version {
+            return Err(VerifyError::Older {
+                held: held.version,
+                got: payload.version,
+            });
+        }
+        if payload.version == held.version && payload.digest != held.digest {
+            return Err(VerifyError::Replay {
+                version: payload.version,
+            });
+        }
+    }
+    let resolution = parse_resolution(&payload.resolution)?;
+    Ok(VerifiedPolicy {
+        signed: signed.clone(),
+        payload,
+        resolution,
+    })
+}
+
+/// `Resolution` from the payload. The core omits empty `entries` and
+/// `superseded` lists when it serializes but requires them when it
+/// deserializes, so they are filled in first.
+pub(crate) fn parse_resolution(value: &Value) -> Result<Resolution, VerifyError> {
+    let mut value = value.clone();
+    if let Some(settings) = value.get_mut("settings").and_then(Value::as_array_mut) {
+        for setting in settings {
+            if let Some(obj) = setting.as_object_mut() {
+                for field in ["entries", "superseded"] {
+                    obj.entry(field).or_insert_with(|| Value::Array(Vec::new()));
+                }
+            }
+        }
+    }
+    serde_json::from_value(value).map_err(|e| VerifyError::Malformed(format!("resolution: {e}")))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use rampart_core::resolve::EffectiveSetting;
+    use std::collections::BTreeMap;
+
+    /// A signing key for tests, and a signed policy built with it.
+    pub(crate) struct Signer {
+        pub key: rampart_pki::SigningKeyPair,
+    }
+
+    impl Signer {
+        pub(crate) fn new() -> Signer {
+            Signer {
+                key: rampart_pki::new_signing_key().unwrap(),
+            }
+        }
+
+        pub(crate) fn sign(&self, payload: &PolicyPayload) -> SignedPolicy {
+            let text = serde_json::to_string(payload).unwrap();
+            SignedPolicy {
+                signature: rampart_pki::sign(&self.key.secret_hex, text.as_bytes()).unwrap(),
+                payload: text,
+            }
+        }
+    }
+
+    pub(crate) fn resolution(settings: &[(&str, Value)]) -> Resolution {
+        Resolution {
+            device: "dev".into(),
+            managed: true,
+            reason: None,
+            settings: settings
+                .iter()
+                .map(|(id, v)| EffectiveSetting {
+                    setting: (*id).into(),
+                    value: v.clone(),
+                    sources: vec!["p1".into()],
+                    entries: Vec::new(),
+                    superseded: Vec::new(),
+                })
+                .collect(),
+            conflicts: Vec::new(),
+            not_applicable: Vec::new(),
+            policy_versions: BTreeMap::new(),
+            digest: "r".into(),
+        }
+    }
+
+    pub(crate) fn payload(version: u64, digest: &str, r: &Resolution) -> PolicyPayload {
+        PolicyPayload {
+            tenant_id: "t1".into(),
+            device_id: "d1".into(),
+            version,
+            digest: digest.into(),
+            issued_at: 0,
+            resolution: serde_json::to_value(r).unwrap(),
+        }
+    }
+
+    fn expected(key: &str) -> Expected<'_> {
+        Expected {
+            tenant_id: "t1",
+            device_id: "d1",
+            policy_key: key,
+        }
+    }
+
+    #[test]
+    fn a_good_policy_verifies_and_parses() {
+        let s = Signer::new();
+        let r = resolution(&[("real_time_protection", Value::Bool(true))]);
+        let signed = s.sign(&payload(3, "abc", &r));
+        let v = verify(&signed, expected(&s.key.public_hex), None).unwrap();
+        assert_eq!(v.payload.version, 3);
+        assert_eq!(v.resolution, r);
+        // Newer than held, and the same policy again, both pass.
+        let held = Held {
+            version: 2,
+            digest: "old",
+        };
+        assert!(verify(&signed, expected(&s.key.public_hex), Some(held)).is_ok());
+        let same = Held {
+            version: 3,
+            digest: "abc",
+        };
+        assert!(verify(&signed, expected(&s.key.public_hex), Some(same)).is_ok());
+    }
+
+    #[test]
+    fn a_tampered_payload_is_refused() {
+        let s = Signer::new();
+        let mut signed = s.sign(&payload(1, "abc", &resolution(&[])));
+        signed.payload = signed.payload.replace("\"version\":1", "\"version\":9");
+        assert_eq!(
+            verify(&signed, expected(&s.key.public_hex), None),
+            Err(VerifyError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn another_tenants_key_is_refused() {
+        let (s, other) = (Signer::new(), Signer::new());
+        let signed = s.sign(&payload(1, "abc", &resolution(&[])));
+        assert_eq!(
+            verify(&signed, expected(&other.key.public_hex), None),
+            Err(VerifyError::BadSignature)
+        );
+        assert_eq!(
+            verify(&signed, expected("not hex"), None),
+            Err(VerifyError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn another_devices_policy_is_refused() {
+        let s = Signer::new();
+        let mut p = payload(1, "abc", &resolution(&[]));
+        p.device_id = "d2".into();
+        let e = verify(&s.sign(&p), expected(&s.key.public_hex), None).unwrap_err();
+        assert!(matches!(e, VerifyError::WrongDevice { .. }), "{e}");
+        let mut p = payload(1, "abc", &resolution(&[]));
+        p.tenant_id = "t2".into();
+        let e = verify(&s.sign(&p), expected(&s.key.public_hex), None).unwrap_err();
+        assert_eq!(e.code(), "policy_wrong_device");
+    }
+
+    #[test]
+    fn an_older_version_is_refused() {
+        let s = Signer::new();
+        let signed = s.sign(&payload(4, "abc", &resolution(&[])));
+        let held = Held {
+            version: 5,
+            digest: "new",
+        };
+        assert_eq!(
+            verify(&signed, expected(&s.key.public_hex), Some(held)),
+            Err(VerifyError::Older { held: 5, got: 4 })
+        );
+    }
+
+    #[test]
+    fn the_same_version_with_another_digest_is_a_replay() {
+        let s = Signer::new();
+        let signed = s.sign(&payload(5, "abc", &resolution(&[])));
+        let held = Held {
+            version: 5,
+            digest: "xyz",
+        };
+        assert_eq!(
+            verify(&signed, expected(&s.key.public_hex), Some(held)),
+            Err(VerifyError::Replay { version: 5 })
+        );
+    }
+
+    #[test]
+    fn a_signed_payload_that_is_not_a_policy_is_malformed() {
+        let s = Signer::new();
+        let text = "{\"hello\":1}".to_string();
+        let signed = SignedPolicy {
+            signature: rampart_pki::sign(&s.key.secret_hex, text.as_bytes()).unwrap(),
+            payload: text,
+        };
+        let e = verify(&signed, expected(&s.key.public_hex), None).unwrap_err();
+        assert_eq!(e.code(), "policy_malformed");
+    }
+}

@@ -1,0 +1,103 @@
+//! `rampart onboarding create`: an onboarding package for devices.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use rampart_proto::OnboardingCreate;
+
+use crate::client::Client;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Create a package (server URL, CA pin, onboarding token) and write it to a file readable only by you.
+    Create {
+        /// How long the token stays valid: e.g. 30m, 24h, 7d (default 24h, at most 30d).
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        expires: i64,
+        /// How many devices may use it (unlimited by default).
+        #[arg(long)]
+        max_uses: Option<u32>,
+        /// Where to write the package (it holds a secret).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// `90s`, `30m`, `24h`, `7d` → seconds.
+fn parse_duration(s: &str) -> Result<i64, String> {
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30m, 24h or 7d"))?;
+    let factor = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use s, m, h or d")),
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+pub async fn run(client: Client, args: Args) -> Result<ExitCode> {
+    let Command::Create {
+        expires,
+        max_uses,
+        out,
+    } = args.command;
+    if out.exists() {
+        bail!(
+            "{} exists; choose another --out (a package is never overwritten)",
+            out.display()
+        );
+    }
+    let package: serde_json::Value = client
+        .post(
+            &["onboarding"],
+            &OnboardingCreate {
+                expires_in_seconds: Some(expires),
+                max_uses,
+            },
+        )
+        .await?;
+    let text = serde_json::to_string_pretty(&package)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    use std::io::Write as _;
+    let mut file = options
+        .open(&out)
+        .with_context(|| format!("cannot create {}", out.display()))?;
+    file.write_all(text.as_bytes())?;
+    eprintln!(
+        "wrote the onboarding package to {} (valid until {}{}); onboard a device with:\n  rampart-agent onboard --package {} --state-dir /var/lib/rampart",
+        out.display(),
+        package["expires_at"],
+        max_uses.map(|n| format!(", {n} uses")).unwrap_or_default(),
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_parse() {
+        assert_eq!(super::parse_duration("24h"), Ok(86_400));
+        assert_eq!(super::parse_duration("90"), Ok(90));
+        assert!(super::parse_duration("3w").is_err());
+        assert!(super::parse_duration("h").is_err());
+    }
+}
