@@ -31,11 +31,12 @@ pub enum OnboardError {
     Package { path: PathBuf, message: String },
     #[error("the onboarding package's server CA does not match its pin (server_ca_sha256): the package was altered or is corrupt")]
     PinMismatch,
-    #[error("the onboarding token has expired: {0}")]
+    /// The server's own sentence is the reason (it says what to do).
+    #[error("onboarding refused (token_expired): {0}")]
     TokenExpired(String),
-    #[error("the onboarding token has been used as many times as it allows: {0}")]
+    #[error("onboarding refused (token_exhausted): {0}")]
     TokenExhausted(String),
-    #[error("the onboarding token is not known to this server (revoked, or from another installation): {0}")]
+    #[error("onboarding refused (token_unknown): {0}")]
     TokenUnknown(String),
     #[error("this device is already onboarded to tenant {tenant_name:?} ({tenant_id}) as {device_name:?}; the package is for tenant {package_tenant:?}. Run `rampart-agent offboard` first to move it")]
     ForeignTenant {
@@ -44,7 +45,7 @@ pub enum OnboardError {
         device_name: String,
         package_tenant: String,
     },
-    #[error("the server refused the enrollment ({code}): {message}")]
+    #[error("onboarding refused ({code}): {message}")]
     Refused { code: String, message: String },
 }
 
@@ -164,11 +165,12 @@ async fn onboard_inner(
 
     let existing = state.load_identity()?;
     let record = state.load_enrollment()?;
-    let revoked = record
+    // A trust that ended (revoked, offboarded) is never reused.
+    let ended = record
         .as_ref()
         .is_some_and(|r| r.state == LocalState::Revoked || r.state == LocalState::NotOnboarded);
     let has_credentials = state.key_pem().exists() && state.cert_pem().exists();
-    if let Some(id) = existing.as_ref().filter(|_| !revoked && has_credentials) {
+    if let Some(id) = existing.as_ref().filter(|_| !ended && has_credentials) {
         if id.tenant_id != package.tenant_id {
             return Err(OnboardError::ForeignTenant {
                 tenant_id: id.tenant_id.clone(),
@@ -236,7 +238,7 @@ async fn onboard_inner(
     };
     if existing.as_ref().is_some_and(|old| {
         old.device_id != identity.device_id || old.tenant_id != identity.tenant_id
-    }) || revoked
+    }) || ended
     {
         // A new device: the old one's policy and reports mean nothing now.
         state.forget_policy()?;
@@ -279,15 +281,38 @@ async fn onboard_inner(
     })
 }
 
-/// A channel error of `enroll` → the refusal people read.
+/// A channel error of `enroll` → the refusal people read. The server's
+/// message is kept; when it has none, the agent says what the code means.
 fn refusal(e: ChannelError) -> Error {
     match e {
-        ChannelError::Refused { code, message, .. } => match code.as_str() {
-            codes::TOKEN_EXPIRED => OnboardError::TokenExpired(message).into(),
-            codes::TOKEN_EXHAUSTED => OnboardError::TokenExhausted(message).into(),
-            codes::TOKEN_UNKNOWN => OnboardError::TokenUnknown(message).into(),
-            _ => OnboardError::Refused { code, message }.into(),
-        },
+        ChannelError::Refused { code, message, .. } => {
+            let or = |default: &str| {
+                if message.trim().is_empty() {
+                    default.to_string()
+                } else {
+                    message.clone()
+                }
+            };
+            match code.as_str() {
+                codes::TOKEN_EXPIRED => OnboardError::TokenExpired(or(
+                    "the onboarding token has expired; download a new onboarding package",
+                ))
+                .into(),
+                codes::TOKEN_EXHAUSTED => OnboardError::TokenExhausted(or(
+                    "the onboarding token has been used as many times as it allows",
+                ))
+                .into(),
+                codes::TOKEN_UNKNOWN => OnboardError::TokenUnknown(or(
+                    "the onboarding token is unknown to this server (revoked, or from another installation)",
+                ))
+                .into(),
+                _ => OnboardError::Refused {
+                    code: code.clone(),
+                    message: or("no reason given"),
+                }
+                .into(),
+            }
+        }
         other => other.into(),
     }
 }

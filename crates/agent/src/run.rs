@@ -70,6 +70,10 @@ pub struct Agent {
     renew_not_before: i64,
     /// A transient provider error asks for another pass soon.
     retry_soon: bool,
+    /// Whether this process has queued a report yet: the first enforcement
+    /// after a start is always reported, so the server learns the device
+    /// (re)applied its policy even when nothing changed.
+    reported: bool,
 }
 
 /// What a check-in achieved, for the long poll's pacing.
@@ -123,6 +127,9 @@ impl Agent {
         let catalog = Catalog::builtin();
         let providers = providers::build(&config.providers, catalog);
         let outbox = Outbox::open(state.outbox_dir())?;
+        if now() >= identity.not_after {
+            tracing::error!(event = "certificate_expired", not_after = identity.not_after, "the device certificate has expired: the server will refuse this device until it is onboarded again");
+        }
         Ok(Agent {
             state,
             config,
@@ -136,6 +143,7 @@ impl Agent {
             outbox,
             renew_not_before: 0,
             retry_soon: false,
+            reported: false,
         })
     }
 
@@ -204,10 +212,25 @@ impl Agent {
             Err(e @ ChannelError::Revoked { .. }) => return Err(e.into()),
             Err(e) => {
                 tracing::warn!(event = "check_in_failed", error = %e, "check-in failed; enforcing the last verified policy");
-                record.last_error = Some(LastError {
-                    code: e.code().to_string(),
-                    message: e.to_string(),
-                    at: now(),
+                let expired = now() >= self.identity.not_after;
+                record.last_error = Some(if expired {
+                    // The server refuses an expired certificate in the TLS
+                    // handshake; say what that means rather than how it
+                    // looked on the wire.
+                    LastError {
+                        code: "certificate_expired".into(),
+                        message: format!(
+                            "the device certificate expired at {} before it could be renewed; onboard the device again ({e})",
+                            crate::clock::format_utc(self.identity.not_after)
+                        ),
+                        at: now(),
+                    }
+                } else {
+                    LastError {
+                        code: e.code().to_string(),
+                        message: e.to_string(),
+                        at: now(),
+                    }
                 });
                 self.state.save_enrollment(&record)?;
                 self.enforce_current(false)?;
@@ -296,10 +319,11 @@ impl Agent {
         let changed = applied.version != Some(version)
             || applied.digest.as_deref() != Some(digest.as_str())
             || applied.statuses != o.statuses;
-        if changed {
+        if changed || !self.reported {
             // The report is durable before anything else records it.
             self.outbox
                 .push(&enforce::report(version, &digest, &o.statuses))?;
+            self.reported = true;
         }
         applied.version = Some(version);
         applied.digest = Some(digest);
@@ -391,6 +415,7 @@ impl Agent {
         self.state.forget_credentials()?;
         let mut record = self.record()?;
         record.state = LocalState::Revoked;
+        record.enrollment = None;
         record.last_error = Some(LastError {
             code: rampart_proto::device::codes::DEVICE_REVOKED.to_string(),
             message: message.to_string(),
@@ -434,6 +459,7 @@ enum WaitEvent {
     Sync(oneshot::Sender<bool>),
     /// The server answers again after an outage.
     Reconnected,
+    /// The long poll was refused with `device_revoked`.
     Revoked(String),
 }
 
@@ -455,10 +481,11 @@ pub async fn run(
         "rampart-agent running"
     );
 
-    let (target_tx, target_rx) = watch::channel(agent.wait_target());
+    // The long poll starts after the first check-in, with the digest that
+    // check-in produced: started before, it would answer `sync` at once.
     let (event_tx, mut event_rx) = mpsc::channel(4);
-    let waiter = tokio::spawn(wait_loop(target_rx, event_tx, wait_timeout));
-    let _abort_waiter = AbortOnDrop(waiter);
+    let mut event_tx = Some(event_tx);
+    let mut push: Option<(watch::Sender<WaitTarget>, AbortOnDrop)> = None;
     tokio::pin!(shutdown);
 
     let mut next_check_in = Instant::now();
@@ -482,7 +509,12 @@ pub async fn run(
                     agent.drain_outbox().await.map(|()| CheckedIn::Current)
                 }
                 WaitEvent::Reconnected => agent.check_in().await,
-                WaitEvent::Revoked(message) => Err(ChannelError::Revoked { message }.into()),
+                // The long poll may have used a certificate a renewal just
+                // superseded: only a check-in with the current one decides.
+                WaitEvent::Revoked(message) => {
+                    tracing::info!(event = "wait_revoked", reason = %message, "the push channel was refused; confirming with a check-in");
+                    agent.check_in().await
+                }
             },
         };
         match result {
@@ -501,19 +533,32 @@ pub async fn run(
             }
             Err(e) => {
                 last_ok = false;
-                tracing::warn!(event = "check_in_error", error = %e);
+                // Channel failures were logged where they happened.
+                if !matches!(e, Error::Channel(_)) {
+                    tracing::error!(event = "check_in_error", error = %e);
+                }
                 next_check_in = Instant::now() + RETRY_AFTER.min(interval);
             }
         }
         let target = agent.wait_target();
-        target_tx.send_if_modified(|current| {
-            if current.same_as(&target) {
-                false
-            } else {
-                *current = target;
-                true
+        match (&push, event_tx.take()) {
+            (None, Some(tx)) => {
+                let (target_tx, target_rx) = watch::channel(target);
+                let task = tokio::spawn(wait_loop(target_rx, tx, wait_timeout));
+                push = Some((target_tx, AbortOnDrop(task)));
             }
-        });
+            (Some((target_tx, _)), _) => {
+                target_tx.send_if_modified(|current| {
+                    if current.same_as(&target) {
+                        false
+                    } else {
+                        *current = target;
+                        true
+                    }
+                });
+            }
+            (None, None) => {}
+        }
     }
 }
 
@@ -571,8 +616,12 @@ async fn wait_loop(
                 }
             }
             Err(ChannelError::Revoked { message }) => {
-                let _ = events.send(WaitEvent::Revoked(message)).await;
-                return;
+                if events.send(WaitEvent::Revoked(message)).await.is_err() {
+                    return;
+                }
+                // Revoked for real, the loop ends and so does this task;
+                // else a renewed certificate arrives through `target`.
+                tokio::time::sleep(backoff.next_delay()).await;
             }
             Err(e) => {
                 failing = true;

@@ -278,6 +278,7 @@ pub fn render(v: &StatusView) -> String {
     field(
         "certificate",
         match v.certificate_not_after {
+            Some(t) if t <= crate::clock::now() => format!("EXPIRED {}", format_utc(t)),
             Some(t) => format!("expires {}", format_utc(t)),
             None => "-".into(),
         },

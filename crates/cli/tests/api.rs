@@ -725,3 +725,70 @@ fn every_api_command_has_help() {
         assert!(!help.contains("rmp_secret_value"), "--help hides the token");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn onboarding_create_writes_a_private_package_and_refuses_to_overwrite() {
+    let server = TestServer::start().await.unwrap();
+    let dir = tempdir();
+    let out_path = dir.join("package.json");
+    let out = out_path.to_str().unwrap();
+    ok(
+        &server,
+        &[
+            "onboarding",
+            "create",
+            "--expires",
+            "2h",
+            "--max-uses",
+            "3",
+            "--out",
+            out,
+        ],
+    )
+    .await;
+    let package: Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
+    assert_eq!(package["version"], 1);
+    assert!(package["server_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://127.0.0.1:"));
+    assert!(package["token"].as_str().unwrap().starts_with("rmp_"));
+    assert!(package["server_ca_pem"]
+        .as_str()
+        .unwrap()
+        .contains("BEGIN CERTIFICATE"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&out_path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let again = rampart(&server, &["onboarding", "create", "--out", out]).await;
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("exists"), "{}", stderr(&again));
+    let bad = rampart(
+        &server,
+        &[
+            "onboarding",
+            "create",
+            "--expires",
+            "90d",
+            "--out",
+            dir.join("x.json").to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("expires_in_seconds"),
+        "{}",
+        stderr(&bad)
+    );
+    let audit = json(&server, &["audit", "list"]).await;
+    assert_eq!(audit[0]["action"], "onboarding.create");
+    std::fs::remove_dir_all(dir).unwrap();
+    server.stop().await.unwrap();
+}

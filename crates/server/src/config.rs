@@ -96,8 +96,8 @@ impl ServerConfig {
                 self.listen
             );
         }
-        if self.cert_lifetime_secs < 300 {
-            bail!("the device certificate lifetime must be at least 300 seconds");
+        if self.cert_lifetime_secs < 60 {
+            bail!("the device certificate lifetime must be at least 60 seconds");
         }
         if let Some(url) = &self.device_url {
             if !url.starts_with("https://") {

@@ -27,6 +27,7 @@ pub struct TestServer {
     pub data_dir: PathBuf,
     pub clock: ManualClock,
     server: Option<RunningServer>,
+    config: ServerConfig,
 }
 
 /// What to start.
@@ -72,7 +73,7 @@ impl TestServer {
         let clock = ManualClock::new(
             rampart_server::clock::Clock::now(&rampart_server::clock::SystemClock).max(TEST_EPOCH),
         );
-        let server = rampart_server::start(config, Arc::new(clock.clone())).await?;
+        let server = rampart_server::start(config.clone(), Arc::new(clock.clone())).await?;
         let admin_token =
             std::fs::read_to_string(rampart_server::bootstrap::admin_token_path(&data_dir))
                 .context("admin token file")?
@@ -84,6 +85,12 @@ impl TestServer {
             admin_token,
             data_dir,
             clock,
+            config: ServerConfig {
+                listen: server.addr,
+                device_listen: server.device_addr,
+                load: None,
+                ..config
+            },
             server: Some(server),
         })
     }
@@ -128,6 +135,23 @@ impl TestServer {
         );
         let token = body["token"].as_str().context("token")?.to_string();
         Ok(self.client(&token))
+    }
+
+    /// Stops the server, keeping its data, as an outage would.
+    pub async fn halt(&mut self) -> Result<()> {
+        if let Some(server) = self.server.take() {
+            server.stop().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the server again on the same data and the same ports.
+    pub async fn resume(&mut self) -> Result<()> {
+        anyhow::ensure!(self.server.is_none(), "the server is running");
+        let server =
+            rampart_server::start(self.config.clone(), Arc::new(self.clock.clone())).await?;
+        self.server = Some(server);
+        Ok(())
     }
 
     /// Stops the server and removes its data directory.

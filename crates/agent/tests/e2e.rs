@@ -1,0 +1,525 @@
+//! End to end: a real `rampart-server` (in-process, port 0) and several real
+//! `rampart-agent` processes on loopback, each with its own state directory
+//! and facts, over mutual TLS. Every agent process is stopped by its own PID.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rampart_testkit::{Options, TestServer};
+use serde_json::{json, Value};
+
+const AGENT: &str = env!("CARGO_BIN_EXE_rampart-agent");
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "rampart-e2e-{tag}-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes an onboarding package to a file.
+async fn package(server: &TestServer, body: Value) -> PathBuf {
+    let (s, p) = server.admin().post("/onboarding", &body).await.unwrap();
+    assert!(s.is_success(), "{p}");
+    let path = temp_dir("package").join("package.json");
+    std::fs::write(&path, p.to_string()).unwrap();
+    path
+}
+
+/// One agent: a state directory, its facts and configuration, and maybe a
+/// running `rampart-agent run` process.
+struct Agent {
+    name: String,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Agent {
+    fn new(name: &str, facts: &str, config: &str) -> Agent {
+        let dir = temp_dir(name);
+        std::fs::write(dir.join("facts.yaml"), facts).unwrap();
+        let config = format!("check_in_interval_secs = 3600\nwait_timeout_secs = 20\n[survey]\nbuiltin = false\n{config}");
+        std::fs::write(dir.join("agent.toml"), config).unwrap();
+        Agent {
+            name: name.to_string(),
+            dir,
+            child: None,
+        }
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(AGENT);
+        c.args(args)
+            .arg("--state-dir")
+            .arg(self.state())
+            .arg("--config")
+            .arg(self.dir.join("agent.toml"))
+            .env("RAMPART_AGENT_LOG", "info");
+        c
+    }
+
+    fn onboard(&self, package: &Path) -> Output {
+        self.cmd(&[
+            "onboard",
+            "--package",
+            package.to_str().unwrap(),
+            "--device-name",
+            &self.name,
+            "--facts",
+            self.dir.join("facts.yaml").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap()
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::File::create(self.dir.join("agent.log")).unwrap();
+        let child = self
+            .cmd(&["run"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// SIGTERM by PID, then wait for the exit.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if child.try_wait().unwrap().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().unwrap())
+    }
+
+    fn status(&self) -> Value {
+        let out = self.cmd(&["status", "-o", "json"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "status: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn enforced(&self) -> Option<Value> {
+        let text = std::fs::read_to_string(self.state().join("enforced/settings.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls `f` until it is true or `secs` pass.
+async fn eventually(secs: u64, what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if f().await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs} s waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+async fn device_report(server: &TestServer, name: &str) -> Value {
+    server
+        .admin()
+        .get(&format!("/reports/devices/{name}"))
+        .await
+        .unwrap()
+        .1
+}
+
+fn row<'a>(report: &'a Value, setting: &str) -> &'a Value {
+    report["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["setting"] == setting)
+        .unwrap_or(&Value::Null)
+}
+
+const WEB: &str = "os: linux\nos_version: \"22.04\"\ntype: server\ntags: [web, MDE-Management]\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn onboarding_survey_outcomes_and_pilot_mode() {
+    let server = TestServer::with_examples().await.unwrap();
+    server
+        .admin()
+        .put(
+            "/tenant/settings",
+            &json!({"enforcement": {"linux": "tagged"}}),
+        )
+        .await
+        .unwrap();
+    let pkg = package(&server, json!({})).await;
+
+    let pilot = Agent::new("pilot-01", WEB, "");
+    let out = pilot.onboard(&pkg);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let st = pilot.status();
+    assert_eq!(st["state"], "enrolled", "{st}");
+    let dev = server.admin().get("/devices/pilot-01").await.unwrap().1;
+    assert_eq!(dev["labels"], json!(["Joined", "Managed"]));
+    assert_eq!(dev["managed_by"], "rampart");
+
+    let untagged = Agent::new("untagged-01", "os: linux\ntype: server\ntags: [web]\n", "");
+    assert!(untagged.onboard(&pkg).status.success());
+    let st = untagged.status();
+    assert_eq!(st["state"], "not_managed", "{st}");
+    assert_eq!(st["enrollment"]["code"], "pilot_tag_missing");
+    let dev = server.admin().get("/devices/untagged-01").await.unwrap().1;
+    assert_eq!(dev["enrollment"]["code"], "pilot_tag_missing");
+    assert_eq!(dev["labels"], json!(["Joined"]));
+
+    let marker_dir = temp_dir("marker");
+    std::fs::write(marker_dir.join("enrolled"), "yes").unwrap();
+    let other = Agent::new(
+        "other-mdm-01",
+        WEB,
+        &format!(
+            "[[survey.markers]]\npath = \"{}\"\nauthority = \"othermdm\"\n",
+            marker_dir.join("enrolled").display()
+        ),
+    );
+    assert!(other.onboard(&pkg).status.success());
+    let st = other.status();
+    assert_eq!(st["managed_by"], "othermdm", "{st}");
+    assert_eq!(st["enrollment"]["code"], "managed_by_other_authority");
+    let shown = server.admin().get("/devices/other-mdm-01").await.unwrap().1;
+    assert_eq!(shown["managed_by"], "othermdm");
+
+    // Onboarding again reuses the identity: still one device.
+    let again = pilot.onboard(&pkg);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let devices = server.admin().get("/devices").await.unwrap().1;
+    assert_eq!(
+        devices
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["name"] == "pilot-01")
+            .count(),
+        1
+    );
+
+    // An expired package is refused with the reason.
+    let short = package(&server, json!({"expires_in_seconds": 60})).await;
+    server.clock.advance(120);
+    let late = Agent::new("late-01", WEB, "");
+    let out = late.onboard(&short);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("expired"), "{}", stderr(&out));
+    let _ = std::fs::remove_dir_all(&marker_dir);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn policy_changes_and_sync_reach_several_agents_and_statuses_come_back() {
+    let server = TestServer::with_examples().await.unwrap();
+    let pkg = package(&server, json!({})).await;
+    let mut agents = vec![
+        Agent::new("web-a", "os: linux\ntype: server\ntags: [web]\n", ""),
+        Agent::new("web-b", "os: linux\ntype: server\ntags: [web]\n", ""),
+        Agent::new("db-a", "os: linux\ntype: server\ntags: [db]\n", ""),
+    ];
+    for a in &mut agents {
+        let out = a.onboard(&pkg);
+        assert!(out.status.success(), "{}", stderr(&out));
+        a.start();
+    }
+    for a in &agents {
+        eventually(
+            30,
+            &format!("{} applies its policy and reports", a.name),
+            async || {
+                let r = device_report(&server, &a.name).await;
+                row(&r, "real_time_protection")["status"] == "succeeded"
+            },
+        )
+        .await;
+        assert_eq!(a.enforced().unwrap()["real_time_protection"], true);
+    }
+    // The conflict on the web tier shows as a conflict, with both policies.
+    let web = device_report(&server, "web-a").await;
+    assert_eq!(row(&web, "pua_protection")["status"], "conflict");
+    assert_eq!(
+        row(&web, "pua_protection")["other_policies"],
+        json!(["linux-av-baseline", "linux-av-web"])
+    );
+
+    // A policy change reaches every targeted agent within seconds.
+    let started = Instant::now();
+    let mut p = server
+        .admin()
+        .get("/policies/linux-av-baseline")
+        .await
+        .unwrap()
+        .1;
+    p["settings"]["scan_archives"] = json!(false);
+    for k in ["version", "modified_at", "modified_by"] {
+        p.as_object_mut().unwrap().remove(k);
+    }
+    let (s, b) = server
+        .admin()
+        .put("/policies/linux-av-baseline", &p)
+        .await
+        .unwrap();
+    assert!(s.is_success(), "{b}");
+    for a in &agents {
+        eventually(
+            15,
+            &format!("{} gets scan_archives=false", a.name),
+            async || a.enforced().is_some_and(|e| e["scan_archives"] == false),
+        )
+        .await;
+        eventually(
+            15,
+            &format!("{}'s new status reaches the server", a.name),
+            async || {
+                let r = device_report(&server, &a.name).await;
+                r["digest"] == r["applied_digest"]
+                    && row(&r, "scan_archives")["status"] == "succeeded"
+            },
+        )
+        .await;
+    }
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let report = server
+        .admin()
+        .get("/reports/policies/linux-av-baseline")
+        .await
+        .unwrap()
+        .1;
+    assert!(
+        report["settings"]["scan_archives"]["succeeded"]
+            .as_u64()
+            .unwrap()
+            >= 3,
+        "{report}"
+    );
+
+    // "Policy sync" reaches a connected agent.
+    let before = agents[2].status()["last_check_in"].clone();
+    server.clock.advance(5);
+    let (_, sync) = server
+        .admin()
+        .post("/devices/db-a/sync", &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(sync["connected"], true, "{sync}");
+    eventually(10, "db-a checks in after a sync", async || {
+        agents[2].status()["last_check_in"] != before
+    })
+    .await;
+
+    let local = agents[0].status();
+    let rta = local["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["setting"] == "real_time_protection")
+        .unwrap()
+        .clone();
+    assert_eq!(rta["status"], "succeeded");
+    assert_eq!(rta["sources"], json!(["linux-av-baseline", "linux-av-web"]));
+    for a in &mut agents {
+        a.stop();
+    }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outage_keeps_enforcement_and_the_outbox_drains_after() {
+    let mut server = TestServer::with_examples().await.unwrap();
+    let pkg = package(&server, json!({})).await;
+    let mut agent = Agent::new("web-out", "os: linux\ntype: server\ntags: [web]\n", "");
+    assert!(agent.onboard(&pkg).status.success());
+    agent.start();
+    eventually(30, "the first policy is applied", async || {
+        agent.enforced().is_some()
+    })
+    .await;
+    let digest = agent.status()["policy"]["digest"].clone();
+
+    server.halt().await.unwrap();
+    // The server is gone: the agent keeps what it enforces.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        agent.exited().is_none(),
+        "the agent survives the outage: {}",
+        agent.log()
+    );
+    assert_eq!(agent.enforced().unwrap()["real_time_protection"], true);
+    // Restarted during the outage, it enforces the last verified policy from
+    // disk and queues its report.
+    agent.stop();
+    std::fs::remove_file(agent.state().join("enforced/settings.json")).unwrap();
+    agent.start();
+    eventually(20, "the policy is enforced again from disk", async || {
+        agent.enforced().is_some()
+    })
+    .await;
+    eventually(10, "a report waits in the outbox", async || {
+        agent.status()["outbox"].as_u64().unwrap_or(0) >= 1
+    })
+    .await;
+    assert_eq!(agent.status()["policy"]["digest"], digest);
+
+    server.resume().await.unwrap();
+    eventually(
+        90,
+        "the outbox drains once the server is back",
+        async || agent.status()["outbox"] == 0,
+    )
+    .await;
+    let r = device_report(&server, "web-out").await;
+    assert_eq!(
+        row(&r, "real_time_protection")["status"],
+        "succeeded",
+        "{r}"
+    );
+    agent.stop();
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_device_is_refused_at_once_and_removes_what_it_set() {
+    let server = TestServer::with_examples().await.unwrap();
+    let pkg = package(&server, json!({})).await;
+    let mut agent = Agent::new("web-del", "os: linux\ntype: server\ntags: [web]\n", "");
+    assert!(agent.onboard(&pkg).status.success());
+    agent.start();
+    eventually(30, "the policy is applied", async || {
+        agent
+            .enforced()
+            .is_some_and(|e| e["real_time_protection"] == true)
+    })
+    .await;
+
+    let (s, _) = server.admin().delete("/devices/web-del").await.unwrap();
+    assert!(s.is_success());
+    eventually(
+        15,
+        "the agent learns it was deleted and stops",
+        async || agent.exited().is_some(),
+    )
+    .await;
+    let st = agent.status();
+    assert_eq!(st["state"], "revoked", "{st}");
+    // real_time_protection reverts when unassigned: nothing Rampart set stays.
+    assert!(
+        agent
+            .enforced()
+            .is_none_or(|e| e.get("real_time_protection").is_none()),
+        "{:?}",
+        agent.enforced()
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn offboarding_tells_the_server_and_cleans_up() {
+    let server = TestServer::with_examples().await.unwrap();
+    let pkg = package(&server, json!({})).await;
+    let mut agent = Agent::new("web-off", "os: linux\ntype: server\ntags: [web]\n", "");
+    assert!(agent.onboard(&pkg).status.success());
+    agent.start();
+    eventually(30, "the policy is applied", async || {
+        agent.enforced().is_some()
+    })
+    .await;
+    agent.stop();
+    let out = agent.cmd(&["offboard"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        server.admin().get("/devices/web-off").await.unwrap().0,
+        reqwest::StatusCode::NOT_FOUND
+    );
+    assert!(agent
+        .enforced()
+        .is_none_or(|e| e.get("real_time_protection").is_none()));
+    assert_ne!(agent.status()["state"], "enrolled");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn certificates_are_renewed_before_they_expire() {
+    let server = TestServer::start_with(Options {
+        load: Some(rampart_testkit::repo_path("examples/fleet")),
+        cert_lifetime_secs: Some(60),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let pkg = package(&server, json!({})).await;
+    let mut agent = Agent::new("web-renew", "os: linux\ntype: server\ntags: [web]\n", "");
+    assert!(agent.onboard(&pkg).status.success());
+    let first = agent.status()["certificate_not_after"].as_i64().unwrap();
+    agent.start();
+    // Renewal is due when a third of the lifetime is left: after ~40 s.
+    eventually(60, "the agent renews its certificate", async || {
+        agent.status()["certificate_not_after"]
+            .as_i64()
+            .unwrap_or(0)
+            > first
+    })
+    .await;
+    // And keeps working with the new one.
+    server.clock.advance(1);
+    let (_, sync) = server
+        .admin()
+        .post("/devices/web-renew/sync", &json!({}))
+        .await
+        .unwrap();
+    let _ = sync;
+    eventually(
+        20,
+        "check-ins succeed with the renewed certificate",
+        async || {
+            let d = server.admin().get("/devices/web-renew").await.unwrap().1;
+            d["enrollment"]["status"] == "enrolled" && agent.exited().is_none()
+        },
+    )
+    .await;
+    agent.stop();
+    server.stop().await.unwrap();
+}
