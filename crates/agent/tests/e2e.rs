@@ -339,7 +339,8 @@ async fn policy_changes_and_sync_reach_several_agents_and_statuses_come_back() {
 
     // "Policy sync" reaches a connected agent.
     let before = agents[2].status()["last_check_in"].clone();
-    server.clock.advance(5);
+    // Check-in times are whole seconds: make sure the next one is later.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let (_, sync) = server
         .admin()
         .post("/devices/db-a/sync", &json!({}))
@@ -494,6 +495,9 @@ async fn certificates_are_renewed_before_they_expire() {
     let mut agent = Agent::new("web-renew", "os: linux\ntype: server\ntags: [web]\n", "");
     assert!(agent.onboard(&pkg).status.success());
     let first = agent.status()["certificate_not_after"].as_i64().unwrap();
+    // The test clock stands still unless moved: move it so that a renewed
+    // certificate expires later than the first.
+    server.clock.advance(5);
     agent.start();
     // Renewal is due when a third of the lifetime is left: after ~40 s.
     eventually(60, "the agent renews its certificate", async || {
@@ -521,5 +525,183 @@ async fn certificates_are_renewed_before_they_expire() {
     )
     .await;
     agent.stop();
+    server.stop().await.unwrap();
+}
+
+/// A device channel that answers check-ins with whatever signed policy the
+/// test puts in `answer`: the stand-in for a compromised transport. It
+/// presents a certificate from the real installation CA, so the agent's pin
+/// holds, and accepts the tenant's device certificates.
+struct FakeChannel {
+    url: String,
+    answer: std::sync::Arc<std::sync::Mutex<Value>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn fake_channel(server: &TestServer) -> FakeChannel {
+    use axum::routing::{get, post};
+    let store = server.store().unwrap();
+    let ca: (String, String) = serde_json::from_str(
+        &store
+            .server_secret("device_channel_ca")
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    let ca = rampart_pki::CaBundle {
+        cert_pem: ca.0,
+        key_pem: ca.1,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (cert, key) =
+        rampart_pki::issue_server_cert(&ca, &["127.0.0.1".into()], now - 60, now + 3600).unwrap();
+    let tenant = store.tenant_by_name("default").await.unwrap().unwrap();
+    let roots = rampart_pki::ClientCaRoots::new(&[store
+        .tenant_secrets(&tenant.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .ca_cert_pem])
+    .unwrap();
+    let tls = rampart_pki::server_config(&cert, &key, roots).unwrap();
+    let answer = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
+    let served = answer.clone();
+    let app = axum::Router::new()
+        .route(
+            "/device/v1/checkin",
+            post(move || {
+                let body = served.lock().unwrap().clone();
+                async move { axum::Json(body) }
+            }),
+        )
+        // Ask for a check-in every fraction of a second.
+        .route(
+            "/device/v1/wait",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                axum::Json(json!({"event": "sync"}))
+            }),
+        )
+        .route(
+            "/device/v1/status",
+            post(|axum::Json(r): axum::Json<Value>| async move {
+                axum::Json(json!({"report_id": r["report_id"], "changed": 0}))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    let svc = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+                }
+            });
+        }
+    });
+    FakeChannel { url, answer, task }
+}
+
+fn held(agent: &Agent) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(agent.state().join("policy.json")).unwrap())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tampered_and_replayed_policies_are_refused() {
+    let server = TestServer::with_examples().await.unwrap();
+    let pkg = package(&server, json!({})).await;
+    let mut agent = Agent::new("web-tamper", "os: linux\ntype: server\ntags: [web]\n", "");
+    assert!(agent.onboard(&pkg).status.success());
+    agent.start();
+    eventually(30, "version 1 is applied", async || {
+        agent.enforced().is_some()
+    })
+    .await;
+    let v1 = held(&agent)["signed"].clone();
+    // A real change gives a real, newer version 2.
+    let mut p = server
+        .admin()
+        .get("/policies/linux-av-baseline")
+        .await
+        .unwrap()
+        .1;
+    p["settings"]["scan_archives"] = json!(false);
+    for k in ["version", "modified_at", "modified_by"] {
+        p.as_object_mut().unwrap().remove(k);
+    }
+    server
+        .admin()
+        .put("/policies/linux-av-baseline", &p)
+        .await
+        .unwrap();
+    eventually(15, "version 2 is applied", async || {
+        agent
+            .enforced()
+            .is_some_and(|e| e["scan_archives"] == false)
+    })
+    .await;
+    let v2 = held(&agent)["signed"].clone();
+    agent.stop();
+
+    // Point the agent at a channel that lies.
+    let fake = fake_channel(&server).await;
+    let identity_path = agent.state().join("identity.json");
+    let mut identity: Value =
+        serde_json::from_str(&std::fs::read_to_string(&identity_path).unwrap()).unwrap();
+    identity["server_url"] = json!(fake.url);
+    std::fs::write(&identity_path, identity.to_string()).unwrap();
+    let enrollment = json!({"status": "enrolled", "code": null, "reason": null, "managed_by": "rampart", "labels": ["Joined", "Managed"]});
+
+    // 1. Version 2's payload with one value changed, under its original signature.
+    let mut altered: Value = serde_json::from_str(v2["payload"].as_str().unwrap()).unwrap();
+    for s in altered["resolution"]["settings"].as_array_mut().unwrap() {
+        if s["setting"] == "scan_archives" {
+            s["value"] = json!(true);
+        }
+    }
+    let tampered = altered.to_string();
+    assert_ne!(
+        tampered,
+        v2["payload"].as_str().unwrap(),
+        "the payload was altered"
+    );
+    *fake.answer.lock().unwrap() = json!({"enrollment": enrollment, "policy": {"payload": tampered, "signature": v2["signature"]}});
+    agent.start();
+    eventually(15, "the tampered policy is refused", async || {
+        agent.status()["last_error"]["code"] == "policy_bad_signature"
+    })
+    .await;
+    assert_eq!(
+        agent.enforced().unwrap()["scan_archives"],
+        false,
+        "the held policy stays enforced"
+    );
+    assert_eq!(held(&agent)["version"], 2);
+
+    // 2. The genuine, validly signed version 1 again: a replay of an older policy.
+    *fake.answer.lock().unwrap() = json!({"enrollment": enrollment, "policy": v1});
+    eventually(15, "the older policy is refused", async || {
+        agent.status()["last_error"]["code"] == "policy_older"
+    })
+    .await;
+    assert_eq!(agent.enforced().unwrap()["scan_archives"], false);
+    assert_eq!(held(&agent)["version"], 2);
+    agent.stop();
+    fake.task.abort();
     server.stop().await.unwrap();
 }

@@ -48,10 +48,10 @@ pub struct EffectiveSetting {
     pub sources: Vec<String>,
     /// For `union` and `per_key` settings: each item or entry with its own
     /// sources.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub entries: Vec<Entry>,
     /// Values that lost under `most_secure_wins`, with their policies.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub superseded: Vec<Superseded>,
 }
 
@@ -65,7 +65,7 @@ pub struct Entry {
 
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Superseded {
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     pub policy: String,
     pub value: Value,
