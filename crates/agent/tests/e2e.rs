@@ -241,6 +241,61 @@ async fn onboarding_survey_outcomes_and_pilot_mode() {
         1
     );
 
+    // Takeover allowed: the same survey result no longer stops management.
+    server
+        .admin()
+        .put("/tenant/settings", &json!({"allow_takeover": true}))
+        .await
+        .unwrap();
+    let taken = Agent::new(
+        "taken-over-01",
+        WEB,
+        &format!(
+            "[[survey.markers]]\npath = \"{}\"\nauthority = \"othermdm\"\n",
+            marker_dir.join("enrolled").display()
+        ),
+    );
+    assert!(taken.onboard(&pkg).status.success());
+    assert_eq!(taken.status()["state"], "enrolled");
+    assert_eq!(
+        server
+            .admin()
+            .get("/devices/taken-over-01")
+            .await
+            .unwrap()
+            .1["managed_by"],
+        "rampart"
+    );
+
+    // A device of this tenant does not join another tenant.
+    let store = server.store().unwrap();
+    let (_, other_admin) = rampart_server::bootstrap::create_tenant(
+        store.as_ref(),
+        "acme",
+        rampart_testkit::TEST_EPOCH,
+    )
+    .await
+    .unwrap();
+    let (s, acme) = server
+        .client(&other_admin)
+        .post("/onboarding", &json!({}))
+        .await
+        .unwrap();
+    assert!(s.is_success());
+    let acme_pkg = temp_dir("acme").join("package.json");
+    std::fs::write(&acme_pkg, acme.to_string()).unwrap();
+    let out = pilot.onboard(&acme_pkg);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("already onboarded to tenant"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        server.client(&other_admin).get("/devices").await.unwrap().1,
+        json!([])
+    );
+
     // An expired package is refused with the reason.
     let short = package(&server, json!({"expires_in_seconds": 60})).await;
     server.clock.advance(120);
