@@ -135,6 +135,7 @@ pub fn report(version: u64, digest: &str, statuses: &[SettingStatus]) -> StatusR
         digest: digest.to_string(),
         version,
         statuses: statuses.to_vec(),
+        tamper_events: Vec::new(),
     }
 }
 

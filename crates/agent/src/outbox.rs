@@ -142,6 +142,7 @@ mod tests {
             digest: "d".into(),
             version: 1,
             statuses: Vec::new(),
+            tamper_events: Vec::new(),
         }
     }
 

@@ -173,6 +173,27 @@ pub struct StatusReport {
     pub digest: String,
     pub version: u64,
     pub statuses: Vec<SettingStatus>,
+    /// Hand-made changes the agent found and undid since the last report.
+    #[serde(default)]
+    pub tamper_events: Vec<TamperEvent>,
+}
+
+/// A change to something Rampart manages, made behind its back and undone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TamperEvent {
+    pub setting: String,
+    pub key: Option<String>,
+    /// Which provider (component) it was found in.
+    pub provider: String,
+    /// What Rampart had set.
+    pub expected: Option<Value>,
+    /// What the read-back found instead.
+    pub found: Option<Value>,
+    /// When it was found, seconds since the epoch (the device's clock).
+    pub at: i64,
+    /// Whether the provider restored the expected value.
+    pub restored: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

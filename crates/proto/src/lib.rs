@@ -318,6 +318,10 @@ pub struct DeviceReport {
     pub applied_digest: Option<String>,
     pub counts: StatusCounts,
     pub settings: Vec<SettingStatusView>,
+    /// Recent hand-made changes the agent found and undid, newest first
+    /// (the audit log's `device.tamper` entries).
+    #[schema(value_type = Vec<Object>)]
+    pub tamper_events: Vec<Value>,
 }
 
 /// One device's status for one policy.

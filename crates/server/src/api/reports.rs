@@ -166,7 +166,17 @@ pub async fn device(
     for s in &settings {
         count(&mut counts, &s.status);
     }
+    let tamper_events = state
+        .store
+        .audit(&who.tenant_id, 1000, None)
+        .await?
+        .into_iter()
+        .filter(|a| a.action == crate::device::api::TAMPER_ACTION && a.object_name == name)
+        .take(20)
+        .filter_map(|a| a.after)
+        .collect();
     Ok(Json(DeviceReport {
+        tamper_events,
         device: name,
         managed: resolution.managed,
         reason: resolution.reason.clone(),

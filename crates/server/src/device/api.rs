@@ -298,6 +298,9 @@ pub struct WaitQuery {
     pub timeout: Option<u64>,
 }
 
+/// The audit action of a tamper event a device reported.
+pub const TAMPER_ACTION: &str = "device.tamper";
+
 /// Longest a long poll is held open.
 pub const MAX_WAIT_SECS: u64 = 300;
 
@@ -377,6 +380,24 @@ pub async fn status(
         .store
         .record_statuses(&device.tenant_id, &device.record.name, rows)
         .await?;
+    // Tamper events go to the audit log, where the device report finds them.
+    if !report.tamper_events.is_empty() {
+        let entries = report
+            .tamper_events
+            .iter()
+            .map(|t| {
+                device_audit(
+                    &device.record.name,
+                    TAMPER_ACTION,
+                    serde_json::to_value(t).ok(),
+                )
+            })
+            .collect();
+        state
+            .store
+            .write(&device.tenant_id, now, Vec::new(), entries)
+            .await?;
+    }
     if device.record.applied_digest.as_deref() != Some(report.digest.as_str())
         || device.record.policy_version != Some(report.version)
     {
