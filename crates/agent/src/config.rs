@@ -7,6 +7,7 @@
 //! check_in_interval_secs = 5400   # 90 minutes; at least 10
 //! jitter_fraction = 0.1           # ± up to 10 % of the interval; 0 to 0.5
 //! wait_timeout_secs = 60          # long-poll length; 1 to 300
+//! drift_check_interval_secs = 300 # read-back of everything Rampart set; at least 10
 //! tags = ["finance"]              # reported as the device's tags
 //!
 //! [survey]
@@ -16,6 +17,21 @@
 //! [providers.file]
 //! enabled = true
 //! path = "/var/lib/rampart-agent/enforced/settings.json"
+//!
+//! [providers.nftables]
+//! enabled = false                 # off unless asked: it changes the host firewall
+//! command = ["nft"]               # e.g. ["ip", "netns", "exec", "NS", "nft"]
+//! table = "rampart"               # the inet table Rampart owns
+//! confirm_window_secs = 60        # lockout protection; 1 to 3600
+//!
+//! [providers.clamav]              # providers/clamav/config.rs
+//! enabled = false
+//! config_path = "/etc/clamav/clamd.conf"
+//! on_access_include_paths = ["/home"]
+//!
+//! [providers.mdatp]               # providers/mdatp/config.rs
+//! enabled = false
+//! path = "/etc/opt/microsoft/mdatp/managed/mdatp_managed.json"
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -28,6 +44,8 @@ use serde::Deserialize;
 pub const MIN_CHECK_IN_INTERVAL_SECS: u64 = 10;
 /// The server answers a long poll after at most this long.
 pub const MAX_WAIT_TIMEOUT_SECS: u64 = 300;
+/// The shortest drift read-back interval accepted.
+pub const MIN_DRIFT_CHECK_INTERVAL_SECS: u64 = 10;
 
 /// A configuration the agent refuses, with the field at fault.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +71,7 @@ struct ConfigFile {
     check_in_interval_secs: Option<u64>,
     jitter_fraction: Option<f64>,
     wait_timeout_secs: Option<u64>,
+    drift_check_interval_secs: Option<u64>,
     #[serde(default)]
     tags: Vec<String>,
     #[serde(default)]
@@ -74,6 +93,21 @@ struct SurveyFile {
 struct ProvidersFile {
     #[serde(default)]
     file: FileProviderFile,
+    #[serde(default)]
+    nftables: NftablesFile,
+    #[serde(default)]
+    clamav: crate::providers::clamav::config::ClamavFile,
+    #[serde(default)]
+    mdatp: crate::providers::mdatp::config::MdatpFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NftablesFile {
+    enabled: Option<bool>,
+    command: Option<Vec<String>>,
+    table: Option<String>,
+    confirm_window_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -99,6 +133,8 @@ pub struct AgentConfig {
     /// Each interval is stretched or shortened by up to this fraction.
     pub jitter_fraction: f64,
     pub wait_timeout_secs: u64,
+    /// How often everything Rampart set is read back (drift).
+    pub drift_check_interval: Duration,
     pub tags: Vec<String>,
     pub survey: SurveyConfig,
     pub providers: ProvidersConfig,
@@ -114,12 +150,67 @@ pub struct SurveyConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProvidersConfig {
     pub file: FileProviderConfig,
+    pub nftables: NftablesConfig,
+    pub clamav: crate::providers::clamav::config::ClamavConfig,
+    pub mdatp: crate::providers::mdatp::config::MdatpConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileProviderConfig {
     pub enabled: bool,
     pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NftablesConfig {
+    pub enabled: bool,
+    /// The program and its leading arguments; `nft`'s own arguments follow.
+    pub command: Vec<String>,
+    /// The name of the `inet` table Rampart owns.
+    pub table: String,
+    /// How long after a firewall change the agent has to reach its server
+    /// before the change is rolled back.
+    pub confirm_window: Duration,
+    /// Where the ruleset to restore is kept while a change is unconfirmed
+    /// (not configurable: part of the state directory).
+    pub rollback_file: PathBuf,
+}
+
+impl NftablesConfig {
+    fn check(file: NftablesFile, state_dir: &Path) -> Result<NftablesConfig, ConfigError> {
+        let invalid = |field, message: String| ConfigError::Invalid { field, message };
+        let command = file.command.unwrap_or_else(|| vec!["nft".to_string()]);
+        if command.first().is_none_or(|p| p.trim().is_empty()) {
+            return Err(invalid(
+                "providers.nftables.command",
+                "names no program".into(),
+            ));
+        }
+        let table = file.table.unwrap_or_else(|| "rampart".to_string());
+        let valid_name = table.len() <= 64
+            && table.starts_with(|c: char| c.is_ascii_alphabetic())
+            && table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_name {
+            return Err(invalid(
+                "providers.nftables.table",
+                format!("{table:?} is not a table name (a letter, then letters, digits or _)"),
+            ));
+        }
+        let window = file.confirm_window_secs.unwrap_or(60);
+        if !(1..=3600).contains(&window) {
+            return Err(invalid(
+                "providers.nftables.confirm_window_secs",
+                format!("{window} is not between 1 and 3600"),
+            ));
+        }
+        Ok(NftablesConfig {
+            enabled: file.enabled.unwrap_or(false),
+            command,
+            table,
+            confirm_window: Duration::from_secs(window),
+            rollback_file: state_dir.join("nftables").join("rollback.nft"),
+        })
+    }
 }
 
 impl AgentConfig {
@@ -175,6 +266,18 @@ impl AgentConfig {
                 message: format!("{wait} is not between 1 and {MAX_WAIT_TIMEOUT_SECS}"),
             });
         }
+        let drift = file.drift_check_interval_secs.unwrap_or(300);
+        if drift < MIN_DRIFT_CHECK_INTERVAL_SECS {
+            return Err(ConfigError::Invalid {
+                field: "drift_check_interval_secs",
+                message: format!(
+                    "{drift} is below the minimum of {MIN_DRIFT_CHECK_INTERVAL_SECS} seconds"
+                ),
+            });
+        }
+        let nftables = NftablesConfig::check(file.providers.nftables, state_dir)?;
+        let clamav = file.providers.clamav.check(state_dir)?;
+        let mdatp = file.providers.mdatp.check()?;
         for tag in &file.tags {
             if tag.trim().is_empty() {
                 return Err(ConfigError::Invalid {
@@ -206,6 +309,7 @@ impl AgentConfig {
             check_in_interval: Duration::from_secs(interval),
             jitter_fraction: jitter,
             wait_timeout_secs: wait,
+            drift_check_interval: Duration::from_secs(drift),
             tags: file.tags,
             survey: SurveyConfig {
                 builtin: file.survey.builtin.unwrap_or(true),
@@ -216,6 +320,9 @@ impl AgentConfig {
                     enabled: file.providers.file.enabled.unwrap_or(true),
                     path: file_path,
                 },
+                nftables,
+                clamav,
+                mdatp,
             },
         })
     }

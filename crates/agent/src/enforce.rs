@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rampart_core::catalog::{Catalog, RemovalBehaviour};
 use rampart_core::resolve::Resolution;
-use rampart_proto::device::{SettingStatus, StatusReport};
+use rampart_proto::device::{SettingStatus, StatusReport, TamperEvent};
 use serde_json::Value;
 
 use crate::providers::{Change, ErrorKind, Provider, ProviderError, Values};
@@ -36,6 +36,9 @@ pub struct Outcome {
     /// A transient provider error: worth trying again before the next
     /// check-in.
     pub retry_soon: bool,
+    /// Settings found changed by hand since the last enforcement (and, when
+    /// `restored`, set back): they go into the next status report.
+    pub tamper_events: Vec<TamperEvent>,
 }
 
 /// Why one provider failed one setting.
@@ -139,9 +142,10 @@ pub fn report(version: u64, digest: &str, statuses: &[SettingStatus]) -> StatusR
     }
 }
 
-/// Per setting, each handling provider's result: the read-back value or why
-/// it failed.
-type ResultsBySetting = BTreeMap<String, Vec<(&'static str, Result<Option<Value>, Failure>)>>;
+/// Per setting, each handling provider's result: the read-back value (and
+/// the provider's note on it) or why it failed.
+type ResultsBySetting =
+    BTreeMap<String, Vec<(&'static str, Result<(Option<Value>, Option<String>), Failure>)>>;
 
 struct ProviderRun {
     result: Outcome,
@@ -189,13 +193,19 @@ fn run_providers(
             continue;
         }
 
+        let not_carried = provider.not_carried(&mine);
+        let mut tampered: Vec<(String, Value, Option<Value>)> = Vec::new();
         let attempt = (|| {
             let observed = provider.observe()?;
             for (setting, value) in &mine {
-                let was_in_force = before
-                    .get(setting.as_str())
-                    .is_some_and(|s| s.status == "succeeded" && s.observed.as_ref() == Some(value));
-                if was_in_force && !provider.matches(value, observed.get(setting)) {
+                let was_in_force = before.get(setting.as_str()).is_some_and(|s| {
+                    s.status == "succeeded" && provider.matches(value, s.observed.as_ref())
+                });
+                if was_in_force
+                    && !not_carried.contains_key(setting)
+                    && !provider.matches(value, observed.get(setting))
+                {
+                    tampered.push((setting.clone(), value.clone(), observed.get(setting).cloned()));
                     tracing::warn!(
                         event = "tamper",
                         provider = name,
@@ -217,18 +227,37 @@ fn run_providers(
             }
             provider.observe()
         })();
+        for (setting, expected, found) in tampered {
+            let restored = attempt
+                .as_ref()
+                .is_ok_and(|after| provider.matches(&expected, after.get(&setting)));
+            run.result.tamper_events.push(TamperEvent {
+                setting,
+                key: None,
+                provider: name.to_string(),
+                expected: Some(expected),
+                found,
+                at: crate::clock::now(),
+                restored,
+            });
+        }
 
         let mut ledger: BTreeSet<String> = mine.keys().cloned().collect();
         match attempt {
             Ok(after) => {
                 for (setting, value) in &mine {
                     let seen = after.get(setting).cloned();
-                    let result = if provider.matches(value, seen.as_ref()) {
-                        Ok(seen)
+                    let result = if let Some(why) = not_carried.get(setting) {
+                        Err(Failure::Provider(ProviderError::unsupported(why.clone())))
+                    } else if provider.matches(value, seen.as_ref()) {
+                        Ok((seen, provider.note(setting)))
                     } else {
-                        Err(Failure::Mismatch {
-                            desired: value.clone(),
-                            observed: seen,
+                        Err(match provider.explain(setting, value) {
+                            Some(e) => Failure::Provider(e),
+                            None => Failure::Mismatch {
+                                desired: value.clone(),
+                                observed: seen,
+                            },
                         })
                     };
                     run.by_setting
@@ -339,8 +368,8 @@ fn outcome_of(setting: &str, by_setting: &ResultsBySetting) -> Option<SettingSta
             _ => {}
         }
     }
-    if let Some((_, Ok(observed))) = results.iter().find(|(_, r)| r.is_ok()) {
-        return Some(status("succeeded", observed.clone(), None, None));
+    if let Some((_, Ok((observed, note)))) = results.iter().find(|(_, r)| r.is_ok()) {
+        return Some(status("succeeded", observed.clone(), None, note.clone()));
     }
     let reasons: Vec<String> = results
         .iter()

@@ -38,6 +38,13 @@ pub enum Error {
     /// The tenant deleted the device, or it was offboarded.
     #[error("the device's trust was revoked ({0}); onboard it again with a new package")]
     Revoked(String),
+    /// `run` found another `run` using the same state directory.
+    #[error("another `rampart-agent run` is using the state directory {}; stop it first", .0.display())]
+    Busy(PathBuf),
+    /// `check-drift` could not get an answer from the running agent, or
+    /// the read-back failed there.
+    #[error("drift check: {0}")]
+    DriftCheck(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

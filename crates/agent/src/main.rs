@@ -81,6 +81,15 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Read back everything Rampart set now, restore what was changed by
+    /// hand and report it (the running agent does it when there is one).
+    CheckDrift {
+        /// How long to wait for the running agent's answer.
+        #[arg(long, default_value_t = 60, value_name = "SECS")]
+        wait_secs: u64,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Leave the tenant: tell the server, remove what Rampart set, forget
     /// the identity.
     Offboard {
@@ -172,6 +181,16 @@ fn execute(command: Command) -> Result<ExitCode> {
                 Format::Table => print!("{}", rampart_agent::status::render(&view)),
                 Format::Json => println!("{}", serde_json::to_string_pretty(&view)?),
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckDrift { wait_secs, common } => {
+            let (state, config) = load(&common)?;
+            let done = runtime()?.block_on(rampart_agent::run::check_drift(
+                state,
+                config,
+                std::time::Duration::from_secs(wait_secs),
+            ))?;
+            print!("{done}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Offboard { force, common } => {

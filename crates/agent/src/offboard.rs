@@ -103,7 +103,7 @@ pub async fn offboard(state: &StateDir, config: &AgentConfig, force: bool) -> Re
     }
 
     let catalog = Catalog::builtin();
-    let mut providers = providers::build(&config.providers, catalog);
+    let mut providers = providers::build(&config.providers, catalog, &identity.server_url);
     let removed = stop_managing(state, &mut providers, catalog)?;
     state.forget_identity()?;
     state.save_enrollment(&EnrollmentRecord {

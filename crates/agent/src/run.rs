@@ -11,14 +11,32 @@
 //! policy offline — the report goes to the outbox, and the outbox is
 //! drained. `device_revoked` from any call removes what Rampart set, forgets
 //! the credentials, marks the state `revoked`, and ends the loop.
+//!
+//! Drift: every `drift_check_interval_secs` (and when `rampart-agent
+//! check-drift` asks, through `<state>/check-drift.request`) the held policy
+//! is enforced again without a check-in: each provider reads its component
+//! back, `enforce` notices what was changed by hand, restores it, and the
+//! tamper events go into the next status report.
+//!
+//! Lockout protection: after a provider change that can cut the agent off
+//! (a firewall ruleset), the loop checks in again on a *new* connection
+//! (pooled ones ride on the established-traffic rule) every couple of
+//! seconds. Success confirms the change; when the provider's confirmation
+//! window passes first, the change is rolled back, `lockout.json` holds
+//! that policy back for that provider until a new one arrives (else the
+//! agent would apply it again and again), and its settings are reported
+//! `error` with code `lockout_rolled_back`.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
 
 use rampart_core::catalog::Catalog;
-use rampart_proto::device::{CheckIn, Facts, RenewRequest, Survey};
+use rampart_core::resolve::Resolution;
+use rampart_proto::device::{CheckIn, Facts, RenewRequest, Survey, TamperEvent};
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::Instant;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::channel::{Channel, ChannelError};
 use crate::clock::{now, random_unit};
@@ -29,8 +47,8 @@ use crate::offboard::stop_managing;
 use crate::outbox::Outbox;
 use crate::providers::{self, Provider};
 use crate::state::{
-    read_json, remove_if_exists, write_atomic, EnrollmentRecord, HeldPolicy, Identity, LastError,
-    LocalState, StateDir,
+    read_json, remove_if_exists, write_atomic, write_json, Applied, EnrollmentRecord, HeldPolicy,
+    Identity, LastError, LocalState, Lockout, StateDir,
 };
 use crate::survey::survey;
 use crate::verify::{verify, Expected, Held, VerifiedPolicy};
@@ -43,6 +61,13 @@ const RENEW_RETRY_SECS: i64 = 600;
 const RETRY_AFTER: Duration = Duration::from_secs(60);
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// How often the loop tries to reach the server while a change waits for
+/// its confirmation.
+const CONFIRM_RETRY: Duration = Duration::from_secs(2);
+/// How often the loop looks for a `check-drift` request.
+const DRIFT_REQUEST_POLL: Duration = Duration::from_secs(1);
+/// The `error_code` of settings whose change was rolled back.
+pub const LOCKOUT_ROLLED_BACK: &str = "lockout_rolled_back";
 
 /// Why `run` returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +150,7 @@ impl Agent {
         let facts = facts::gather(&config.tags, overrides.as_ref());
         let survey = survey(&config.survey);
         let catalog = Catalog::builtin();
-        let providers = providers::build(&config.providers, catalog);
+        let providers = providers::build(&config.providers, catalog, &identity.server_url);
         let outbox = Outbox::open(state.outbox_dir())?;
         if now() >= identity.not_after {
             tracing::error!(event = "certificate_expired", not_after = identity.not_after, "the device certificate has expired: the server will refuse this device until it is onboarded again");
@@ -199,6 +224,12 @@ impl Agent {
             }
             Ok(_) => {}
         }
+        // After a change that can cut the agent off, only a call on a new
+        // connection proves the server can still be reached.
+        let confirming = self.confirm_by().is_some();
+        if confirming {
+            self.reconnect()?;
+        }
         let held = self.state.load_held_policy()?;
         let request = CheckIn {
             digest: held.as_ref().map(|h| h.digest.clone()),
@@ -237,6 +268,11 @@ impl Agent {
                 return Err(e.into());
             }
         };
+        if confirming {
+            for provider in &mut self.providers {
+                provider.confirmed();
+            }
+        }
 
         let mut outcome = CheckedIn::Current;
         record.state = LocalState::of(&response.enrollment);
@@ -285,12 +321,14 @@ impl Agent {
     /// what it set when it no longer does. `online`: the enrollment record
     /// was just confirmed by the server; offline, the agent enforces only
     /// while its survey still says what the server decided on.
-    pub fn enforce_current(&mut self, online: bool) -> Result<()> {
+    /// Returns the hand-made changes it found (and reported).
+    pub fn enforce_current(&mut self, online: bool) -> Result<Vec<TamperEvent>> {
         let record = self.record()?;
         let survey_unchanged = record.survey.managed_by == self.survey.managed_by;
         let managed = record.state == LocalState::Enrolled && (online || survey_unchanged);
         let mut applied = self.state.load_applied()?;
         if !managed {
+            remove_if_exists(&self.state.lockout_json())?;
             if applied.holds_settings() {
                 tracing::info!(
                     event = "not_managed",
@@ -303,26 +341,31 @@ impl Agent {
                 applied.enforced_at = Some(now());
                 self.state.save_applied(&applied)?;
             }
-            return Ok(());
+            return Ok(Vec::new());
         }
         let Some(policy) = self.held_policy()? else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let (version, digest) = (policy.payload.version, policy.payload.digest.clone());
-        let o = enforce::enforce(
-            &policy.resolution,
-            &mut self.providers,
-            &applied,
-            self.catalog,
-        );
+        let lockout = self.lockout_for(&digest)?;
+        let held_back: Vec<String> = lockout
+            .as_ref()
+            .map(|l| l.providers.clone())
+            .unwrap_or_default();
+        let mut o = self.enforce_without(&held_back, &policy.resolution, &applied);
+        if let Some(lockout) = &lockout {
+            self.mark_rolled_back(&mut o, lockout, &policy.resolution, &applied);
+        }
         self.retry_soon = o.retry_soon;
         let changed = applied.version != Some(version)
             || applied.digest.as_deref() != Some(digest.as_str())
             || applied.statuses != o.statuses;
-        if changed || !self.reported {
+        let tamper = std::mem::take(&mut o.tamper_events);
+        if changed || !self.reported || !tamper.is_empty() {
             // The report is durable before anything else records it.
-            self.outbox
-                .push(&enforce::report(version, &digest, &o.statuses))?;
+            let mut report = enforce::report(version, &digest, &o.statuses);
+            report.tamper_events = tamper.clone();
+            self.outbox.push(&report)?;
             self.reported = true;
         }
         applied.version = Some(version);
@@ -332,7 +375,210 @@ impl Agent {
         applied.statuses = o.statuses;
         applied.removed = o.removed;
         self.state.save_applied(&applied)?;
+        Ok(tamper)
+    }
+
+    /// The rollback record of the policy `digest`, if its change was rolled
+    /// back; a record of another policy is dropped (a new policy is applied
+    /// again).
+    fn lockout_for(&self, digest: &str) -> Result<Option<Lockout>> {
+        let Some(lockout) = self.state.load_lockout()? else {
+            return Ok(None);
+        };
+        if lockout.digest.as_deref() == Some(digest) {
+            return Ok(Some(lockout));
+        }
+        tracing::info!(
+            event = "lockout_cleared",
+            providers = ?lockout.providers,
+            "a new policy arrived: what was rolled back is applied again"
+        );
+        remove_if_exists(&self.state.lockout_json())?;
+        Ok(None)
+    }
+
+    /// Enforces with every provider but those named in `held_back`, which
+    /// are left exactly as they are.
+    fn enforce_without(
+        &mut self,
+        held_back: &[String],
+        resolution: &Resolution,
+        applied: &Applied,
+    ) -> enforce::Outcome {
+        let mut active: Vec<Box<dyn Provider>> = Vec::new();
+        let mut held: Vec<(usize, Box<dyn Provider>)> = Vec::new();
+        let mut order = Vec::new();
+        for (i, p) in std::mem::take(&mut self.providers).into_iter().enumerate() {
+            if held_back.iter().any(|n| n == p.name()) {
+                held.push((i, p));
+            } else {
+                order.push(i);
+                active.push(p);
+            }
+        }
+        let o = enforce::enforce(resolution, &mut active, applied, self.catalog);
+        let mut all: Vec<(usize, Box<dyn Provider>)> = order.into_iter().zip(active).collect();
+        all.extend(held);
+        all.sort_by_key(|(i, _)| *i);
+        self.providers = all.into_iter().map(|(_, p)| p).collect();
+        o
+    }
+
+    /// The settings of providers whose change was rolled back: `error`
+    /// `lockout_rolled_back`, still in the ledger (a later policy without
+    /// them undoes them as usual).
+    fn mark_rolled_back(
+        &self,
+        o: &mut enforce::Outcome,
+        lockout: &Lockout,
+        resolution: &Resolution,
+        applied: &Applied,
+    ) {
+        for name in &lockout.providers {
+            let Some(provider) = self.providers.iter().find(|p| p.name() == name) else {
+                continue;
+            };
+            let settings: BTreeSet<String> = resolution
+                .settings
+                .iter()
+                .filter(|s| resolution.managed && provider.handles(&s.setting))
+                .map(|s| s.setting.clone())
+                .collect();
+            let mut ledger = applied.ledger.get(name).cloned().unwrap_or_default();
+            ledger.extend(settings.iter().cloned());
+            if !ledger.is_empty() {
+                o.ledger.insert(name.clone(), ledger);
+            }
+            for s in o
+                .statuses
+                .iter_mut()
+                .filter(|s| s.key.is_none() && settings.contains(&s.setting))
+            {
+                s.status = "error".into();
+                s.observed = None;
+                s.error_code = Some(LOCKOUT_ROLLED_BACK.into());
+                s.error_message = Some(format!("{name}: {}", lockout.message));
+            }
+        }
+    }
+
+    /// The earliest deadline of a provider change the server has not been
+    /// reached since.
+    pub fn confirm_by(&self) -> Option<std::time::Instant> {
+        self.providers.iter().filter_map(|p| p.confirm_by()).min()
+    }
+
+    /// Rolls back every change whose confirmation window has passed,
+    /// records it (`lockout.json`) and reports it.
+    pub fn roll_back_unconfirmed(&mut self) -> Result<()> {
+        let now_instant = std::time::Instant::now();
+        let mut rolled = Vec::new();
+        let mut failures = Vec::new();
+        for provider in &mut self.providers {
+            if provider.confirm_by().is_some_and(|by| by <= now_instant) {
+                let name = provider.name();
+                if let Err(e) = provider.roll_back() {
+                    failures.push(format!("{name}: {}", e.message));
+                }
+                rolled.push(name.to_string());
+            }
+        }
+        if rolled.is_empty() {
+            return Ok(());
+        }
+        let window = self.config.providers.nftables.confirm_window.as_secs();
+        let mut message = format!(
+            "the change cut the agent off from its server ({}): no check-in succeeded within the {window} s confirmation window, so the previous ruleset was restored; this policy is not applied again until it changes",
+            self.identity.server_url
+        );
+        if !failures.is_empty() {
+            message.push_str(&format!(" (restoring failed: {})", failures.join("; ")));
+        }
+        tracing::error!(event = "lockout_rolled_back", providers = ?rolled, "{message}");
+        let digest = self.state.load_applied()?.digest.or_else(|| self.held_digest());
+        self.state.save_lockout(&Lockout {
+            digest,
+            providers: rolled,
+            message,
+            at: now(),
+        })?;
+        // Connections made while cut off may hang: start afresh.
+        self.reconnect()?;
+        self.enforce_current(false)?;
         Ok(())
+    }
+
+    /// A drift read-back: the held policy enforced again (no check-in),
+    /// then the outbox drained. Returns what was found changed by hand.
+    pub async fn check_drift_now(&mut self) -> Result<Vec<TamperEvent>> {
+        let events = self.enforce_current(false)?;
+        if events.is_empty() {
+            tracing::debug!(event = "drift_checked", "no drift");
+        } else {
+            tracing::warn!(
+                event = "drift_checked",
+                changed = events.len(),
+                "settings changed by hand were found; restored and reported"
+            );
+        }
+        self.drain_outbox().await?;
+        Ok(events)
+    }
+
+    /// Until no change waits for confirmation: tries to check in on a new
+    /// connection, and rolls back once the window passes. For commands
+    /// that enforce outside the run loop (`check-drift`).
+    pub async fn settle_confirmation(&mut self) -> Result<()> {
+        while let Some(by) = self.confirm_by().map(Instant::from_std) {
+            if Instant::now() >= by {
+                self.roll_back_unconfirmed()?;
+                if let Err(e) = self.check_in().await {
+                    tracing::warn!(event = "check_in_failed", error = %e);
+                }
+                break;
+            }
+            let url = self.identity.server_url.clone();
+            match bounded(Some(by), &url, self.check_in()).await {
+                Err(Error::Channel(e @ ChannelError::Revoked { .. })) => return Err(e.into()),
+                Err(e) => tracing::warn!(event = "confirmation_failed", error = %e),
+                Ok(_) => {}
+            }
+            if self.confirm_by().is_some() {
+                tokio::time::sleep(CONFIRM_RETRY.min(by.saturating_duration_since(Instant::now())))
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
+    /// A new channel (and so new connections) with the current credentials.
+    fn reconnect(&mut self) -> Result<()> {
+        let credentials = self.state.load_credentials()?;
+        self.channel = Channel::mutual(
+            &self.identity.server_url,
+            &credentials.server_ca_pem,
+            &credentials.cert_pem,
+            &credentials.key_pem,
+        )?;
+        self.channel_generation += 1;
+        Ok(())
+    }
+
+    /// Answers a `check-drift` request: the result file, then the request
+    /// removed.
+    fn answer_drift_request(&self, answer: &Result<Vec<TamperEvent>>) -> Result<()> {
+        let body = match answer {
+            Ok(events) => DriftAnswer {
+                tamper_events: events.clone(),
+                error: None,
+            },
+            Err(e) => DriftAnswer {
+                tamper_events: Vec::new(),
+                error: Some(e.to_string()),
+            },
+        };
+        write_json(&self.state.drift_result(), &body)?;
+        remove_if_exists(&self.state.drift_request())
     }
 
     /// Sends pending reports in order; stops at the first that cannot be
@@ -392,14 +638,7 @@ impl Agent {
         if self.identity.renew_at() <= now() {
             tracing::warn!(event = "clock_skew", not_after = response.not_after, "the new certificate is already due for renewal: this device's clock and the server's disagree");
         }
-        let credentials = self.state.load_credentials()?;
-        self.channel = Channel::mutual(
-            &self.identity.server_url,
-            &credentials.server_ca_pem,
-            &credentials.cert_pem,
-            &credentials.key_pem,
-        )?;
-        self.channel_generation += 1;
+        self.reconnect()?;
         tracing::info!(
             event = "renewed",
             not_after = response.not_after,
@@ -470,9 +709,15 @@ pub async fn run(
     facts_override: Option<FactsOverride>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunExit> {
+    let Some(_lock) = state.try_lock_run()? else {
+        return Err(Error::Busy(state.root().to_path_buf()));
+    };
     let wait_timeout = config.wait_timeout_secs;
     let interval = config.check_in_interval;
+    let drift_every = config.drift_check_interval;
     let mut agent = Agent::open(state, config, facts_override)?;
+    // A request a `check-drift` left behind when it gave up is stale.
+    remove_if_exists(&agent.state.drift_request())?;
     tracing::info!(
         event = "started",
         device_id = %agent.identity.device_id,
@@ -489,33 +734,82 @@ pub async fn run(
     tokio::pin!(shutdown);
 
     let mut next_check_in = Instant::now();
+    let mut next_drift = Instant::now() + drift_every;
+    let mut requests = tokio::time::interval(DRIFT_REQUEST_POLL);
+    requests.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_ok = false;
     loop {
-        let wake = next_check_in.min(Instant::now() + agent.renewal_due_in());
+        // While a change waits for confirmation, every check-in is bounded
+        // by its deadline, and the deadline itself wakes the loop.
+        let confirm_by = agent.confirm_by().map(Instant::from_std);
+        let due = next_check_in.min(Instant::now() + agent.renewal_due_in());
+        let wake = due.min(next_drift).min(confirm_by.unwrap_or(due));
+        let url = agent.identity.server_url.clone();
         let result = tokio::select! {
             () = &mut shutdown => {
                 tracing::info!(event = "stopping", "rampart-agent stopping");
                 return Ok(RunExit::Stopped);
             }
-            () = tokio::time::sleep_until(wake) => agent.check_in().await,
-            Some(event) = event_rx.recv() => match event {
+            () = tokio::time::sleep_until(wake) => {
+                let now = Instant::now();
+                if confirm_by.is_some_and(|by| now >= by) {
+                    if let Err(e) = agent.roll_back_unconfirmed() {
+                        tracing::error!(event = "rollback_error", error = %e);
+                    }
+                    Some(agent.check_in().await)
+                } else if now >= due {
+                    Some(bounded(confirm_by, &url, agent.check_in()).await)
+                } else {
+                    next_drift = now + drift_every;
+                    match agent.check_drift_now().await {
+                        Err(Error::Channel(ChannelError::Revoked { message })) => {
+                            agent.revoke(&message)?;
+                            return Ok(RunExit::Revoked);
+                        }
+                        Err(e) => tracing::error!(event = "drift_check_failed", error = %e),
+                        Ok(_) => {}
+                    }
+                    None
+                }
+            }
+            _ = requests.tick() => {
+                if agent.state.drift_request().exists() {
+                    tracing::info!(event = "drift_requested", "check-drift asked for a read-back");
+                    next_drift = Instant::now() + drift_every;
+                    let answer = agent.check_drift_now().await;
+                    agent.answer_drift_request(&answer)?;
+                    if let Err(Error::Channel(ChannelError::Revoked { message })) = answer {
+                        agent.revoke(&message)?;
+                        return Ok(RunExit::Revoked);
+                    }
+                }
+                None
+            }
+            Some(event) = event_rx.recv() => Some(match event {
                 WaitEvent::Sync(done) => {
                     tracing::info!(event = "sync", "the server asked for a check-in");
-                    let result = agent.check_in().await;
+                    let result = bounded(confirm_by, &url, agent.check_in()).await;
                     let _ = done.send(matches!(result, Ok(CheckedIn::Current)));
                     result
                 }
                 WaitEvent::Reconnected if last_ok => {
                     agent.drain_outbox().await.map(|()| CheckedIn::Current)
                 }
-                WaitEvent::Reconnected => agent.check_in().await,
+                WaitEvent::Reconnected => bounded(confirm_by, &url, agent.check_in()).await,
                 // The long poll may have used a certificate a renewal just
                 // superseded: only a check-in with the current one decides.
                 WaitEvent::Revoked(message) => {
                     tracing::info!(event = "wait_revoked", reason = %message, "the push channel was refused; confirming with a check-in");
-                    agent.check_in().await
+                    bounded(confirm_by, &url, agent.check_in()).await
                 }
-            },
+            }),
+        };
+        let Some(result) = result else {
+            // A drift check may have changed a firewall: confirm it soon.
+            if agent.confirm_by().is_some() {
+                next_check_in = next_check_in.min(Instant::now() + CONFIRM_RETRY);
+            }
+            continue;
         };
         match result {
             Ok(_) => {
@@ -540,6 +834,9 @@ pub async fn run(
                 next_check_in = Instant::now() + RETRY_AFTER.min(interval);
             }
         }
+        if agent.confirm_by().is_some() {
+            next_check_in = next_check_in.min(Instant::now() + CONFIRM_RETRY);
+        }
         let target = agent.wait_target();
         match (&push, event_tx.take()) {
             (None, Some(tx)) => {
@@ -559,6 +856,115 @@ pub async fn run(
             }
             (None, None) => {}
         }
+    }
+}
+
+/// `fut`, given up at `by` (a confirmation deadline) as if the server had
+/// not answered.
+async fn bounded<T>(
+    by: Option<Instant>,
+    url: &str,
+    fut: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    let Some(by) = by else {
+        return fut.await;
+    };
+    match tokio::time::timeout_at(by, fut).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::Channel(ChannelError::Unreachable {
+            url: url.to_string(),
+            message: "no answer before the confirmation window closed".into(),
+        })),
+    }
+}
+
+/// `<state>/check-drift.result`: the running agent's answer to a
+/// `check-drift` request.
+#[derive(Debug, Serialize, Deserialize)]
+struct DriftAnswer {
+    tamper_events: Vec<TamperEvent>,
+    error: Option<String>,
+}
+
+/// What `rampart-agent check-drift` found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriftCheck {
+    /// The running agent did the read-back (else this command did).
+    pub by_running_agent: bool,
+    /// What was found changed by hand, and whether it was restored.
+    pub tamper_events: Vec<TamperEvent>,
+}
+
+impl std::fmt::Display for DriftCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let who = if self.by_running_agent {
+            "the running agent"
+        } else {
+            "this command (no `rampart-agent run` is running)"
+        };
+        writeln!(f, "drift read-back done by {who}")?;
+        if self.tamper_events.is_empty() {
+            return writeln!(f, "no drift: everything Rampart set reads back as it set it");
+        }
+        let show = |v: &Option<serde_json::Value>| {
+            v.as_ref()
+                .map_or_else(|| "nothing".to_string(), |v| v.to_string())
+        };
+        for t in &self.tamper_events {
+            writeln!(
+                f,
+                "  {} ({}): expected {}, found {}; {}",
+                t.setting,
+                t.provider,
+                show(&t.expected),
+                show(&t.found),
+                if t.restored {
+                    "restored"
+                } else {
+                    "NOT restored"
+                }
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `rampart-agent check-drift`: a drift read-back now. When `run` is
+/// running (it holds `run.lock`), it is asked to do it and its answer is
+/// awaited up to `wait`; else this process does it, and also settles a
+/// firewall change it made (confirms it with a check-in, or rolls it back).
+pub async fn check_drift(state: StateDir, config: AgentConfig, wait: Duration) -> Result<DriftCheck> {
+    if let Some(_lock) = state.try_lock_run()? {
+        let mut agent = Agent::open(state, config, None)?;
+        let tamper_events = agent.check_drift_now().await?;
+        agent.settle_confirmation().await?;
+        return Ok(DriftCheck {
+            by_running_agent: false,
+            tamper_events,
+        });
+    }
+    remove_if_exists(&state.drift_result())?;
+    write_atomic(&state.drift_request(), b"{}\n", false)?;
+    let deadline = Instant::now() + wait;
+    loop {
+        if let Some(answer) = read_json::<DriftAnswer>(&state.drift_result())? {
+            remove_if_exists(&state.drift_result())?;
+            if let Some(e) = answer.error {
+                return Err(Error::DriftCheck(format!("the running agent failed: {e}")));
+            }
+            return Ok(DriftCheck {
+                by_running_agent: true,
+                tamper_events: answer.tamper_events,
+            });
+        }
+        if Instant::now() >= deadline {
+            remove_if_exists(&state.drift_request())?;
+            return Err(Error::DriftCheck(format!(
+                "the running agent did not answer within {} s",
+                wait.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

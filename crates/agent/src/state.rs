@@ -13,6 +13,11 @@
 //! <state>/applied.json            what providers applied, per-setting statuses
 //! <state>/outbox/                 status reports not yet acknowledged
 //! <state>/enforced/               the file provider's output (by default)
+//! <state>/nftables/rollback.nft    the ruleset to restore while a firewall change is unconfirmed
+//! <state>/lockout.json            a firewall change rolled back for cutting the agent off
+//! <state>/run.lock                held (flock) by the running `rampart-agent run`
+//! <state>/check-drift.request     `check-drift` asks the running agent for a read-back
+//! <state>/check-drift.result      …and the running agent answers (tamper events, JSON)
 //! ```
 //!
 //! Every write is atomic (a temporary file in the same directory, fsync,
@@ -93,6 +98,44 @@ impl StateDir {
     }
     pub fn outbox_dir(&self) -> PathBuf {
         self.root.join("outbox")
+    }
+    pub fn lockout_json(&self) -> PathBuf {
+        self.root.join("lockout.json")
+    }
+    pub fn run_lock(&self) -> PathBuf {
+        self.root.join("run.lock")
+    }
+    pub fn drift_request(&self) -> PathBuf {
+        self.root.join("check-drift.request")
+    }
+    pub fn drift_result(&self) -> PathBuf {
+        self.root.join("check-drift.result")
+    }
+
+    /// Takes the lock the running agent holds for its lifetime; `None`
+    /// when another process holds it. Released when the guard is dropped
+    /// (or the process ends).
+    pub fn try_lock_run(&self) -> Result<Option<RunLock>> {
+        let path = self.run_lock();
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(RunLock(file))),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+        }
+    }
+
+    pub fn load_lockout(&self) -> Result<Option<Lockout>> {
+        read_json(&self.lockout_json())
+    }
+
+    pub fn save_lockout(&self, lockout: &Lockout) -> Result<()> {
+        write_json(&self.lockout_json(), lockout)
     }
 
     pub fn load_identity(&self) -> Result<Option<Identity>> {
@@ -338,6 +381,25 @@ impl Applied {
     pub fn holds_settings(&self) -> bool {
         self.ledger.values().any(|s| !s.is_empty())
     }
+}
+
+/// Held while `rampart-agent run` runs (see [`StateDir::try_lock_run`]).
+#[derive(Debug)]
+pub struct RunLock(#[allow(dead_code)] File);
+
+/// `lockout.json`: a change rolled back because the agent could not reach
+/// its server after it. The same policy is not applied again by those
+/// providers; a new policy (another digest) clears it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lockout {
+    /// The policy whose change was rolled back.
+    pub digest: Option<String>,
+    /// The providers that rolled back.
+    pub providers: Vec<String>,
+    /// What happened, for the settings' `error_message`.
+    pub message: String,
+    pub at: i64,
 }
 
 /// A setting Rampart stopped managing, and what became of it.

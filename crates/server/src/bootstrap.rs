@@ -9,10 +9,10 @@ use rampart_core::documents::load_documents;
 use rampart_core::model::Role;
 use rampart_core::validate::{group_to_json, policy_to_json, tenant_settings_to_json};
 use rampart_store::{
-    DeviceRecord, Expect, NewAudit, ObjectKind, Store, Tenant, TokenRecord, Write,
+    DeviceRecord, Expect, NewAudit, ObjectKind, Store, Tenant, TokenRecord, UserRecord, Write,
 };
 
-use crate::auth::{hash_token, new_token};
+use crate::auth::{hash_password, hash_token, new_token};
 
 /// The tenant a new server creates.
 pub const DEFAULT_TENANT: &str = "default";
@@ -50,6 +50,86 @@ pub async fn create_tenant(store: &dyn Store, name: &str, now: i64) -> Result<(T
         .write(&tenant.id, now, vec![Write::PutToken(record)], vec![audit])
         .await?;
     Ok((tenant, token))
+}
+
+/// The shortest password a local user may have (the API asks the same).
+pub const MIN_PASSWORD_CHARS: usize = 12;
+
+/// Creates a local console user in a tenant, from the command line: how the
+/// first user of a new installation comes to exist. The password is hashed
+/// with argon2id; the audit log records who was created, with which role, by
+/// `rampart-server create-user`.
+pub async fn create_user(
+    store: &dyn Store,
+    tenant: &Tenant,
+    username: &str,
+    role: &str,
+    password: &str,
+    now: i64,
+) -> Result<UserRecord> {
+    let Some(role) = Role::parse(role) else {
+        bail!(
+            "unknown role {role:?}; expected one of {}",
+            Role::expected()
+        );
+    };
+    let username = username.trim();
+    if username.is_empty()
+        || username.chars().count() > 64
+        || username
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+    {
+        bail!("the username must be 1 to 64 characters without spaces");
+    }
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        bail!("the password must be at least {MIN_PASSWORD_CHARS} characters");
+    }
+    let hash = hash_password(password).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let record = UserRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        username: username.to_string(),
+        password_hash: hash,
+        role: role.to_string(),
+        created_at: now,
+    };
+    let audit = NewAudit {
+        actor: "rampart-server create-user".into(),
+        action: "user.create".into(),
+        object_kind: "user".into(),
+        object_name: username.to_string(),
+        before: None,
+        after: Some(serde_json::json!({ "role": role })),
+    };
+    store
+        .write(
+            &tenant.id,
+            now,
+            vec![Write::PutUser(record.clone())],
+            vec![audit],
+        )
+        .await?;
+    Ok(record)
+}
+
+/// Reads a password from a file, or from standard input when `path` is `-`:
+/// never from the command line, where other users could see it. One trailing
+/// newline is not part of the password.
+pub fn read_password(path: &Path) -> Result<String> {
+    let text = if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("cannot read the password from standard input")?;
+        text
+    } else {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the password file {}", path.display()))?
+    };
+    let password = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text);
+    Ok(password.to_string())
 }
 
 /// Writes a secret to a new file only its owner can read.

@@ -8,6 +8,7 @@ pub mod body;
 pub mod bootstrap;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod device;
 pub mod error;
 pub mod fleet;

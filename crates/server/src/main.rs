@@ -67,6 +67,21 @@ enum Command {
         #[arg(long)]
         token_file: PathBuf,
     },
+    /// Create a local console user (the first one, typically) in a tenant.
+    CreateUser {
+        #[arg(long)]
+        username: String,
+        /// `global_admin`, `security_manager` or `read_only`.
+        #[arg(long)]
+        role: String,
+        /// File holding the password (at least 12 characters), or `-` for
+        /// standard input; never given on the command line.
+        #[arg(long)]
+        password_file: PathBuf,
+        /// The tenant; the default tenant (created if needed) when absent.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -108,6 +123,46 @@ async fn main() -> Result<()> {
         );
         return Ok(());
     }
+    if let Some(Command::CreateUser {
+        username,
+        role,
+        password_file,
+        tenant,
+    }) = args.command
+    {
+        let password = rampart_server::bootstrap::read_password(&password_file)?;
+        std::fs::create_dir_all(&config.data_dir)?;
+        let store = rampart_server::open_store(&config).await?;
+        let now = rampart_server::clock::Clock::now(clock.as_ref());
+        let tenant = match tenant {
+            Some(name) => store
+                .tenant_by_name(&name)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no tenant named {name:?}"))?,
+            None => {
+                rampart_server::bootstrap::ensure_default_tenant(
+                    store.as_ref(),
+                    &config.data_dir,
+                    now,
+                )
+                .await?
+            }
+        };
+        let user = rampart_server::bootstrap::create_user(
+            store.as_ref(),
+            &tenant,
+            &username,
+            &role,
+            &password,
+            now,
+        )
+        .await?;
+        println!(
+            "created user {} ({}) in tenant {}; sign in to the console with it",
+            user.username, user.role, tenant.name
+        );
+        return Ok(());
+    }
     let data_dir = config.data_dir.clone();
     let server = rampart_server::start(config, clock).await?;
     println!("rampart-server is listening on http://{}", server.addr);
@@ -122,6 +177,10 @@ async fn main() -> Result<()> {
         rampart_server::bootstrap::admin_token_path(&data_dir).display()
     );
     println!("  rampart device list");
+    println!(
+        "Console: http://{}/ (sign in as a user made with `rampart-server create-user`)",
+        server.addr
+    );
     shutdown_signal().await;
     tracing::info!("shutting down");
     server.stop().await

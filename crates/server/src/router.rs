@@ -55,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .route("/openapi.json", get(openapi::serve))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::console::router())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

@@ -10,6 +10,9 @@ use rampart_testkit::repo_path;
 
 #[test]
 fn the_readme_main_command_loads_the_examples_serves_and_stops_cleanly_on_sigterm() {
+    // reqwest is built without a default TLS provider in this crate's tests;
+    // alone (`cargo test -p rampart-server`) nothing else installs one.
+    rampart_pki::install_crypto_provider();
     let data = std::env::temp_dir().join(format!("rampart-lifecycle-{}", std::process::id()));
     // The README's main command, on a port and in a directory of our own.
     let readme = std::fs::read_to_string(repo_path("README.md")).unwrap();

@@ -39,6 +39,9 @@ pub struct Options {
     pub database_url: Option<String>,
     /// Device certificate lifetime; the server's default when `None`.
     pub cert_lifetime_secs: Option<i64>,
+    /// Where the device channel listens (port 0 for any); `127.0.0.1:0`
+    /// when `None`. Its URL and certificate follow the address.
+    pub device_listen: Option<std::net::SocketAddr>,
 }
 
 impl TestServer {
@@ -60,7 +63,10 @@ impl TestServer {
             std::env::temp_dir().join(format!("rampart-test-{}", uuid::Uuid::new_v4().simple()));
         let config = ServerConfig {
             listen: "127.0.0.1:0".parse()?,
-            device_listen: "127.0.0.1:0".parse()?,
+            device_listen: match options.device_listen {
+                Some(addr) => addr,
+                None => "127.0.0.1:0".parse()?,
+            },
             database_url: options.database_url,
             load: options.load,
             cert_lifetime_secs: options

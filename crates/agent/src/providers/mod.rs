@@ -13,7 +13,13 @@
 //! implements [`Provider`], and one line in [`build`] that adds it when its
 //! component is present and the configuration enables it.
 
+pub mod clamav;
+mod command;
+mod compare;
 pub mod file;
+pub mod mdatp;
+pub mod nftables;
+mod replace;
 
 use std::collections::BTreeMap;
 
@@ -142,6 +148,46 @@ pub trait Provider: Send {
     fn is_default(&self, observed: Option<&Value>, default: Option<&Value>) -> bool {
         observed.is_none() || observed == default
     }
+
+    /// Why `setting`'s read-back differs from `desired`, in the component's
+    /// own words, when the provider knows (a daemon that did not restart, a
+    /// value the component cannot carry): reported instead of a bare
+    /// `verify_mismatch`. Called after the read-back.
+    fn explain(&self, _setting: &str, _desired: &Value) -> Option<ProviderError> {
+        None
+    }
+
+    /// A remark that goes with a `succeeded` status (e.g. "the engine is not
+    /// installed: the managed file is in place and read back"). Called after
+    /// the read-back.
+    fn note(&self, _setting: &str) -> Option<String> {
+        None
+    }
+
+    /// Settings of `desired` the component does not carry *given the rest
+    /// of `desired`* (a default action while the firewall is off), each
+    /// with why: planned with the rest, but reported `not_applicable`
+    /// rather than verified.
+    fn not_carried(&self, _desired: &Values) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+
+    /// Lockout protection (DESIGN.md §6), for components whose change can
+    /// cut the device off from its server (a firewall): the deadline of the
+    /// last change the server has not been reached since. The run loop then
+    /// calls `confirmed` after a successful call on a new connection, or
+    /// `roll_back` once the deadline passes.
+    fn confirm_by(&self) -> Option<std::time::Instant> {
+        None
+    }
+
+    /// The server answered after the change: it stays.
+    fn confirmed(&mut self) {}
+
+    /// Restores the component as it was before the unconfirmed change.
+    fn roll_back(&mut self) -> Result<(), ProviderError> {
+        Ok(())
+    }
 }
 
 /// The plan most providers need: set what differs, revert or keep what is
@@ -180,13 +226,33 @@ pub fn plan(
 
 /// The providers of this device: those the configuration enables and whose
 /// component is present.
-pub fn build(config: &ProvidersConfig, catalog: &Catalog) -> Vec<Box<dyn Provider>> {
+/// `server_url` is the device channel's URL (the nftables provider keeps
+/// the agent's way to it open).
+pub fn build(
+    config: &ProvidersConfig,
+    catalog: &Catalog,
+    server_url: &str,
+) -> Vec<Box<dyn Provider>> {
     let mut providers: Vec<Box<dyn Provider>> = Vec::new();
     if config.file.enabled {
         providers.push(Box::new(file::FileProvider::new(
             config.file.path.clone(),
             catalog,
         )));
+    }
+    if config.nftables.enabled {
+        providers.push(Box::new(nftables::NftablesProvider::new(
+            &config.nftables,
+            catalog,
+            server_url,
+        )));
+    }
+    #[cfg(unix)]
+    if config.clamav.enabled {
+        providers.push(Box::new(clamav::ClamavProvider::new(config.clamav.clone())));
+    }
+    if config.mdatp.enabled {
+        providers.push(Box::new(mdatp::MdatpProvider::new(config.mdatp.clone())));
     }
     providers
 }

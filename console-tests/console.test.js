@@ -1,0 +1,411 @@
+// End to end: the Rampart web console in headless Chromium (Debian's
+// `chromium`, driven by playwright-core), against a real `rampart-server`
+// with the example fleet and three real `rampart-agent` processes over mutual
+// TLS. It logs in, creates a group and a policy through the wizard, sees the
+// impact preview, assigns, watches device statuses arrive, opens a conflict
+// and sees the other policy; it checks validation errors and role limits, and
+// saves a screenshot of every main page to artifacts/.
+//
+// Every process it starts is stopped by its PID at the end, and every
+// temporary directory removed.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync, existsSync, openSync, closeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, '..');
+const TARGET = process.env.CARGO_TARGET_DIR ? path.resolve(REPO, process.env.CARGO_TARGET_DIR) : path.join(REPO, 'target');
+const SERVER_BIN = path.join(TARGET, 'debug', 'rampart-server');
+const AGENT_BIN = path.join(TARGET, 'debug', 'rampart-agent');
+const CHROMIUM = process.env.RAMPART_CHROMIUM || '/usr/bin/chromium';
+const ARTIFACTS = path.join(HERE, 'artifacts');
+const ADMIN_PASSWORD = 'console-test-admin-password';
+const VIEWER_PASSWORD = 'console-test-viewer-password';
+
+const AGENTS = [
+  ['live-web-01', 'tags: [web]'],
+  ['live-web-02', 'tags: [web]'],
+  ['live-db-01', 'tags: [db]'],
+];
+
+let tmp;
+let server;
+let base;
+let adminToken;
+const agents = [];
+let context;
+let page;
+const pageErrors = [];
+
+/** Starts a child process whose PID we keep, with its stderr in a log file. */
+function start(bin, args, log) {
+  const fd = openSync(log, 'w');
+  const child = spawn(bin, args, { cwd: REPO, env: { ...process.env, RUST_LOG: 'warn', RAMPART_AGENT_LOG: 'warn' }, stdio: ['ignore', 'pipe', fd] });
+  closeSync(fd);
+  return child;
+}
+
+/** SIGTERM by PID, then SIGKILL if it is still there after a while. */
+async function stop(child) {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  try { process.kill(child.pid, 'SIGTERM'); } catch { return; }
+  const timer = setTimeout(() => { try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone */ } }, 10000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Reads the child's stdout until `pattern` matches, within `ms`. */
+function waitForLine(child, pattern, ms) {
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${pattern}; stdout so far: ${seen}`)), ms);
+    child.stdout.on('data', (chunk) => {
+      seen += chunk.toString();
+      const m = seen.match(pattern);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m);
+      }
+    });
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`exited with ${code} before ${pattern}; stdout: ${seen}`)); });
+  });
+}
+
+async function apiCall(method, urlPath, body, token = adminToken) {
+  const res = await fetch(`${base}/api/v1${urlPath}`, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null };
+}
+
+async function shot(name, fullPage = true) {
+  await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage });
+}
+
+/** Polls `fn` until it returns a truthy value. */
+async function eventually(what, fn, ms = 60000) {
+  const deadline = Date.now() + ms;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${last})`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+const visible = (locator, timeout = 15000) => locator.first().waitFor({ state: 'visible', timeout });
+
+before(async () => {
+  if (!process.env.RAMPART_CONSOLE_TESTS_NO_BUILD) {
+    execFileSync('cargo', ['build', '--locked', '-p', 'rampart-server', '-p', 'rampart-agent'], { cwd: REPO, stdio: ['ignore', 'inherit', 'inherit'] });
+  }
+  assert.ok(existsSync(SERVER_BIN), `${SERVER_BIN} is missing`);
+  assert.ok(existsSync(AGENT_BIN), `${AGENT_BIN} is missing`);
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium`);
+  rmSync(ARTIFACTS, { recursive: true, force: true });
+  mkdirSync(ARTIFACTS, { recursive: true });
+  tmp = mkdtempSync(path.join(tmpdir(), 'rampart-console-'));
+  const data = path.join(tmp, 'data');
+
+  // The first users, from the command line; passwords from a file and stdin.
+  writeFileSync(path.join(tmp, 'admin-password'), `${ADMIN_PASSWORD}\n`, { mode: 0o600 });
+  execFileSync(SERVER_BIN, ['--data-dir', data, 'create-user', '--username', 'admin', '--role', 'global_admin', '--password-file', path.join(tmp, 'admin-password')], { env: { ...process.env, RUST_LOG: 'warn' } });
+  execFileSync(SERVER_BIN, ['--data-dir', data, 'create-user', '--username', 'viewer', '--role', 'read_only', '--password-file', '-'], { input: `${VIEWER_PASSWORD}\n`, env: { ...process.env, RUST_LOG: 'warn' } });
+
+  server = start(SERVER_BIN, ['--data-dir', data, '--listen', '127.0.0.1:0', '--device-listen', '127.0.0.1:0', '--load', 'examples/fleet'], path.join(tmp, 'server.log'));
+  const [, addr] = await waitForLine(server, /listening on http:\/\/(\S+)/, 30000);
+  base = `http://${addr}`;
+  adminToken = readFileSync(path.join(data, 'admin-token'), 'utf8').trim();
+
+  // Real agents: onboard with a package from the API, then run.
+  const pkg = await apiCall('POST', '/onboarding', {});
+  assert.equal(pkg.status, 201, JSON.stringify(pkg.body));
+  const pkgFile = path.join(tmp, 'package.json');
+  writeFileSync(pkgFile, JSON.stringify(pkg.body), { mode: 0o600 });
+  for (const [name, tags] of AGENTS) {
+    const dir = path.join(tmp, name);
+    mkdirSync(dir);
+    const facts = path.join(dir, 'facts.yaml');
+    const config = path.join(dir, 'agent.toml');
+    writeFileSync(facts, `os: linux\nos_version: "22.04"\ntype: server\n${tags}\n`);
+    writeFileSync(config, 'check_in_interval_secs = 3600\nwait_timeout_secs = 20\n[survey]\nbuiltin = false\n');
+    const common = ['--state-dir', path.join(dir, 'state'), '--config', config];
+    execFileSync(AGENT_BIN, ['onboard', '--package', pkgFile, '--device-name', name, '--facts', facts, ...common], { env: { ...process.env, RAMPART_AGENT_LOG: 'warn' } });
+    agents.push(start(AGENT_BIN, ['run', ...common], path.join(dir, 'agent.log')));
+  }
+
+  const profile = path.join(tmp, 'chromium-profile');
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1440, height: 900 },
+  });
+  page = context.pages()[0] ?? await context.newPage();
+  page.setDefaultTimeout(15000);
+  page.on('pageerror', (e) => pageErrors.push(`page error: ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error' && !/status of 40[13]|status of 422|status of 409/.test(m.text())) pageErrors.push(`console: ${m.text()}`); });
+});
+
+after(async () => {
+  try { await context?.close(); } catch { /* already gone */ }
+  for (const a of agents) await stop(a);
+  await stop(server);
+  if (tmp && !process.env.RAMPART_CONSOLE_TESTS_KEEP) rmSync(tmp, { recursive: true, force: true });
+});
+
+test('the console, end to end', { timeout: 300000 }, async (top) => {
+  // Steps build on each other: after a failure the rest are skipped.
+  let failed = false;
+  const t = {
+    test: (name, fn) => top.test(name, { skip: failed && 'an earlier step failed' }, async (...args) => {
+      try {
+        await fn(...args);
+      } catch (e) {
+        failed = true;
+        await shot(`failed-${name.replace(/[^a-z0-9]+/gi, '-')}`).catch(() => {});
+        throw e;
+      }
+    }),
+  };
+  await t.test('sign in (a wrong password is refused)', async () => {
+    await page.goto(`${base}/`);
+    await page.waitForURL(/#\/login$/);
+    await visible(page.getByRole('heading', { name: 'Sign in to the console' }));
+    await shot('01-login');
+    await page.getByLabel('User name', { exact: true }).fill('admin');
+    await page.getByLabel('Password', { exact: true }).fill('not the password');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await visible(page.getByText('Unknown user or wrong password.'));
+    await page.getByLabel('Password', { exact: true }).fill(ADMIN_PASSWORD);
+    await page.getByLabel('Password', { exact: true }).press('Enter');
+    await visible(page.getByRole('heading', { name: 'Devices', level: 1 }));
+  });
+
+  await t.test('devices: live agents enrolled, filter and sort', async () => {
+    for (const [name] of AGENTS) {
+      await visible(page.locator('#devices-table tbody tr', { hasText: name }).filter({ hasText: 'enrolled' }), 30000);
+    }
+    const rows = page.locator('#devices-table tbody tr');
+    assert.ok(await rows.count() >= 15, 'the example fleet and the live agents');
+    await page.getByRole('button', { name: 'Last check-in' }).click();
+    assert.equal(await page.locator('th[aria-sort="ascending"]').textContent(), 'Last check-in');
+    await page.getByRole('button', { name: 'Last check-in' }).click();
+    assert.equal(await page.locator('th[aria-sort="descending"]').textContent(), 'Last check-in');
+    await page.getByLabel('Search', { exact: true }).fill('live-');
+    await eventually('three live devices', async () => (await rows.count()) === 3);
+    await page.getByLabel('Search', { exact: true }).fill('');
+    await page.getByLabel('Label', { exact: true }).selectOption('Managed');
+    await eventually('only managed devices', async () => (await rows.count()) === 3);
+    await page.getByLabel('Label', { exact: true }).selectOption('');
+    await shot('02-devices');
+  });
+
+  await t.test('groups: a dynamic group, its members shown as the rule is typed', async () => {
+    await page.getByRole('link', { name: 'Groups' }).click();
+    await visible(page.getByRole('heading', { name: 'Groups', level: 1 }));
+    await page.getByRole('link', { name: 'New group' }).click();
+    await page.getByLabel('Name', { exact: true }).fill('live-canary');
+    await page.getByLabel('Description', { exact: true }).fill('The live web agents');
+    const rule = page.getByLabel('Rule', { exact: true });
+    await rule.fill('tag("web") and');
+    const ruleError = page.locator('[data-path="rule"] .field-error');
+    await visible(ruleError);
+    assert.match(await ruleError.textContent(), /syntax error/);
+    assert.equal(await rule.getAttribute('aria-invalid'), 'true');
+    await rule.fill('');
+    await rule.pressSequentially('tag("web") and name ~ "live-*"', { delay: 10 });
+    await visible(page.getByText('2 devices match'));
+    const members = await page.locator('#preview-devices li').allTextContents();
+    assert.deepEqual(members.sort(), ['live-web-01', 'live-web-02']);
+    assert.equal(await ruleError.isHidden(), true);
+    await shot('03-group-editor');
+    await page.getByRole('button', { name: 'Create group' }).click();
+    await visible(page.locator('#groups-table tr', { hasText: 'live-canary' }).filter({ hasText: '2 devices' }));
+    await shot('04-groups');
+  });
+
+  await t.test('policy wizard: errors next to fields, impact preview, create', async () => {
+    await page.getByRole('link', { name: 'Endpoint security' }).click();
+    await visible(page.getByRole('heading', { name: 'Endpoint security policies' }));
+    await page.getByRole('link', { name: 'Create policy' }).click();
+    await visible(page.getByRole('heading', { name: 'Basics' }));
+    // Next with no name: the server's error appears by the Name field.
+    await page.getByRole('button', { name: 'Next', exact: true }).click();
+    const nameError = page.locator('[data-path="name"] .field-error');
+    await visible(nameError);
+    assert.match(await nameError.textContent(), /empty|required/);
+    await shot('05-wizard-basics-error');
+    await page.getByLabel('Name', { exact: true }).fill('live-canary-av');
+    await page.getByLabel('Description', { exact: true }).fill('Canary antivirus settings for the live web agents');
+    await page.getByLabel('Platform', { exact: true }).selectOption('linux');
+    await page.getByLabel('Policy type (family)', { exact: true }).selectOption('antivirus');
+    await page.getByRole('button', { name: 'Next', exact: true }).click();
+
+    await visible(page.getByRole('heading', { name: 'Configuration settings' }));
+    await page.getByLabel('Behavior monitoring', { exact: true }).selectOption('true');
+    await page.getByLabel('Scan archives', { exact: true }).selectOption('false');
+    // A relative path is refused by the server, next to its setting.
+    await page.getByLabel('Excluded files and folders', { exact: true }).fill('relative/path');
+    await page.getByRole('button', { name: 'Next', exact: true }).click();
+    const pathError = page.locator('[data-path="settings.excluded_paths"] .setting-control > .field-error');
+    await visible(pathError);
+    assert.match(await pathError.textContent(), /item 1: "relative\/path" is not an absolute path/);
+    await page.locator('[data-path="settings.excluded_paths"]').scrollIntoViewIfNeeded();
+    await shot('06-wizard-settings-error', false);
+    await page.getByLabel('Excluded files and folders', { exact: true }).fill('/srv/canary');
+    await page.getByRole('button', { name: 'Next', exact: true }).click();
+
+    await visible(page.getByRole('heading', { name: 'Assignments' }));
+    await page.locator('#include-list').getByLabel(/^live-canary/).check();
+    await shot('07-wizard-assignments');
+    await page.getByRole('button', { name: 'Next', exact: true }).click();
+
+    await visible(page.getByRole('heading', { name: 'Review + create' }));
+    await visible(page.locator('#impact'));
+    assert.match(await page.locator('.impact-summary').textContent(), /2 devices would have their effective policy changed/);
+    const conflicts = await page.locator('#new-conflicts').textContent();
+    assert.match(conflicts, /Scan archives/);
+    assert.match(conflicts, /linux-av-baseline/);
+    const impacted = await page.locator('#impact-table tbody th').allTextContents();
+    assert.deepEqual(impacted.sort(), ['live-web-01', 'live-web-02']);
+    // Nothing is saved before Create.
+    assert.equal((await apiCall('GET', '/policies/live-canary-av')).status, 404);
+    await shot('08-wizard-review');
+    await page.getByRole('button', { name: 'Create', exact: true }).click();
+    await page.waitForURL(/#\/reports\/policies\/live-canary-av$/);
+  });
+
+  await t.test('policy report: device statuses arrive from the agents', async () => {
+    await visible(page.getByRole('heading', { name: 'live-canary-av', level: 1 }));
+    // The agents apply behavior_monitoring and report it: succeeded on both.
+    await visible(page.locator('#per-setting tr[data-setting="behavior_monitoring"] td.has-succeeded', { hasText: '2' }), 60000);
+    await visible(page.locator('#per-setting tr[data-setting="scan_archives"] td.has-conflict', { hasText: '2' }));
+    const conflictCount = await page.locator('#policy-counts [data-status="conflict"] .num').textContent();
+    assert.equal(conflictCount, '2');
+    const row = page.locator('#policy-devices tr[data-device="live-web-01"]');
+    await row.getByRole('button', { name: /Per-setting status/ }).click();
+    const detail = page.locator('#pd-live-web-01');
+    await visible(detail);
+    assert.match(await detail.locator('tr', { hasText: 'Scan archives' }).textContent(), /Conflict.*linux-av-baseline/s);
+    await shot('09-policy-report');
+  });
+
+  await t.test('device: a conflict names the other policies; policy sync; tags', async () => {
+    await page.locator('#policy-devices').getByRole('link', { name: 'live-web-01' }).click();
+    await visible(page.getByRole('heading', { name: 'live-web-01', level: 1 }));
+    const pua = page.locator('#device-settings tr[data-setting="pua_protection"]');
+    await visible(pua.getByText('Conflict'));
+    const toggle = pua.getByRole('button', { name: /PUA/ });
+    assert.equal(await toggle.getAttribute('aria-expanded'), 'false');
+    await toggle.click();
+    assert.equal(await toggle.getAttribute('aria-expanded'), 'true');
+    const other = page.locator('#detail-pua_protection_ .other-policies');
+    await visible(other);
+    const text = await other.textContent();
+    assert.match(text, /linux-av-baseline/);
+    assert.match(text, /linux-av-web/);
+    // A succeeded setting shows the value the agent read back.
+    await visible(page.locator('#device-settings tr[data-setting="behavior_monitoring"]').getByText('Succeeded'), 30000);
+    await page.getByRole('button', { name: 'Policy sync' }).click();
+    await visible(page.getByText(/Sync requested: the device is connected/));
+    await page.getByRole('textbox', { name: 'Tags', exact: true }).fill('web, canary');
+    await page.getByRole('button', { name: 'Save tags' }).click();
+    await visible(page.getByText('Tags saved.'));
+    await shot('10-device-conflict');
+  });
+
+  await t.test('policies by family', async () => {
+    await page.getByRole('link', { name: 'Endpoint security' }).click();
+    await visible(page.getByRole('heading', { name: 'Antivirus', level: 2 }));
+    await visible(page.locator('table.policies tr', { hasText: 'live-canary-av' }).locator('.badge'));
+    await page.getByLabel('Family', { exact: true }).selectOption('firewall_rules');
+    await page.waitForURL(/family=firewall_rules/);
+    await visible(page.getByRole('heading', { name: 'Firewall rules', level: 2 }));
+    assert.equal(await page.getByRole('heading', { name: 'Antivirus', level: 2 }).count(), 0);
+    await page.getByLabel('Family', { exact: true }).selectOption('');
+    await visible(page.getByRole('heading', { name: 'Antivirus', level: 2 }));
+    await page.waitForFunction(() => [...document.querySelectorAll('.status-cell')].every((c) => !c.textContent.includes('…')));
+    await shot('11-policies');
+  });
+
+  await t.test('tenant settings: validation next to the field, nothing saved', async () => {
+    await page.getByRole('link', { name: 'Tenant settings' }).click();
+    await visible(page.getByRole('heading', { name: 'Tenant settings', level: 1 }));
+    await page.getByLabel('Pilot tag', { exact: true }).fill('');
+    await page.getByRole('button', { name: 'Save', exact: true }).click();
+    const err = page.locator('[data-path="pilot_tag"] .field-error');
+    await visible(err);
+    assert.match(await err.textContent(), /must not be empty/);
+    const tenant = await apiCall('GET', '/tenant');
+    assert.equal(tenant.body.settings.pilot_tag, 'MDE-Management');
+    await shot('12-tenant-error');
+    await page.getByLabel('Pilot tag', { exact: true }).fill('MDE-Management');
+    await page.getByRole('button', { name: 'Save', exact: true }).click();
+    await visible(page.getByText('Saved.'));
+    await shot('12-tenant');
+  });
+
+  await t.test('audit log', async () => {
+    await page.getByRole('link', { name: 'Audit log' }).click();
+    await visible(page.locator('#audit-table tr', { hasText: 'policy.create' }).filter({ hasText: 'live-canary-av' }).filter({ hasText: 'user:admin' }));
+    await visible(page.locator('#audit-table tr', { hasText: 'group.create' }).filter({ hasText: 'live-canary' }));
+    await shot('13-audit');
+  });
+
+  await t.test('a read-only user: limits shown, and enforced by the server', async () => {
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await visible(page.getByRole('heading', { name: 'Sign in to the console' }));
+    await page.getByLabel('User name', { exact: true }).fill('viewer');
+    await page.getByLabel('Password', { exact: true }).fill(VIEWER_PASSWORD);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await visible(page.getByRole('heading', { name: 'Devices', level: 1 }));
+    assert.equal(await page.getByRole('link', { name: 'Tenant settings' }).count(), 0);
+    await page.goto(`${base}/#/tenant`);
+    await visible(page.locator('#read-only-note'));
+    assert.equal(await page.getByRole('button', { name: 'Save', exact: true }).count(), 0);
+    await shot('14-read-only-tenant');
+    await page.goto(`${base}/#/policies`);
+    await visible(page.getByRole('heading', { name: 'Endpoint security policies' }));
+    assert.equal(await page.getByRole('link', { name: 'Create policy' }).count(), 0);
+    // The page hides what the role cannot do; the server refuses it anyway.
+    const statuses = await page.evaluate(async () => {
+      const { token } = JSON.parse(sessionStorage.getItem('rampart.session'));
+      const headers = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' };
+      const a = await fetch('/api/v1/tenant/settings', { method: 'PUT', headers, body: JSON.stringify({ conflict_policy: 'most_secure_wins' }) });
+      const b = await fetch('/api/v1/policies/live-canary-av', { method: 'DELETE', headers });
+      return [a.status, b.status];
+    });
+    assert.deepEqual(statuses, [403, 403]);
+  });
+
+  await t.test('an expired session goes back to the sign-in page', async () => {
+    await page.evaluate(() => {
+      const s = JSON.parse(sessionStorage.getItem('rampart.session'));
+      s.token = 'rmp_not_a_real_token';
+      sessionStorage.setItem('rampart.session', JSON.stringify(s));
+    });
+    await page.goto(`${base}/#/audit`);
+    await visible(page.getByRole('heading', { name: 'Sign in to the console' }));
+    await visible(page.getByText('Your session has ended. Sign in again.'));
+  });
+
+  await t.test('no script error and no Content-Security-Policy violation', () => {
+    assert.deepEqual(pageErrors, []);
+  });
+});

@@ -1,0 +1,80 @@
+//! `[providers.mdatp]` of the agent's configuration.
+//!
+//! ```toml
+//! [providers.mdatp]
+//! enabled = true                                                      # default false
+//! path = "/etc/opt/microsoft/mdatp/managed/mdatp_managed.json"        # the default
+//! health_command = ["mdatp", "health", "--output", "json"]            # [] = never ask
+//! ```
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::config::ConfigError;
+
+pub const DEFAULT_PATH: &str = "/etc/opt/microsoft/mdatp/managed/mdatp_managed.json";
+
+/// The section as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MdatpFile {
+    enabled: Option<bool>,
+    path: Option<PathBuf>,
+    health_command: Option<Vec<String>>,
+}
+
+/// The checked section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MdatpConfig {
+    pub enabled: bool,
+    pub path: PathBuf,
+    /// Asks Defender for Endpoint what it enforces; empty: never asked.
+    pub health_command: Vec<String>,
+}
+
+impl MdatpFile {
+    pub fn check(self) -> Result<MdatpConfig, ConfigError> {
+        let path = self.path.unwrap_or_else(|| PathBuf::from(DEFAULT_PATH));
+        if !path.is_absolute() {
+            return Err(ConfigError::Invalid {
+                field: "providers.mdatp",
+                message: format!("{} is not an absolute path", path.display()),
+            });
+        }
+        Ok(MdatpConfig {
+            enabled: self.enabled.unwrap_or(false),
+            path,
+            health_command: self.health_command.unwrap_or_else(|| {
+                ["mdatp", "health", "--output", "json"]
+                    .map(String::from)
+                    .to_vec()
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> Result<MdatpConfig, ConfigError> {
+        let file: MdatpFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<text>"),
+            message: e.to_string(),
+        })?;
+        file.check()
+    }
+
+    #[test]
+    fn defaults_and_checks() {
+        let c = check("").unwrap();
+        assert!(!c.enabled);
+        assert_eq!(c.path, PathBuf::from(DEFAULT_PATH));
+        assert_eq!(c.health_command, ["mdatp", "health", "--output", "json"]);
+        assert!(check("path = \"mdatp_managed.json\"").is_err());
+        assert!(check("health = []").is_err());
+        let c = check("enabled = true\nhealth_command = []\npath = \"/tmp/m.json\"").unwrap();
+        assert!(c.enabled && c.health_command.is_empty());
+    }
+}

@@ -1,0 +1,51 @@
+// The audit log: who changed what, when, with the object before and after.
+
+import { h, replace } from '../dom.js';
+import { get } from '../api.js';
+import { dateTime } from '../format.js';
+
+export async function render(main, ctx) {
+  ctx.title('Audit log');
+  const entries = [];
+  const filter = h('input', { type: 'search', id: 'audit-filter', placeholder: 'Actor, action or object' });
+  const body = h('tbody');
+  const more = h('button', { type: 'button', class: 'btn', id: 'audit-more' }, 'Older entries');
+  const count = h('p', { class: 'count', role: 'status' });
+
+  function draw() {
+    const q = filter.value.trim().toLowerCase();
+    const rows = entries.filter((a) => !q || `${a.actor} ${a.action} ${a.object_kind} ${a.object_name}`.toLowerCase().includes(q));
+    replace(count, `${rows.length} of ${entries.length} entries loaded`);
+    replace(body, rows.map((a) => h('tr', {},
+      h('td', {}, h('time', { datetime: new Date(a.at * 1000).toISOString() }, dateTime(a.at))),
+      h('td', {}, a.actor),
+      h('th', { scope: 'row' }, h('code', {}, a.action)),
+      h('td', {}, `${a.object_kind} `, h('strong', {}, a.object_name)),
+      h('td', {}, a.before || a.after ? h('details', {},
+        h('summary', {}, 'Before and after'),
+        h('div', { class: 'diff' },
+          h('div', {}, h('h4', {}, 'Before'), h('pre', {}, a.before ? JSON.stringify(a.before, null, 2) : '—')),
+          h('div', {}, h('h4', {}, 'After'), h('pre', {}, a.after ? JSON.stringify(a.after, null, 2) : '—')))) : h('span', { class: 'muted' }, '—')))));
+  }
+
+  async function load() {
+    const before = entries.length ? `&before=${entries[entries.length - 1].id}` : '';
+    const page = await get(`/audit?limit=100${before}`);
+    entries.push(...page);
+    more.hidden = page.length < 100;
+    draw();
+  }
+  filter.addEventListener('input', draw);
+  more.addEventListener('click', () => load());
+  main.append(
+    h('div', { class: 'page-head' }, h('h1', {}, 'Audit log')),
+    h('p', { class: 'lead' }, 'Every change, by whom and when, newest first. Entries are written in the same transaction as the change.'),
+    h('div', { class: 'filters' }, h('div', { class: 'filter' }, h('label', { for: 'audit-filter' }, 'Filter'), filter)),
+    count,
+    h('div', { class: 'table-wrap' }, h('table', { class: 'data', id: 'audit-table' },
+      h('caption', { class: 'sr-only' }, 'Audit log entries'),
+      h('thead', {}, h('tr', {}, ['When', 'Who', 'Action', 'Object', 'Details'].map((t) => h('th', { scope: 'col' }, t)))),
+      body)),
+    more);
+  await load();
+}

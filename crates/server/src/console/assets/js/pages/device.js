@@ -1,0 +1,185 @@
+// One device: its facts, enrollment, Policy sync, tags, delete, and each
+// setting's status with its effective value and source policies; for a
+// conflict, the other policies that manage the same setting.
+
+import { h, replace, announce, idFor, keepFocus } from '../dom.js';
+import { get, post, put, del, seg, can, catalogMap, ApiError } from '../api.js';
+import { chips, enrollmentBadge, when, dateTime, platformName, statusBadge, valueNode, policyLinks, STATUSES } from '../format.js';
+import { field, showErrors, clearErrors, errorBox } from '../forms.js';
+
+export async function render(main, ctx) {
+  const name = ctx.params.name;
+  ctx.title(name);
+  const path = `/devices/${seg(name)}`;
+  const [device, report, catalog] = await Promise.all([get(path), get(`/reports${path}`), catalogMap()]);
+  const expanded = new Set();
+  const syncStatus = h('p', { class: 'action-status', role: 'status', 'aria-live': 'polite' });
+  const actions = h('div', { class: 'actions' });
+  if (can('security_manager')) {
+    actions.append(
+      h('button', { type: 'button', class: 'btn btn-primary', id: 'policy-sync', onclick: sync }, 'Policy sync'),
+      h('button', { type: 'button', class: 'btn btn-danger', id: 'delete-device', onclick: confirmDelete }, 'Delete'));
+  }
+  const summary = h('div', { class: 'card' });
+  const tagsCard = h('section', { class: 'card', 'aria-labelledby': 'tags-h' });
+  const statusCard = h('section', { class: 'card', 'aria-labelledby': 'settings-h' });
+  const tamperCard = h('div');
+  main.append(
+    h('nav', { class: 'breadcrumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/devices' }, 'Devices'), ' › ', h('span', { 'aria-current': 'page' }, name)),
+    h('div', { class: 'page-head' }, h('h1', {}, name), actions),
+    syncStatus, summary, tagsCard, statusCard, tamperCard);
+
+  let lastJson = '';
+  function draw(d, r) {
+    const json = JSON.stringify([d, r]);
+    if (json === lastJson) return;
+    lastJson = json;
+    const inSync = r.applied_digest && r.applied_digest === r.digest;
+    replace(summary,
+      h('dl', { class: 'facts' },
+        h('div', {}, h('dt', {}, 'OS'), h('dd', {}, `${platformName(d.os)} ${d.os_version}`)),
+        h('div', {}, h('dt', {}, 'Type'), h('dd', {}, d.type)),
+        h('div', {}, h('dt', {}, 'Managed by'), h('dd', {}, d.managed_by)),
+        h('div', {}, h('dt', {}, 'Labels'), h('dd', {}, chips(d.labels, 'chip chip-label'))),
+        h('div', {}, h('dt', {}, 'Enrollment'), h('dd', {}, enrollmentBadge(d.enrollment),
+          d.enrollment.code ? h('code', { class: 'code-after' }, d.enrollment.code) : null,
+          d.enrollment.reason ? h('span', { class: 'muted block' }, d.enrollment.reason) : null)),
+        h('div', {}, h('dt', {}, 'Last check-in'), h('dd', {}, when(d.last_check_in), d.last_check_in ? h('span', { class: 'muted block' }, dateTime(d.last_check_in)) : null)),
+        h('div', {}, h('dt', {}, 'Agent'), h('dd', {}, d.agent_version || h('span', { class: 'muted' }, 'none (simulated device)'))),
+        h('div', {}, h('dt', {}, 'Policy'), h('dd', {},
+          !r.managed ? h('span', {}, 'not managed', r.reason ? h('span', { class: 'muted block' }, r.reason) : null)
+            : inSync ? h('span', { class: 'ok-text' }, 'applied (in sync)')
+              : h('span', { class: 'pending-text' }, r.applied_digest ? 'an older version is applied; waiting for the device' : 'not applied yet')))));
+    keepFocus(statusCard, () => drawSettings(r));
+    replace(tamperCard, r.tamper_events?.length
+      ? h('section', { class: 'card', 'aria-labelledby': 'tamper-h' },
+        h('h2', { id: 'tamper-h' }, 'Changes undone on the device'),
+        h('ul', {}, r.tamper_events.map((t) => h('li', {}, h('code', {}, JSON.stringify(t))))))
+      : null);
+  }
+
+  function drawSettings(r) {
+    const countTiles = h('ul', { class: 'counts', 'aria-label': 'Settings by status' },
+      STATUSES.map(([k, label]) => h('li', { class: `count-tile st-${k}` }, h('span', { class: 'num' }, String(r.counts[k] ?? 0)), h('span', {}, label))));
+    const rows = [];
+    for (const s of r.settings) {
+      const def = catalog.get(s.setting);
+      const key = `${s.setting}|${s.key ?? ''}`;
+      const detailId = idFor('detail', key);
+      const open = expanded.has(key);
+      const toggle = h('button', {
+        type: 'button', class: 'linklike setting-toggle', 'aria-expanded': String(open), 'aria-controls': detailId,
+        dataset: { setting: s.setting },
+        onclick: (e) => {
+          if (expanded.has(key)) expanded.delete(key); else expanded.add(key);
+          const nowOpen = expanded.has(key);
+          e.currentTarget.setAttribute('aria-expanded', String(nowOpen));
+          document.getElementById(detailId).hidden = !nowOpen;
+        },
+      }, def?.title ?? s.setting);
+      rows.push(h('tr', { class: `row-${s.status}`, dataset: { setting: s.setting } },
+        h('th', { scope: 'row' }, toggle, h('code', { class: 'setting-id' }, s.setting), s.key ? h('span', { class: 'key' }, ` [${s.key}]`) : null),
+        h('td', {}, statusBadge(s.status)),
+        h('td', {}, s.status === 'conflict' ? h('span', { class: 'muted' }, 'not applied') : valueNode(s.value)),
+        h('td', {}, s.observed === null || s.observed === undefined ? h('span', { class: 'muted' }, '—') : valueNode(s.observed)),
+        h('td', {}, policyLinks(s.sources)),
+        h('td', { class: 'notes' },
+          s.status === 'conflict' ? h('span', {}, 'Conflict between ', policyLinks(s.other_policies)) : null,
+          s.error_code ? h('code', {}, s.error_code) : null,
+          s.error_message ? h('span', { class: 'block' }, s.error_message) : null,
+          s.status === 'not_applicable' && s.reason ? h('span', {}, s.reason) : null)));
+      rows.push(h('tr', { class: 'detail-row', id: detailId, hidden: !open },
+        h('td', { colspan: 6 }, h('div', { class: 'setting-detail' },
+          def ? h('p', {}, def.description) : null,
+          s.reason ? h('p', {}, h('strong', {}, 'Why: '), s.reason) : null,
+          h('p', {}, h('strong', {}, 'Source policies: '), policyLinks(s.sources)),
+          h('p', { class: 'other-policies' }, h('strong', {}, 'Other policies that manage this setting: '),
+            policyLinks(s.other_policies.length ? s.other_policies : s.sources.length > 1 ? s.sources : [])),
+          h('p', {}, h('a', { href: `#/reports/settings/${seg(s.setting)}` }, `Status of ${def?.title ?? s.setting} on every device`))))));
+    }
+    replace(statusCard,
+      h('h2', { id: 'settings-h' }, 'Per-setting status'),
+      r.managed ? countTiles : h('p', { class: 'notice' }, `Rampart does not manage this device's settings: ${r.reason ?? 'out of scope'}.`),
+      r.managed ? h('div', { class: 'table-wrap' }, h('table', { class: 'data', id: 'device-settings' },
+        h('caption', { class: 'sr-only' }, 'Each setting: status, effective value, value read back from the device, source policies'),
+        h('thead', {}, h('tr', {},
+          h('th', { scope: 'col' }, 'Setting'), h('th', { scope: 'col' }, 'Status'), h('th', { scope: 'col' }, 'Effective value'),
+          h('th', { scope: 'col' }, 'Reported by the device'), h('th', { scope: 'col' }, 'Source policies'), h('th', { scope: 'col' }, 'Notes'))),
+        h('tbody', {}, rows.length ? rows : h('tr', {}, h('td', { colspan: 6, class: 'empty' }, 'No policy sets anything on this device.'))))) : null);
+  }
+
+  function drawTags(d) {
+    const input = h('input', { type: 'text', value: d.tags.join(', '), disabled: !can('security_manager') });
+    const status = h('p', { class: 'action-status', role: 'status' });
+    const form = h('form', { class: 'inline-form', novalidate: true },
+      field({ path: 'tags', label: 'Tags', control: input, help: 'Comma separated. Dynamic groups and pilot mode read tags.' }),
+      can('security_manager') ? h('button', { type: 'submit', class: 'btn' }, 'Save tags') : null,
+      status);
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      clearErrors(form);
+      const tags = input.value.split(',').map((t) => t.trim()).filter(Boolean);
+      try {
+        const updated = await put(`${path}/tags`, { tags });
+        input.value = updated.tags.join(', ');
+        replace(status, 'Tags saved.');
+        announce('Tags saved');
+        refresh();
+      } catch (err) {
+        const rest = err instanceof ApiError ? showErrors(form, err.details) : [];
+        replace(status, err.details?.length && !rest.length ? '' : errorBox(err, rest));
+        input.focus();
+      }
+    });
+    replace(tagsCard, h('h2', { id: 'tags-h' }, 'Device tags'), form);
+  }
+
+  async function sync() {
+    replace(syncStatus, 'Asking the device to sync…');
+    try {
+      const r = await post(`${path}/sync`);
+      const text = r.connected
+        ? 'Sync requested: the device is connected and will check in within seconds.'
+        : 'Sync requested: the device is not connected now and will sync at its next check-in.';
+      replace(syncStatus, text);
+    } catch (err) {
+      replace(syncStatus, errorBox(err));
+    }
+  }
+
+  function confirmDelete() {
+    const dialog = h('dialog', { class: 'dialog', 'aria-labelledby': 'del-h' },
+      h('h2', { id: 'del-h' }, `Delete ${name}?`),
+      h('p', {}, 'The device loses its trust at once: its certificate is refused and it must onboard again to be managed. Its reports are removed.'),
+      h('div', { class: 'dialog-actions' },
+        h('button', { type: 'button', class: 'btn', onclick: () => dialog.close() }, 'Cancel'),
+        h('button', {
+          type: 'button', class: 'btn btn-danger', id: 'confirm-delete',
+          onclick: async () => {
+            try {
+              await del(path);
+              dialog.close();
+              announce(`${name} deleted`);
+              location.hash = '#/devices';
+            } catch (err) {
+              dialog.append(errorBox(err));
+            }
+          },
+        }, 'Delete device')));
+    dialog.addEventListener('close', () => dialog.remove());
+    document.body.append(dialog);
+    dialog.showModal();
+  }
+
+  async function refresh() {
+    try {
+      const [d, r] = await Promise.all([get(path), get(`/reports${path}`)]);
+      if (ctx.current()) draw(d, r);
+    } catch { /* the next tick tries again */ }
+  }
+
+  draw(device, report);
+  drawTags(device);
+  const timer = setInterval(() => { if (ctx.current() && !document.hidden) refresh(); }, 3000);
+  ctx.onCleanup(() => clearInterval(timer));
+}

@@ -1,0 +1,118 @@
+// All devices: name, OS, managed by, labels, tags, enrollment status and
+// code, last check-in; filter as you type, sort by any column.
+
+import { h, replace, announce, keepFocus } from '../dom.js';
+import { get } from '../api.js';
+import { chips, enrollmentBadge, when, platformName, PLATFORMS, plural } from '../format.js';
+import { select } from '../forms.js';
+
+const COLUMNS = [
+  ['name', 'Name', (d) => d.name],
+  ['os', 'OS', (d) => `${d.os} ${d.os_version}`],
+  ['type', 'Type', (d) => d.type],
+  ['managed_by', 'Managed by', (d) => d.managed_by],
+  ['labels', 'Labels', (d) => d.labels.join(',')],
+  ['tags', 'Tags', (d) => d.tags.join(',')],
+  ['enrollment', 'Enrollment', (d) => d.enrollment.status],
+  ['last_check_in', 'Last check-in', (d) => d.last_check_in ?? -1],
+];
+
+export async function render(main, ctx) {
+  ctx.title('Devices');
+  const state = {
+    sort: ctx.query.get('sort') || 'name',
+    dir: ctx.query.get('dir') === 'desc' ? -1 : 1,
+    q: '', os: '', managed: '', enrollment: '', label: '',
+    devices: [],
+    lastJson: '',
+  };
+  const search = h('input', { type: 'search', id: 'device-search', placeholder: 'Name or tag' });
+  const os = select([['', 'Any OS'], ...PLATFORMS], '', { id: 'device-os' });
+  const managed = select([['', 'Anyone']], '', { id: 'device-managed' });
+  const enrollment = select([['', 'Any status']], '', { id: 'device-enrollment' });
+  const label = select([['', 'Any label'], ['Joined', 'Joined'], ['Managed', 'Managed']], '', { id: 'device-label' });
+  const count = h('p', { class: 'count', role: 'status' });
+  const table = h('table', { class: 'data', id: 'devices-table' });
+  const filters = h('form', { class: 'filters', role: 'search', 'aria-label': 'Filter devices', onsubmit: (e) => e.preventDefault() },
+    h('div', { class: 'filter' }, h('label', { for: 'device-search' }, 'Search'), search),
+    h('div', { class: 'filter' }, h('label', { for: 'device-os' }, 'OS'), os),
+    h('div', { class: 'filter' }, h('label', { for: 'device-managed' }, 'Managed by'), managed),
+    h('div', { class: 'filter' }, h('label', { for: 'device-enrollment' }, 'Enrollment'), enrollment),
+    h('div', { class: 'filter' }, h('label', { for: 'device-label' }, 'Label'), label));
+  main.append(
+    h('div', { class: 'page-head' }, h('h1', {}, 'Devices')),
+    h('p', { class: 'lead' }, 'Devices that enrolled through rampart-agent, and simulated devices loaded from files. ',
+      h('strong', {}, 'Managed by'), ' shows who manages their security settings; the ', h('em', {}, 'Joined'),
+      ' label marks devices whose trust Rampart created, ', h('em', {}, 'Managed'), ' those whose settings it manages now.'),
+    filters, count, h('div', { class: 'table-wrap' }, table));
+
+  const update = () => {
+    state.q = search.value.trim().toLowerCase();
+    state.os = os.value;
+    state.managed = managed.value;
+    state.enrollment = enrollment.value;
+    state.label = label.value;
+    draw();
+  };
+  for (const c of [search, os, managed, enrollment, label]) c.addEventListener('input', update);
+
+  function fillOptions(sel, values, anyLabel) {
+    const cur = sel.value;
+    replace(sel, h('option', { value: '' }, anyLabel), [...values].sort().map((v) => h('option', { value: v, selected: v === cur }, v)));
+  }
+
+  function draw() {
+    const col = COLUMNS.find(([k]) => k === state.sort) ?? COLUMNS[0];
+    const rows = state.devices
+      .filter((d) => !state.q || d.name.toLowerCase().includes(state.q) || d.tags.some((t) => t.toLowerCase().includes(state.q)))
+      .filter((d) => !state.os || d.os === state.os)
+      .filter((d) => !state.managed || d.managed_by === state.managed)
+      .filter((d) => !state.enrollment || d.enrollment.status === state.enrollment)
+      .filter((d) => !state.label || d.labels.includes(state.label))
+      .sort((a, b) => {
+        const x = col[2](a);
+        const y = col[2](b);
+        return (x < y ? -1 : x > y ? 1 : a.name.localeCompare(b.name)) * state.dir;
+      });
+    replace(count, `${plural(rows.length, 'device')} shown of ${state.devices.length}`);
+    keepFocus(table, () => replace(table,
+      h('caption', { class: 'sr-only' }, 'Devices, sortable by each column'),
+      h('thead', {}, h('tr', {}, COLUMNS.map(([key, label]) => {
+        const sorted = state.sort === key;
+        return h('th', { scope: 'col', 'aria-sort': sorted ? (state.dir === 1 ? 'ascending' : 'descending') : 'none' },
+          h('button', {
+            type: 'button', class: 'sort',
+            onclick: () => {
+              state.dir = sorted ? -state.dir : 1;
+              state.sort = key;
+              draw();
+              table.querySelector(`th:nth-child(${COLUMNS.findIndex(([k]) => k === key) + 1}) button`)?.focus();
+              announce(`Sorted by ${label}, ${state.dir === 1 ? 'ascending' : 'descending'}`);
+            },
+          }, label));
+      }))),
+      h('tbody', {}, rows.length ? rows.map((d) => h('tr', {},
+        h('th', { scope: 'row' }, h('a', { href: `#/devices/${encodeURIComponent(d.name)}` }, d.name)),
+        h('td', {}, `${platformName(d.os)} ${d.os_version}`),
+        h('td', {}, d.type),
+        h('td', {}, d.managed_by),
+        h('td', {}, chips(d.labels, 'chip chip-label')),
+        h('td', {}, chips(d.tags)),
+        h('td', {}, enrollmentBadge(d.enrollment), d.enrollment.code ? h('code', { class: 'code-after' }, d.enrollment.code) : null),
+        h('td', {}, when(d.last_check_in)))) : h('tr', {}, h('td', { colspan: COLUMNS.length, class: 'empty' }, 'No device matches these filters.')))));
+  }
+
+  async function load() {
+    const list = await get('/devices');
+    const json = JSON.stringify(list);
+    if (json === state.lastJson) return;
+    state.lastJson = json;
+    state.devices = list;
+    fillOptions(managed, new Set(list.map((d) => d.managed_by)), 'Anyone');
+    fillOptions(enrollment, new Set(list.map((d) => d.enrollment.status)), 'Any status');
+    update();
+  }
+  await load();
+  const timer = setInterval(() => { if (ctx.current() && !document.hidden) load().catch(() => {}); }, 5000);
+  ctx.onCleanup(() => clearInterval(timer));
+}

@@ -1,0 +1,109 @@
+// Tenant settings (enforcement scope per platform, pilot tag, takeover,
+// conflict policy) and local users: global admins change them; the server
+// refuses anyone else, whatever this page shows.
+
+import { h, replace, announce, append } from '../dom.js';
+import { get, put, post, can, ApiError } from '../api.js';
+import { PLATFORMS, when } from '../format.js';
+import { field, fieldset, showErrors, clearErrors, errorBox, focusFirstError, select } from '../forms.js';
+
+const SCOPES = [['off', 'Off'], ['all', 'All devices'], ['tagged', 'Tagged devices only (pilot)']];
+
+export async function render(main, ctx) {
+  ctx.title('Tenant settings');
+  const admin = can('global_admin');
+  const t = await get('/tenant');
+  const s = t.settings;
+  const scopes = PLATFORMS.map(([p, label]) => [p, label, select(SCOPES, s.enforcement[p] ?? 'off', { disabled: !admin })]);
+  const pilot = h('input', { type: 'text', value: s.pilot_tag, disabled: !admin, spellcheck: 'false' });
+  const takeover = h('input', { type: 'checkbox', id: 'allow-takeover', checked: s.allow_takeover, disabled: !admin });
+  const report = h('input', { type: 'radio', name: 'conflict', id: 'cp-report', value: 'report', checked: s.conflict_policy === 'report', disabled: !admin });
+  const secure = h('input', { type: 'radio', name: 'conflict', id: 'cp-secure', value: 'most_secure_wins', checked: s.conflict_policy === 'most_secure_wins', disabled: !admin });
+  const status = h('div', { class: 'form-status', role: 'status' });
+  const form = h('form', { class: 'form', novalidate: true, id: 'tenant-form' },
+    fieldset({ path: 'enforcement', legend: 'Enforcement scope', help: 'Per platform: Rampart manages the security settings of no device, of every device, or only of devices carrying the pilot tag.', children:
+      h('div', { class: 'scope-grid' }, scopes.map(([p, label, sel]) => field({ path: `enforcement.${p}`, label, control: sel }))) }),
+    field({ path: 'pilot_tag', label: 'Pilot tag', control: pilot, help: 'Devices with this tag are managed where the scope is "Tagged devices only".' }),
+    h('div', { class: 'field check-field', dataset: { path: 'allow_takeover' } }, takeover,
+      h('label', { for: 'allow-takeover' }, 'Take over devices another management authority manages'),
+      h('p', { class: 'help' }, 'Off: a device the agent finds managed by another authority (an MDM, Configuration Manager…) is left alone and reported.'),
+      h('p', { class: 'field-error', hidden: true })),
+    fieldset({ path: 'conflict_policy', legend: 'When two policies disagree on a setting', children: [
+      h('div', { class: 'radio' }, report, h('label', { for: 'cp-report' }, 'Report a conflict and apply neither value (as Intune does)')),
+      h('div', { class: 'radio' }, secure, h('label', { for: 'cp-secure' }, 'Apply the most secure value (by the catalog\u2019s security order) and report the other policy as superseded')),
+    ] }),
+    status,
+    admin ? h('div', { class: 'form-actions' }, h('button', { type: 'submit', class: 'btn btn-primary', id: 'save-tenant' }, 'Save')) : null);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    clearErrors(form);
+    replace(status);
+    const body = {
+      enforcement: Object.fromEntries(scopes.map(([p, , sel]) => [p, sel.value])),
+      pilot_tag: pilot.value.trim(),
+      allow_takeover: takeover.checked,
+      conflict_policy: secure.checked ? 'most_secure_wins' : 'report',
+    };
+    try {
+      await put('/tenant/settings', body);
+      replace(status, h('p', { class: 'ok-text' }, 'Saved. Devices whose effective policy changed are told at once.'));
+      announce('Tenant settings saved');
+    } catch (err) {
+      const rest = err instanceof ApiError ? showErrors(form, err.details) : [];
+      if (!err.details?.length || rest.length) replace(status, errorBox(err, rest));
+      focusFirstError(form);
+    }
+  });
+
+  append(main, [
+    h('div', { class: 'page-head' }, h('h1', {}, 'Tenant settings')),
+    h('p', { class: 'lead' }, `Tenant ${t.name}. `, admin ? 'Changes apply to every device of the tenant and are recorded in the audit log.' : ''),
+    admin ? null : h('p', { class: 'notice', id: 'read-only-note' }, 'Only global admins can change tenant settings; you can read them.'),
+    h('section', { class: 'card' }, form)]);
+  if (admin) main.append(await usersSection());
+}
+
+async function usersSection() {
+  const users = await get('/users');
+  const table = h('tbody', {}, users.map(row));
+  function row(u) {
+    return h('tr', {}, h('th', { scope: 'row' }, u.username), h('td', {}, u.role), h('td', {}, when(u.created_at)));
+  }
+  const username = h('input', { type: 'text', autocomplete: 'off', spellcheck: 'false' });
+  const password = h('input', { type: 'password', autocomplete: 'new-password' });
+  const role = select([['read_only', 'Read only'], ['security_manager', 'Security manager'], ['global_admin', 'Global admin']], 'security_manager');
+  const status = h('div', { class: 'form-status', role: 'status' });
+  const form = h('form', { class: 'form inline-grid', novalidate: true, id: 'user-form' },
+    field({ path: 'username', label: 'User name', control: username }),
+    field({ path: 'password', label: 'Password (12 characters or more)', control: password }),
+    field({ path: 'role', label: 'Role', control: role }),
+    h('div', { class: 'form-actions' }, h('button', { type: 'submit', class: 'btn' }, 'Add user')),
+    status);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    clearErrors(form);
+    replace(status);
+    try {
+      const u = await post('/users', { username: username.value.trim(), password: password.value, role: role.value });
+      table.append(row(u));
+      username.value = '';
+      password.value = '';
+      replace(status, h('p', { class: 'ok-text' }, `User ${u.username} added.`));
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 409) showErrors(form, [{ path: 'username', message: err.message }]);
+      else {
+        const rest = err instanceof ApiError ? showErrors(form, err.details) : [];
+        if (!err.details?.length || rest.length) replace(status, errorBox(err, rest));
+      }
+      focusFirstError(form);
+    }
+  });
+  return h('section', { class: 'card', 'aria-labelledby': 'users-h' },
+    h('h2', { id: 'users-h' }, 'Console users'),
+    h('p', { class: 'help' }, 'Read only: sees everything. Security manager: also devices, groups and policies. Global admin: also tenant settings, users and API tokens.'),
+    h('div', { class: 'table-wrap' }, h('table', { class: 'data compact' },
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'User'), h('th', { scope: 'col' }, 'Role'), h('th', { scope: 'col' }, 'Created'))),
+      table)),
+    h('h3', { class: 'spaced' }, 'Add a user'),
+    form);
+}
