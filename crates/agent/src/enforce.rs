@@ -144,8 +144,13 @@ pub fn report(version: u64, digest: &str, statuses: &[SettingStatus]) -> StatusR
 
 /// Per setting, each handling provider's result: the read-back value (and
 /// the provider's note on it) or why it failed.
-type ResultsBySetting =
-    BTreeMap<String, Vec<(&'static str, Result<(Option<Value>, Option<String>), Failure>)>>;
+type ResultsBySetting = BTreeMap<
+    String,
+    Vec<(
+        &'static str,
+        Result<(Option<Value>, Option<String>), Failure>,
+    )>,
+>;
 
 struct ProviderRun {
     result: Outcome,
@@ -205,7 +210,11 @@ fn run_providers(
                     && !not_carried.contains_key(setting)
                     && !provider.matches(value, observed.get(setting))
                 {
-                    tampered.push((setting.clone(), value.clone(), observed.get(setting).cloned()));
+                    tampered.push((
+                        setting.clone(),
+                        value.clone(),
+                        observed.get(setting).cloned(),
+                    ));
                     tracing::warn!(
                         event = "tamper",
                         provider = name,

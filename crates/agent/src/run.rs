@@ -495,7 +495,11 @@ impl Agent {
             message.push_str(&format!(" (restoring failed: {})", failures.join("; ")));
         }
         tracing::error!(event = "lockout_rolled_back", providers = ?rolled, "{message}");
-        let digest = self.state.load_applied()?.digest.or_else(|| self.held_digest());
+        let digest = self
+            .state
+            .load_applied()?
+            .digest
+            .or_else(|| self.held_digest());
         self.state.save_lockout(&Lockout {
             digest,
             providers: rolled,
@@ -904,7 +908,10 @@ impl std::fmt::Display for DriftCheck {
         };
         writeln!(f, "drift read-back done by {who}")?;
         if self.tamper_events.is_empty() {
-            return writeln!(f, "no drift: everything Rampart set reads back as it set it");
+            return writeln!(
+                f,
+                "no drift: everything Rampart set reads back as it set it"
+            );
         }
         let show = |v: &Option<serde_json::Value>| {
             v.as_ref()
@@ -933,7 +940,11 @@ impl std::fmt::Display for DriftCheck {
 /// running (it holds `run.lock`), it is asked to do it and its answer is
 /// awaited up to `wait`; else this process does it, and also settles a
 /// firewall change it made (confirms it with a check-in, or rolls it back).
-pub async fn check_drift(state: StateDir, config: AgentConfig, wait: Duration) -> Result<DriftCheck> {
+pub async fn check_drift(
+    state: StateDir,
+    config: AgentConfig,
+    wait: Duration,
+) -> Result<DriftCheck> {
     if let Some(_lock) = state.try_lock_run()? {
         let mut agent = Agent::open(state, config, None)?;
         let tamper_events = agent.check_drift_now().await?;

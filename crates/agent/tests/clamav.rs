@@ -194,8 +194,10 @@ impl Drop for Clam {
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline
             && pids.iter().any(|p| {
-                std::fs::read_to_string(format!("/proc/{p}/stat"))
-                    .is_ok_and(|s| !s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+                std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                    !s.rsplit_once(')')
+                        .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+                })
             })
         {
             std::thread::sleep(Duration::from_millis(50));

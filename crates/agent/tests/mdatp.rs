@@ -107,7 +107,10 @@ async fn the_managed_file_gets_the_documented_keys_and_keeps_the_rest() {
         json!([{"key": "potentially_unwanted_application", "value": "audit"}])
     );
     assert_eq!(doc["networkProtection"]["enforcementLevel"], "block");
-    assert_eq!(doc["cloudService"]["automaticSampleSubmissionConsent"], "none");
+    assert_eq!(
+        doc["cloudService"]["automaticSampleSubmissionConsent"],
+        "none"
+    );
     assert_eq!(
         doc["edr"]["tags"],
         json!([{"key": "GROUP", "value": "linux-fleet"}])
@@ -131,13 +134,18 @@ async fn the_managed_file_gets_the_documented_keys_and_keeps_the_rest() {
         &policy("mde-av", "antivirus", json!({"scan_archives": false})),
     )
     .await;
-    eventually(30, "the unassigned settings are removed", &agent, async || {
-        read_json(&file).is_some_and(|d| {
-            d["antivirusEngine"].get("enforcementLevel").is_none()
-                && d["networkProtection"].is_null()
-                && d["antivirusEngine"].get("threatTypeSettings").is_none()
-        }) && agent.reverted("mdatp", "network_protection")
-    })
+    eventually(
+        30,
+        "the unassigned settings are removed",
+        &agent,
+        async || {
+            read_json(&file).is_some_and(|d| {
+                d["antivirusEngine"].get("enforcementLevel").is_none()
+                    && d["networkProtection"].is_null()
+                    && d["antivirusEngine"].get("threatTypeSettings").is_none()
+            }) && agent.reverted("mdatp", "network_protection")
+        },
+    )
     .await;
     let doc = read_json(&file).unwrap();
     assert_eq!(
@@ -148,8 +156,16 @@ async fn the_managed_file_gets_the_documented_keys_and_keeps_the_rest() {
     assert_eq!(doc["antivirusEngine"]["scanArchives"], false);
     assert_eq!(doc["cloudService"]["proxy"], "http://proxy.example:3128");
     assert_eq!(doc["exampleTool"], json!({"keep": true}));
-    for setting in ["real_time_protection", "excluded_paths", "network_protection"] {
-        assert!(agent.reverted("mdatp", setting), "{setting}: {}", agent.log());
+    for setting in [
+        "real_time_protection",
+        "excluded_paths",
+        "network_protection",
+    ] {
+        assert!(
+            agent.reverted("mdatp", setting),
+            "{setting}: {}",
+            agent.log()
+        );
     }
 
     // A hand edit is drift: the next enforcement puts the value back.

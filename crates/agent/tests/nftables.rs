@@ -117,8 +117,24 @@ impl Lab {
             let (h, n) = (format!("rv{short}h"), format!("rv{short}n"));
             must(&["ip", "link", "add", &h, "type", "veth", "peer", "name", &n]);
             must(&["ip", "link", "set", &n, "netns", &lab.srv]);
-            must(&["ip", "addr", "add", &format!("{}/30", lab.host_ip()), "dev", &h]);
-            must(&["ip", "-n", &lab.srv, "addr", "add", &format!("10.213.{net}.130/30"), "dev", &n]);
+            must(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/30", lab.host_ip()),
+                "dev",
+                &h,
+            ]);
+            must(&[
+                "ip",
+                "-n",
+                &lab.srv,
+                "addr",
+                "add",
+                &format!("10.213.{net}.130/30"),
+                "dev",
+                &n,
+            ]);
             must(&["ip", "link", "set", &h, "up"]);
             must(&["ip", "-n", &lab.srv, "link", "set", &n, "up"]);
         }
@@ -150,9 +166,11 @@ impl Lab {
     /// Whether an HTTP request from `cli` to `srv:port` gets through.
     fn reachable(&self, port: u16) -> bool {
         let url = format!("http://{}:{port}/", self.srv_ip());
-        sh(&["ip", "netns", "exec", &self.cli, "curl", "-sf", "-m", "2", &url])
-            .status
-            .success()
+        sh(&[
+            "ip", "netns", "exec", &self.cli, "curl", "-sf", "-m", "2", &url,
+        ])
+        .status
+        .success()
     }
 
     fn wait_reachable(&self, port: u16) {
@@ -217,7 +235,11 @@ impl Agent {
             uuid::Uuid::new_v4().simple()
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("facts.yaml"), "os: linux\ntype: server\ntags: [fw]\n").unwrap();
+        std::fs::write(
+            dir.join("facts.yaml"),
+            "os: linux\ntype: server\ntags: [fw]\n",
+        )
+        .unwrap();
         std::fs::write(
             dir.join("agent.toml"),
             format!("check_in_interval_secs = 3600\nwait_timeout_secs = 20\ndrift_check_interval_secs = 10\n[survey]\nbuiltin = false\n[providers.file]\nenabled = false\n{config}"),
@@ -312,7 +334,11 @@ impl Drop for Agent {
 }
 
 async fn package(server: &TestServer, dir: &Path) -> PathBuf {
-    let (s, p) = server.admin().post("/onboarding", &json!({})).await.unwrap();
+    let (s, p) = server
+        .admin()
+        .post("/onboarding", &json!({}))
+        .await
+        .unwrap();
     assert!(s.is_success(), "{p}");
     let path = dir.join("package.json");
     std::fs::write(&path, p.to_string()).unwrap();
@@ -443,7 +469,10 @@ async fn the_provider_reads_back_what_it_wrote_in_real_nft() {
         parse::alterations(&read, &[("10.213.211.129".parse().unwrap(), 8443)]).is_empty(),
         "{read:?}"
     );
-    assert!(lab.nft(&["list", "table", "inet", "theirs"]).status.success());
+    assert!(lab
+        .nft(&["list", "table", "inet", "theirs"])
+        .status
+        .success());
     // The change waits for confirmation, and rolling back restores "absent".
     assert!(p.confirm_by().is_some());
     assert!(lab.dir.join("rollback.nft").exists());
@@ -464,10 +493,14 @@ async fn the_provider_reads_back_what_it_wrote_in_real_nft() {
     assert_eq!(lab.table(), None);
     assert!(p.matches(&json!(false), p.observe().unwrap().get("firewall_enabled")));
     assert!(p.not_carried(&off).contains_key("default_inbound_action"));
-    assert!(lab.nft(&["list", "table", "inet", "theirs"]).status.success());
+    assert!(lab
+        .nft(&["list", "table", "inet", "theirs"])
+        .status
+        .success());
 
     // nft's own message comes back on a script it refuses.
-    let bad = render::script("rampart", None) + "table inet rampart { chain input { policy dorp; } }\n";
+    let bad =
+        render::script("rampart", None) + "table inet rampart { chain input { policy dorp; } }\n";
     let out = Command::new("ip")
         .args(["netns", "exec", &lab.srv, "nft", "--check", "-f", "-"])
         .stdin(Stdio::piped())
@@ -530,32 +563,56 @@ async fn a_policy_filters_real_traffic_drift_is_restored_and_unassigning_removes
         ),
     )
     .await;
-    eventually(40, "the firewall settings are applied and read back", &agent, async || {
-        let r = device_report(&server, "fw-traffic").await;
-        ["firewall_enabled", "default_inbound_action", "default_outbound_action", "firewall_rules"]
+    eventually(
+        40,
+        "the firewall settings are applied and read back",
+        &agent,
+        async || {
+            let r = device_report(&server, "fw-traffic").await;
+            [
+                "firewall_enabled",
+                "default_inbound_action",
+                "default_outbound_action",
+                "firewall_rules",
+            ]
             .iter()
             .all(|s| row(&r, s)["status"] == "succeeded")
-    })
+        },
+    )
     .await;
     assert!(reachable(&lab, 8080).await, "the allowed port passes");
     assert!(!reachable(&lab, 8081).await, "the other port is blocked");
     let table = lab.table().unwrap();
     assert!(table.contains("allow-8080"), "{table}");
-    assert!(!table.contains("allow-8081-later"), "a disabled rule is left out: {table}");
-    assert!(lab.nft(&["list", "table", "inet", "theirs"]).status.success());
+    assert!(
+        !table.contains("allow-8081-later"),
+        "a disabled rule is left out: {table}"
+    );
+    assert!(lab
+        .nft(&["list", "table", "inet", "theirs"])
+        .status
+        .success());
 
     // Drift: the table deleted by hand comes back within the interval (10
     // s), and the device report shows a tamper event.
-    assert!(lab.nft(&["delete", "table", "inet", "rampart"]).status.success());
+    assert!(lab
+        .nft(&["delete", "table", "inet", "rampart"])
+        .status
+        .success());
     assert!(reachable(&lab, 8081).await, "the table is really gone");
-    eventually(40, "the drift is restored and reported", &agent, async || {
-        let r = device_report(&server, "fw-traffic").await;
-        let events = r["tamper_events"].as_array().cloned().unwrap_or_default();
-        lab.table().is_some()
-            && events
-                .iter()
-                .any(|e| e["setting"] == "firewall_rules" && e["restored"] == true)
-    })
+    eventually(
+        40,
+        "the drift is restored and reported",
+        &agent,
+        async || {
+            let r = device_report(&server, "fw-traffic").await;
+            let events = r["tamper_events"].as_array().cloned().unwrap_or_default();
+            lab.table().is_some()
+                && events
+                    .iter()
+                    .any(|e| e["setting"] == "firewall_rules" && e["restored"] == true)
+        },
+    )
     .await;
     assert!(!reachable(&lab, 8081).await, "blocked again");
     assert!(reachable(&lab, 8080).await);
@@ -572,7 +629,11 @@ async fn a_policy_filters_real_traffic_drift_is_restored_and_unassigning_removes
     // `check-drift` asks the running agent; nothing changed since.
     let out = agent.cmd(&["check-drift"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("the running agent"), "{text}");
     assert!(text.contains("no drift"), "{text}");
 
@@ -586,10 +647,16 @@ async fn a_policy_filters_real_traffic_drift_is_restored_and_unassigning_removes
             .unwrap();
         assert!(s.is_success(), "{b}");
     }
-    eventually(40, "the table is removed", &agent, async || lab.table().is_none()).await;
+    eventually(40, "the table is removed", &agent, async || {
+        lab.table().is_none()
+    })
+    .await;
     assert!(reachable(&lab, 8080).await);
     assert!(reachable(&lab, 8081).await);
-    assert!(lab.nft(&["list", "table", "inet", "theirs"]).status.success());
+    assert!(lab
+        .nft(&["list", "table", "inet", "theirs"])
+        .status
+        .success());
     let status = agent.cmd(&["status", "-o", "json"]).output().unwrap();
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
     let removed = status["removed"].as_array().unwrap();
@@ -640,12 +707,24 @@ async fn a_rule_set_that_cuts_the_agent_off_is_rolled_back() {
     )
     .await;
     eventually(40, "REPRO fw applied", &agent, async || {
-        row(&device_report(&server, "fw-lockout").await, "firewall_enabled")["status"] == "succeeded"
+        row(
+            &device_report(&server, "fw-lockout").await,
+            "firewall_enabled",
+        )["status"]
+            == "succeeded"
     })
     .await;
-    put_policy(&server, &policy("fw-rules", "firewall_rules", rules(json!([allow])))).await;
+    put_policy(
+        &server,
+        &policy("fw-rules", "firewall_rules", rules(json!([allow]))),
+    )
+    .await;
     eventually(40, "the first rule set is applied", &agent, async || {
-        row(&device_report(&server, "fw-lockout").await, "firewall_rules")["status"] == "succeeded"
+        row(
+            &device_report(&server, "fw-lockout").await,
+            "firewall_rules",
+        )["status"]
+            == "succeeded"
     })
     .await;
     tokio::time::sleep(Duration::from_secs(8)).await;
@@ -672,7 +751,10 @@ async fn a_rule_set_that_cuts_the_agent_off_is_rolled_back() {
     })
     .await;
     let r = device_report(&server, "fw-lockout").await;
-    assert_eq!(row(&r, "default_inbound_action")["error_code"], "lockout_rolled_back");
+    assert_eq!(
+        row(&r, "default_inbound_action")["error_code"],
+        "lockout_rolled_back"
+    );
     assert!(
         row(&r, "firewall_rules")["error_message"]
             .as_str()
@@ -682,16 +764,27 @@ async fn a_rule_set_that_cuts_the_agent_off_is_rolled_back() {
     );
     let table = lab.table().unwrap();
     assert!(!table.contains("cut-off"), "{table}");
-    assert!(table.contains("allow-8080"), "the previous rule set is back: {table}");
+    assert!(
+        table.contains("allow-8080"),
+        "the previous rule set is back: {table}"
+    );
     assert!(agent.log().contains("lockout_rolled_back"));
 
     // The same policy is not applied again (no loop) ...
     tokio::time::sleep(Duration::from_secs(12)).await;
     assert!(!lab.table().unwrap().contains("cut-off"));
     // ... a new one is.
-    put_policy(&server, &policy("fw-rules", "firewall_rules", rules(json!([allow])))).await;
+    put_policy(
+        &server,
+        &policy("fw-rules", "firewall_rules", rules(json!([allow]))),
+    )
+    .await;
     eventually(40, "a corrected policy applies again", &agent, async || {
-        row(&device_report(&server, "fw-lockout").await, "firewall_rules")["status"] == "succeeded"
+        row(
+            &device_report(&server, "fw-lockout").await,
+            "firewall_rules",
+        )["status"]
+            == "succeeded"
     })
     .await;
     agent.stop();

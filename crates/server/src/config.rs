@@ -18,6 +18,8 @@ pub struct ServerConfig {
     pub database_url: Option<String>,
     /// A directory of policy-as-code files to load into the default tenant.
     pub load: Option<PathBuf>,
+    /// Run a real in-process agent for every `kind: Device` of `load`.
+    pub simulate: bool,
     /// Serve plain HTTP on a non-loopback address because a TLS-terminating
     /// proxy sits in front.
     pub behind_tls_proxy: bool,
@@ -44,6 +46,7 @@ impl ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: None,
             load: None,
+            simulate: false,
             behind_tls_proxy: false,
             device_listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             device_url: None,
@@ -94,6 +97,11 @@ impl ServerConfig {
                 "--listen {} is not a loopback address: the admin API carries tokens and must not be served in plain HTTP there; \
                  serve it on loopback behind a TLS-terminating proxy and pass --behind-tls-proxy",
                 self.listen
+            );
+        }
+        if self.simulate && self.load.is_none() {
+            bail!(
+                "--simulate runs an agent for each Device document of --load; give --load DIR too"
             );
         }
         if self.cert_lifetime_secs < 60 {

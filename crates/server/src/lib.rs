@@ -15,6 +15,7 @@ pub mod fleet;
 pub mod openapi;
 pub mod policy_cache;
 pub mod router;
+pub mod simulate;
 pub mod state;
 pub mod views;
 
@@ -128,10 +129,19 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Runnin
     let store = open_store(&config).await?;
     let tenant =
         bootstrap::ensure_default_tenant(store.as_ref(), &config.data_dir, clock.now()).await?;
+    let mut simulated_devices = Vec::new();
     if let Some(dir) = &config.load {
         let files = rampart_policy_files::read_documents(dir)?;
         let n = bootstrap::load_dir(store.as_ref(), &tenant.id, &files, clock.now()).await?;
         tracing::info!(dir = %dir.display(), writes = n, "loaded policy files into the default tenant");
+        if config.simulate {
+            if let Ok(bundle) = rampart_core::documents::load_documents(
+                &files,
+                rampart_core::catalog::Catalog::builtin(),
+            ) {
+                simulated_devices = bundle.devices;
+            }
+        }
     }
     let device_listener = tokio::net::TcpListener::bind(config.device_listen)
         .await
@@ -192,6 +202,17 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Runnin
             }
         }
     }));
+    // Simulated devices stop with the device channel.
+    background.extend(
+        simulate::start(
+            &state,
+            &tenant.id,
+            &simulated_devices,
+            &config.data_dir,
+            device_shutdown.subscribe(),
+        )
+        .await?,
+    );
     tracing::info!(%device_addr, "device channel listening");
     tracing::info!(%addr, "admin API listening");
     Ok(RunningServer {

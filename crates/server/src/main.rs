@@ -39,6 +39,9 @@ struct Args {
     /// Load the policy-as-code files (and simulated devices) of this directory into the default tenant at start.
     #[arg(long)]
     load: Option<PathBuf>,
+    /// Run a real in-process agent (file provider) for each Device document of --load, so reports show live statuses.
+    #[arg(long)]
+    simulate: bool,
     /// Allow plain HTTP on a non-loopback address because a TLS-terminating proxy is in front.
     #[arg(long)]
     behind_tls_proxy: bool,
@@ -98,6 +101,7 @@ async fn main() -> Result<()> {
         listen: args.listen,
         database_url: args.database_url,
         load: args.load,
+        simulate: args.simulate,
         behind_tls_proxy: args.behind_tls_proxy,
         device_listen: args.device_listen,
         device_url: args.device_url,

@@ -28,20 +28,28 @@ const AGENT_CONFIG: &str = "check_in_interval_secs = 5400\n[survey]\nbuiltin = f
 
 /// Onboards and runs one agent per device; returns their tasks. They stop
 /// when `shutdown` turns true.
-pub async fn start(state: &AppState, tenant_id: &str, devices: &[Device], data_dir: &Path, shutdown: watch::Receiver<bool>) -> Result<Vec<JoinHandle<()>>> {
+pub async fn start(
+    state: &AppState,
+    tenant_id: &str,
+    devices: &[Device],
+    data_dir: &Path,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Vec<JoinHandle<()>>> {
     if devices.is_empty() {
         return Ok(Vec::new());
     }
     let package_path = data_dir.join("simulated").join("package.json");
     std::fs::create_dir_all(data_dir.join("simulated"))?;
     let package = package(state, tenant_id, devices.len()).await?;
-    std::fs::write(&package_path, serde_json::to_vec(&package)?).context("simulated devices' package")?;
+    std::fs::write(&package_path, serde_json::to_vec(&package)?)
+        .context("simulated devices' package")?;
     let mut tasks = Vec::new();
     for device in devices {
         let root = data_dir.join("simulated").join(&device.name);
         let state_dir = StateDir::new(&root);
         std::fs::create_dir_all(&root)?;
-        let config = AgentConfig::parse(AGENT_CONFIG, &root).context("simulated agent configuration")?;
+        let config =
+            AgentConfig::parse(AGENT_CONFIG, &root).context("simulated agent configuration")?;
         let facts = FactsOverride {
             hostname: Some(device.name.clone()),
             os: Some(device.os.to_string()),
@@ -49,7 +57,11 @@ pub async fn start(state: &AppState, tenant_id: &str, devices: &[Device], data_d
             device_type: Some(device.device_type.to_string()),
             tags: Some(device.tags.clone()),
         };
-        let options = OnboardOptions { package: package_path.clone(), device_name: Some(device.name.clone()), facts: Some(facts.clone()) };
+        let options = OnboardOptions {
+            package: package_path.clone(),
+            device_name: Some(device.name.clone()),
+            facts: Some(facts.clone()),
+        };
         let mut stop = shutdown.clone();
         let name = device.name.clone();
         tasks.push(tokio::spawn(async move {
@@ -70,7 +82,11 @@ pub async fn start(state: &AppState, tenant_id: &str, devices: &[Device], data_d
 }
 
 /// An onboarding package for the simulated devices, valid for an hour.
-async fn package(state: &AppState, tenant_id: &str, uses: usize) -> Result<rampart_proto::device::OnboardingPackage> {
+async fn package(
+    state: &AppState,
+    tenant_id: &str,
+    uses: usize,
+) -> Result<rampart_proto::device::OnboardingPackage> {
     let now = state.clock.now();
     let token = new_token();
     let record = rampart_store::OnboardingTokenRecord {
@@ -82,8 +98,21 @@ async fn package(state: &AppState, tenant_id: &str, uses: usize) -> Result<rampa
         max_uses: Some(u32::try_from(uses).unwrap_or(u32::MAX)),
         uses: 0,
     };
-    state.store.write(tenant_id, now, vec![rampart_store::Write::PutOnboardingToken(record)], Vec::new()).await?;
-    let tenant_name = state.tenant_name(tenant_id).await.ok().flatten().unwrap_or_default();
+    state
+        .store
+        .write(
+            tenant_id,
+            now,
+            vec![rampart_store::Write::PutOnboardingToken(record)],
+            Vec::new(),
+        )
+        .await?;
+    let tenant_name = state
+        .tenant_name(tenant_id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     Ok(rampart_proto::device::OnboardingPackage {
         version: 1,
         tenant_id: tenant_id.to_string(),

@@ -27,6 +27,8 @@ fn the_readme_main_command_loads_the_examples_serves_and_stops_cleanly_on_sigter
             data.to_str().unwrap(),
             "--listen",
             "127.0.0.1:0",
+            "--device-listen",
+            "127.0.0.1:0",
         ])
         .current_dir(repo_path(""))
         .env("RUST_LOG", "warn")
@@ -70,6 +72,32 @@ fn the_readme_main_command_loads_the_examples_serves_and_stops_cleanly_on_sigter
             .unwrap()
     });
     assert_eq!(devices.as_array().unwrap().len(), 12);
+    // --simulate: the example devices are live agents; statuses and the
+    // example's conflict show within seconds.
+    let started = Instant::now();
+    loop {
+        let report: serde_json::Value = rt.block_on(async {
+            reqwest::Client::new()
+                .get(format!("http://{addr}/api/v1/reports/devices/web-01"))
+                .bearer_auth(token.trim())
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        });
+        let live = report["counts"]["succeeded"].as_u64().unwrap_or(0) > 0
+            && report["counts"]["conflict"].as_u64().unwrap_or(0) >= 1;
+        if live {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no live statuses from the simulated devices: {report}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
 
     // SIGTERM by the child's own PID.
     let status = Command::new("kill")

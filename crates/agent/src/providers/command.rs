@@ -35,10 +35,8 @@ pub fn run(command: &[String], timeout: Duration) -> Result<String, RunError> {
         .ok_or_else(|| RunError::Failed("the command is empty".into()))?;
     // Output goes to files, not pipes: a restart command may leave a daemon
     // behind that holds a pipe open long after the command is done.
-    let base = std::env::temp_dir().join(format!(
-        "rampart-command-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
+    let base =
+        std::env::temp_dir().join(format!("rampart-command-{}", uuid::Uuid::new_v4().simple()));
     let (out_path, err_path) = (base.with_extension("out"), base.with_extension("err"));
     let result = (|| {
         let io = |e: std::io::Error| RunError::Failed(format!("`{}`: {e}", show(command)));

@@ -14,10 +14,7 @@ pub const AGENT: &str = env!("CARGO_BIN_EXE_rampart-agent");
 
 /// A fresh directory under the system's temporary directory.
 pub fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "rampart-{tag}-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
+    let dir = std::env::temp_dir().join(format!("rampart-{tag}-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -96,7 +93,11 @@ impl Agent {
     }
 
     pub async fn onboard(&self, server: &TestServer) {
-        let (s, p) = server.admin().post("/onboarding", &json!({})).await.unwrap();
+        let (s, p) = server
+            .admin()
+            .post("/onboarding", &json!({}))
+            .await
+            .unwrap();
         assert!(s.is_success(), "{p}");
         let package = self.dir.join("package.json");
         std::fs::write(&package, p.to_string()).unwrap();

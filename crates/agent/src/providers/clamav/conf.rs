@@ -206,7 +206,11 @@ pub fn render(values: &Values, ctx: &RenderContext<'_>) -> Vec<String> {
         if path.ends_with('/') || (ctx.is_dir)(&path) {
             let dir = path.trim_end_matches('/');
             out.push(format!("ExcludePath ^{}/", escape(dir)));
-            folders.push(if dir.is_empty() { "/".to_string() } else { dir.to_string() });
+            folders.push(if dir.is_empty() {
+                "/".to_string()
+            } else {
+                dir.to_string()
+            });
         } else {
             out.push(format!("ExcludePath ^{}$", escape(&path)));
         }
@@ -271,10 +275,7 @@ pub fn parse(block: &[String]) -> Values {
                 values.entry("max_scan_size_mb".into()).or_insert(v);
             }
             "excludepath" => {
-                if let Some(ext) = value
-                    .strip_prefix("\\.")
-                    .and_then(|v| v.strip_suffix('$'))
-                {
+                if let Some(ext) = value.strip_prefix("\\.").and_then(|v| v.strip_suffix('$')) {
                     extensions.push(unescape(ext));
                 } else if let Some(path) = value.strip_prefix('^') {
                     match path.strip_suffix('$') {
@@ -461,7 +462,10 @@ mod tests {
             ("excluded_extensions", json!(["log"])),
         ]);
         let back = parse(&render(&v, &ctx(&include, &is_dir)));
-        assert_eq!(back["excluded_paths"], json!(["/var/lib/db/", "/x/f[1].txt"]));
+        assert_eq!(
+            back["excluded_paths"],
+            json!(["/var/lib/db/", "/x/f[1].txt"])
+        );
         for (k, want) in &v {
             assert!(same(want, back.get(k)), "{k}: {want} vs {:?}", back.get(k));
         }
@@ -494,7 +498,8 @@ mod tests {
 
     #[test]
     fn the_block_goes_first_and_the_rest_is_untouched() {
-        let text = "# clamd.conf\nLocalSocket /run/clamd.ctl\nScanArchive yes\nExcludePath ^/home/me/\n";
+        let text =
+            "# clamd.conf\nLocalSocket /run/clamd.ctl\nScanArchive yes\nExcludePath ^/home/me/\n";
         let f = ConfFile::parse(text).unwrap();
         assert!(f.block().is_empty());
         let out = f.with_block(&["ScanArchive no".to_string()]);
@@ -503,12 +508,18 @@ mod tests {
             format!("{BEGIN}\n{HEADER}\nScanArchive no\n{END}\n# clamd.conf\nLocalSocket /run/clamd.ctl\nScanArchive yes\nExcludePath ^/home/me/\n")
         );
         let again = ConfFile::parse(&out).unwrap();
-        assert_eq!(again.block(), [HEADER.to_string(), "ScanArchive no".to_string()]);
+        assert_eq!(
+            again.block(),
+            [HEADER.to_string(), "ScanArchive no".to_string()]
+        );
         assert!(again.shadowed().is_empty());
         // Removing every managed value removes the markers: the file is as
         // it was.
         assert_eq!(again.with_block(&[]), text);
-        assert_eq!(again.outside_value("localsocket").as_deref(), Some("/run/clamd.ctl"));
+        assert_eq!(
+            again.outside_value("localsocket").as_deref(),
+            Some("/run/clamd.ctl")
+        );
     }
 
     #[test]
@@ -528,9 +539,7 @@ mod tests {
     fn broken_blocks_are_refused() {
         assert!(ConfFile::parse(&format!("{BEGIN}\nScanArchive no\n")).is_err());
         assert!(ConfFile::parse(&format!("{END}\n")).is_err());
-        assert!(
-            ConfFile::parse(&format!("{BEGIN}\n{END}\n{BEGIN}\n{END}\n")).is_err()
-        );
+        assert!(ConfFile::parse(&format!("{BEGIN}\n{END}\n{BEGIN}\n{END}\n")).is_err());
     }
 
     #[test]

@@ -80,7 +80,9 @@ pub fn running_for(pid: u32) -> Option<Duration> {
         .next()?
         .parse()
         .ok()?;
-    Some(Duration::from_secs_f64((uptime - start / TICKS_PER_SEC).max(0.0)))
+    Some(Duration::from_secs_f64(
+        (uptime - start / TICKS_PER_SEC).max(0.0),
+    ))
 }
 
 /// The process's name (`comm`, at most 15 bytes).

@@ -153,8 +153,8 @@ impl ClamavProvider {
         let mut clamonacc_current = false;
         let mut seen = self.clamonacc_loaded.borrow_mut();
         for pid in &clamonacc {
-            let fresh = procs::running_for(*pid)
-                .is_some_and(|ran| clamd::started_after(ran, config_age));
+            let fresh =
+                procs::running_for(*pid).is_some_and(|ran| clamd::started_after(ran, config_age));
             if fresh {
                 *seen = Some(Loaded {
                     pid: *pid,
@@ -300,7 +300,11 @@ impl ClamavProvider {
                     show(command)
                 ))
             })?;
-        tracing::info!(event = "clamonacc_started", pid = child.id(), "started clamonacc for real-time protection");
+        tracing::info!(
+            event = "clamonacc_started",
+            pid = child.id(),
+            "started clamonacc for real-time protection"
+        );
         let deadline = Instant::now() + CLAMONACC_READY;
         loop {
             let output = read_from(log_path, offset);
@@ -314,7 +318,11 @@ impl ClamavProvider {
                 break;
             }
             if Instant::now() >= deadline {
-                tracing::warn!(event = "clamonacc_slow", pid = child.id(), "clamonacc runs but has not said it is watching yet");
+                tracing::warn!(
+                    event = "clamonacc_slow",
+                    pid = child.id(),
+                    "clamonacc runs but has not said it is watching yet"
+                );
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -337,11 +345,7 @@ impl ClamavProvider {
                     child = None;
                 }
             }
-            let left: Vec<u32> = pids
-                .iter()
-                .copied()
-                .filter(|p| procs::alive(*p))
-                .collect();
+            let left: Vec<u32> = pids.iter().copied().filter(|p| procs::alive(*p)).collect();
             if left.is_empty() && child.is_none() {
                 break;
             }
@@ -561,8 +565,7 @@ impl Provider for ClamavProvider {
         }
 
         // clamd reads clamd.conf only when it starts.
-        let needs_clamd =
-            run_clamonacc || CLAMD_SETTINGS.iter().any(|s| values.contains_key(*s));
+        let needs_clamd = run_clamonacc || CLAMD_SETTINGS.iter().any(|s| values.contains_key(*s));
         let (_, age) = self.read_config()?;
         let state = clamd::probe(&self.config.socket, age);
         let restart = (changed && (state.is_running() || needs_clamd))
@@ -616,9 +619,6 @@ impl Provider for ClamavProvider {
     }
 
     fn explain(&self, setting: &str, desired: &Value) -> Option<ProviderError> {
-        if let Some(e) = unsupported(setting, desired) {
-            return Some(e);
-        }
         if let Some(e) = self.failures.get(setting) {
             return Some(e.clone());
         }
@@ -641,6 +641,12 @@ impl Provider for ClamavProvider {
             } else {
                 ProviderError::transient(why)
             });
+        }
+        if setting == RTP && desired == &Value::Bool(false) && !obs.clamonacc.is_empty() {
+            return Some(ProviderError::transient(format!(
+                "clamonacc still runs (pid {:?}) and could not be stopped",
+                obs.clamonacc
+            )));
         }
         if setting == RTP {
             let log = self.config.clamonacc_log.display();
@@ -815,15 +821,23 @@ mod tests {
         let c = conf(&format!(
             "ScanArchive yes\n{BEGIN}\nScanArchive no\n{END}\n"
         ));
-        assert_eq!(read_back(&c, &runs(true, None))["scan_archives"], json!(true));
+        assert_eq!(
+            read_back(&c, &runs(true, None))["scan_archives"],
+            json!(true)
+        );
     }
 
     #[test]
     fn on_access_lines_are_what_clamonacc_reads() {
-        let block: Vec<String> = ["ScanArchive no", "OnAccessPrevention yes", "onaccessincludepath /home", "# x"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let block: Vec<String> = [
+            "ScanArchive no",
+            "OnAccessPrevention yes",
+            "onaccessincludepath /home",
+            "# x",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         assert_eq!(on_access(&block), [&block[1], &block[2]]);
     }
 

@@ -46,12 +46,21 @@ const CLOUD: &str = "cloudService";
 pub const MAPPING: &[(&str, Target)] = &[
     (
         "real_time_protection",
-        Target::Key(&[AV, "enforcementLevel"], Spelling::Bool("real_time", "on_demand")),
+        Target::Key(
+            &[AV, "enforcementLevel"],
+            Spelling::Bool("real_time", "on_demand"),
+        ),
     ),
-    ("scan_archives", Target::Key(&[AV, "scanArchives"], Spelling::Same)),
+    (
+        "scan_archives",
+        Target::Key(&[AV, "scanArchives"], Spelling::Same),
+    ),
     (
         "behavior_monitoring",
-        Target::Key(&[AV, "behaviorMonitoring"], Spelling::Bool("enabled", "disabled")),
+        Target::Key(
+            &[AV, "behaviorMonitoring"],
+            Spelling::Bool("enabled", "disabled"),
+        ),
     ),
     (
         "pua_protection",
@@ -78,7 +87,10 @@ pub const MAPPING: &[(&str, Target)] = &[
         "enable_file_hash_computation",
         Target::Key(&[AV, "enableFileHashComputation"], Spelling::Same),
     ),
-    ("allowed_threats", Target::Key(&[AV, "allowedThreats"], Spelling::Same)),
+    (
+        "allowed_threats",
+        Target::Key(&[AV, "allowedThreats"], Spelling::Same),
+    ),
     (
         "disallowed_threat_actions",
         Target::Key(&[AV, "disallowedThreatActions"], Spelling::Same),
@@ -108,7 +120,10 @@ pub const MAPPING: &[(&str, Target)] = &[
         "exclusions_merge_policy",
         Target::Key(&[AV, "exclusionsMergePolicy"], Spelling::Same),
     ),
-    ("cloud_protection", Target::Key(&[CLOUD, "enabled"], Spelling::Same)),
+    (
+        "cloud_protection",
+        Target::Key(&[CLOUD, "enabled"], Spelling::Same),
+    ),
     (
         "cloud_block_level",
         Target::Key(&[CLOUD, "cloudBlockLevel"], Spelling::Same),
@@ -133,7 +148,10 @@ pub const MAPPING: &[(&str, Target)] = &[
         ),
     ),
     ("edr_device_tag", Target::EdrGroupTag),
-    ("edr_group_ids", Target::Key(&["edr", "groupIds"], Spelling::Same)),
+    (
+        "edr_group_ids",
+        Target::Key(&["edr", "groupIds"], Spelling::Same),
+    ),
 ];
 
 pub fn target(setting: &str) -> Option<Target> {
@@ -209,12 +227,7 @@ fn path_mut<'a>(doc: &'a mut Value, path: &[&str]) -> Option<&'a mut Value> {
 /// The entries of the list at `path` that `keep` keeps; the list (and
 /// objects it empties) disappears when nothing is left and nothing is
 /// added.
-fn replace_entries(
-    doc: &mut Value,
-    path: &[&str],
-    keep: impl Fn(&Value) -> bool,
-    add: Vec<Value>,
-) {
+fn replace_entries(doc: &mut Value, path: &[&str], keep: impl Fn(&Value) -> bool, add: Vec<Value>) {
     let mut entries: Vec<Value> = match get(doc, path) {
         Some(Value::Array(a)) => a.iter().filter(|e| keep(e)).cloned().collect(),
         _ => Vec::new(),
@@ -231,7 +244,12 @@ fn replace_entries(
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -385,7 +403,10 @@ mod tests {
             ("sample_sharing", json!("safe")),
             ("edr_device_tag", json!("linux-fleet")),
             ("edr_group_ids", json!("g1")),
-            ("excluded_paths", json!(["/var/lib/db", "/srv/cache/", "/opt/app.bin"])),
+            (
+                "excluded_paths",
+                json!(["/var/lib/db", "/srv/cache/", "/opt/app.bin"]),
+            ),
             ("excluded_extensions", json!(["log", ".tmp"])),
             ("excluded_processes", json!(["/usr/bin/backup"])),
             ("max_on_demand_scan_threads", json!(4)),

@@ -240,8 +240,8 @@ mod tests {
     use crate::providers::plan;
     use crate::testutil::TempDir;
     use rampart_core::catalog::RemovalBehaviour;
-    use std::collections::BTreeMap;
     use serde_json::json;
+    use std::collections::BTreeMap;
 
     fn provider(dir: &TempDir, health: &[&str]) -> MdatpProvider {
         MdatpProvider::new(MdatpConfig {
@@ -279,7 +279,10 @@ mod tests {
         let text = std::fs::read_to_string(dir.path().join("managed/mdatp_managed.json")).unwrap();
         let doc: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(doc["antivirusEngine"]["enforcementLevel"], "real_time");
-        assert_eq!(doc["cloudService"]["automaticSampleSubmissionConsent"], "none");
+        assert_eq!(
+            doc["cloudService"]["automaticSampleSubmissionConsent"],
+            "none"
+        );
     }
 
     #[test]
@@ -302,7 +305,10 @@ mod tests {
             .unwrap();
         let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(doc, json!({"cloudService": {"proxy": "http://proxy:3128"}}));
-        assert!(p.note("cloud_protection").unwrap().contains("health_command is empty"));
+        assert!(p
+            .note("cloud_protection")
+            .unwrap()
+            .contains("health_command is empty"));
     }
 
     #[test]
@@ -352,7 +358,11 @@ mod tests {
         // The file says real_time; the engine says it is off.
         assert_eq!(after["real_time_protection"], json!(false));
         let e = p.explain("real_time_protection", &json!(true)).unwrap();
-        assert!(e.message.contains("real_time_protection_enabled false"), "{}", e.message);
+        assert!(
+            e.message.contains("real_time_protection_enabled false"),
+            "{}",
+            e.message
+        );
         assert_eq!(after["cloud_protection"], json!(true));
         assert_eq!(p.note("cloud_protection"), None);
         // The engine does not report scan_archives: the file is the read-back.
@@ -360,15 +370,23 @@ mod tests {
 
         // An engine that does not answer: its settings are not known to be
         // in force.
-        let mut broken = provider(&dir, &["sh", "-c", "echo 'ERROR: daemon not running' >&2; exit 1"]);
+        let mut broken = provider(
+            &dir,
+            &["sh", "-c", "echo 'ERROR: daemon not running' >&2; exit 1"],
+        );
         broken
             .apply(&plan(&desired, &Values::new(), &BTreeMap::new()))
             .unwrap();
         let after = broken.observe().unwrap();
         assert_eq!(after["real_time_protection"], Value::Null);
-        let e = broken.explain("real_time_protection", &json!(true)).unwrap();
+        let e = broken
+            .explain("real_time_protection", &json!(true))
+            .unwrap();
         assert!(e.message.contains("daemon not running"), "{}", e.message);
-        assert!(broken.note("scan_archives").unwrap().contains("daemon not running"));
+        assert!(broken
+            .note("scan_archives")
+            .unwrap()
+            .contains("daemon not running"));
     }
 
     #[test]

@@ -301,7 +301,11 @@ impl Provider for NftablesProvider {
         if self.server.is_empty() {
             self.server = self.resolve_server();
         }
-        let kept = if plan.changes.iter().any(|c| matches!(c, Change::Keep { .. })) {
+        let kept = if plan
+            .changes
+            .iter()
+            .any(|c| matches!(c, Change::Keep { .. }))
+        {
             self.observe()?
         } else {
             Values::new()
@@ -523,13 +527,9 @@ mod tests {
         ]);
         let plan = p.plan(&desired, &Values::new(), &BTreeMap::new());
         assert_eq!(plan.changes.len(), 2);
-        assert!(plan
-            .changes
-            .iter()
-            .all(|c| matches!(c, Change::Set { .. })));
+        assert!(plan.changes.iter().all(|c| matches!(c, Change::Set { .. })));
         // A removal makes the whole table change too.
-        let removals =
-            BTreeMap::from([("firewall_rules".to_string(), RemovalBehaviour::Revert)]);
+        let removals = BTreeMap::from([("firewall_rules".to_string(), RemovalBehaviour::Revert)]);
         let plan = p.plan(&desired, &Values::new(), &removals);
         assert_eq!(plan.changes.len(), 3);
     }
@@ -575,7 +575,11 @@ mod tests {
         let dir = TempDir::new();
         assert!(provider(&dir).confirm_by().is_none());
         std::fs::create_dir_all(dir.path().join("nftables")).unwrap();
-        std::fs::write(dir.path().join("nftables/rollback.nft"), "add table inet rampart\n").unwrap();
+        std::fs::write(
+            dir.path().join("nftables/rollback.nft"),
+            "add table inet rampart\n",
+        )
+        .unwrap();
         let mut p = provider(&dir);
         assert!(p.confirm_by().is_some());
         p.confirmed();

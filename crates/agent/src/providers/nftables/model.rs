@@ -153,7 +153,10 @@ pub enum Rule {
     /// `ct state established,related accept`.
     Established,
     /// `ip daddr <server> tcp dport <port> accept`: the agent's way out.
-    Server { addr: IpAddr, port: u16 },
+    Server {
+        addr: IpAddr,
+        port: u16,
+    },
     Managed(Managed),
     /// Something Rampart does not write (a rule added by hand): its JSON.
     Unrecognized(String),
@@ -239,9 +242,7 @@ pub fn merge_addrs(v: Addrs) -> Addrs {
     let mut out: Vec<(bool, u128, u128)> = Vec::with_capacity(nums.len());
     for (v6, lo, hi) in nums {
         match out.last_mut() {
-            Some(last) if last.0 == v6 && lo <= last.2.saturating_add(1) => {
-                last.2 = last.2.max(hi)
-            }
+            Some(last) if last.0 == v6 && lo <= last.2.saturating_add(1) => last.2 = last.2.max(hi),
             _ => out.push((v6, lo, hi)),
         }
     }
@@ -422,10 +423,7 @@ mod tests {
             cidrs(ip("10.0.0.1"), ip("10.0.0.6")),
             ["10.0.0.1", "10.0.0.2/31", "10.0.0.4/31", "10.0.0.6"]
         );
-        assert_eq!(
-            cidrs(ip("0.0.0.0"), ip("255.255.255.255")),
-            ["0.0.0.0/0"]
-        );
+        assert_eq!(cidrs(ip("0.0.0.0"), ip("255.255.255.255")), ["0.0.0.0/0"]);
         let all6 = cidr_interval("::/0").unwrap();
         assert_eq!(cidrs(all6.0, all6.1), ["::/0"]);
         let v6 = cidr_interval("fd00::/8").unwrap();

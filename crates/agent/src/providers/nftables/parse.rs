@@ -77,7 +77,10 @@ fn base(chain: &Value) -> Option<Base> {
             .unwrap_or("")
             .into(),
         hook: hook.into(),
-        prio: chain.get("prio").and_then(Value::as_i64).unwrap_or(i64::MIN),
+        prio: chain
+            .get("prio")
+            .and_then(Value::as_i64)
+            .unwrap_or(i64::MIN),
         policy: chain
             .get("policy")
             .and_then(Value::as_str)
@@ -108,7 +111,9 @@ fn rule(hook: Hook, body: &Value) -> Rule {
         Some(k) if k == "accept" && verdict.as_object().is_some_and(|o| o.len() == 1) => {
             Verdict::Accept
         }
-        Some(k) if k == "drop" && verdict.as_object().is_some_and(|o| o.len() == 1) => Verdict::Drop,
+        Some(k) if k == "drop" && verdict.as_object().is_some_and(|o| o.len() == 1) => {
+            Verdict::Drop
+        }
         _ => return unrecognized(),
     };
     let mut fields = Fields::default();
@@ -231,9 +236,10 @@ impl Fields {
 
     fn is_only_loopback(&self, hook: Hook) -> bool {
         self.is_empty_but(true, false)
-            && self.iface.as_ref().is_some_and(|(k, v)| {
-                k.as_str() == hook.loopback_key() && v.as_str() == "lo"
-            })
+            && self
+                .iface
+                .as_ref()
+                .is_some_and(|(k, v)| k.as_str() == hook.loopback_key() && v.as_str() == "lo")
     }
 
     fn is_only_established(&self) -> bool {
@@ -285,7 +291,9 @@ fn set_once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
 }
 
 fn strings(list: &[Value]) -> Option<Vec<String>> {
-    list.iter().map(|v| v.as_str().map(str::to_string)).collect()
+    list.iter()
+        .map(|v| v.as_str().map(str::to_string))
+        .collect()
 }
 
 /// `80`, `{"range": [80, 90]}`, `{"set": [80, {"range": …}]}`.
@@ -404,7 +412,10 @@ pub fn values(r: &Ruleset, server: &[(IpAddr, u16)]) -> Values {
             Value::from(format!("altered: {}", altered.join("; ")))
         },
     );
-    for (hook, setting) in [(Hook::Input, DEFAULT_INBOUND), (Hook::Output, DEFAULT_OUTBOUND)] {
+    for (hook, setting) in [
+        (Hook::Input, DEFAULT_INBOUND),
+        (Hook::Output, DEFAULT_OUTBOUND),
+    ] {
         if let Some(base) = r.chain(hook).and_then(|c| c.base.as_ref()) {
             let action = match base.policy.as_str() {
                 "accept" => Verdict::Accept.action(),
@@ -522,7 +533,10 @@ mod tests {
         let enabled = v["firewall_enabled"].as_str().unwrap();
         assert!(enabled.contains("set s"), "{enabled}");
         let rules = v["firewall_rules"].as_array().unwrap();
-        assert!(rules.iter().any(|r| r.get("unrecognized").is_some()), "{rules:?}");
+        assert!(
+            rules.iter().any(|r| r.get("unrecognized").is_some()),
+            "{rules:?}"
+        );
         assert_ne!(
             v["firewall_rules"],
             render::expected_rules_view(&desired()["firewall_rules"])

@@ -35,8 +35,8 @@ use rampart_core::value::{parse_ports, WINDOWS_ONLY_RULE_FIELDS};
 use serde_json::Value;
 
 use super::model::{
-    cidr_interval, cidrs, merge_addrs, merge_ports, rules_view, Addrs, Base, Chain, Hook,
-    Managed, Ports, Proto, Rule, Ruleset, Verdict, MAX_COMMENT_BYTES, SERVER_COMMENT,
+    cidr_interval, cidrs, merge_addrs, merge_ports, rules_view, Addrs, Base, Chain, Hook, Managed,
+    Ports, Proto, Rule, Ruleset, Verdict, MAX_COMMENT_BYTES, SERVER_COMMENT,
 };
 use crate::providers::Values;
 
@@ -109,21 +109,20 @@ pub fn ruleset(values: &Values, defaults: Defaults, server: &[(IpAddr, u16)]) ->
             notes,
         };
     }
-    let policy = |setting: &str, default: Verdict, notes: &mut Vec<String>| match values
-        .get(setting)
-    {
-        None => default,
-        Some(v) => match v.as_str().and_then(Verdict::from_action) {
-            Some(verdict) => verdict,
-            None => {
-                notes.push(format!(
-                    "{setting} {v} is not allow or block; the default {} applies",
-                    default.action()
-                ));
-                default
-            }
-        },
-    };
+    let policy =
+        |setting: &str, default: Verdict, notes: &mut Vec<String>| match values.get(setting) {
+            None => default,
+            Some(v) => match v.as_str().and_then(Verdict::from_action) {
+                Some(verdict) => verdict,
+                None => {
+                    notes.push(format!(
+                        "{setting} {v} is not allow or block; the default {} applies",
+                        default.action()
+                    ));
+                    default
+                }
+            },
+        };
     let inbound = policy(DEFAULT_INBOUND, defaults.inbound, &mut notes);
     let outbound = policy(DEFAULT_OUTBOUND, defaults.outbound, &mut notes);
 
@@ -176,14 +175,10 @@ fn chain(hook: Hook, policy: Verdict, mut rules: Vec<Managed>, server: &[(IpAddr
     });
     let mut all = vec![Rule::Loopback, Rule::Established];
     all.extend(rules.into_iter().map(Rule::Managed));
-    all.extend(
-        server
-            .iter()
-            .map(|(addr, port)| Rule::Server {
-                addr: *addr,
-                port: *port,
-            }),
-    );
+    all.extend(server.iter().map(|(addr, port)| Rule::Server {
+        addr: *addr,
+        port: *port,
+    }));
     Chain {
         base: Some(Base {
             kind: "filter".into(),
@@ -316,8 +311,7 @@ fn managed(rule: &Value) -> Result<Option<(Hook, Vec<Managed>)>, String> {
     }
     if made.is_empty() {
         return Err(
-            "has local and remote addresses of different IP families, so it can never match"
-                .into(),
+            "has local and remote addresses of different IP families, so it can never match".into(),
         );
     }
     Ok(Some((hook, made)))
@@ -493,10 +487,16 @@ mod tests {
             (
                 FIREWALL_RULES,
                 json!([
-                    rule(json!({"name": "web", "protocol": "tcp", "local_ports": "80,443,8000-8100", "remote_addresses": ["10.0.0.0/8", "192.168.1.1"]})),
-                    rule(json!({"name": "no-dns", "direction": "out", "action": "block", "protocol": "udp", "remote_ports": "53"})),
+                    rule(
+                        json!({"name": "web", "protocol": "tcp", "local_ports": "80,443,8000-8100", "remote_addresses": ["10.0.0.0/8", "192.168.1.1"]})
+                    ),
+                    rule(
+                        json!({"name": "no-dns", "direction": "out", "action": "block", "protocol": "udp", "remote_ports": "53"})
+                    ),
                     rule(json!({"name": "ping", "protocol": "icmp"})),
-                    rule(json!({"name": "bad-host", "action": "block", "remote_addresses": ["203.0.113.7"]})),
+                    rule(
+                        json!({"name": "bad-host", "action": "block", "remote_addresses": ["203.0.113.7"]})
+                    ),
                     rule(json!({"name": "off", "enabled": false})),
                 ]),
             ),
@@ -546,7 +546,9 @@ mod tests {
             FIREWALL_RULES,
             json!([
                 rule(json!({"name": "both", "remote_addresses": ["10.0.0.0/8", "fd00::/8"]})),
-                rule(json!({"name": "never", "local_addresses": ["10.0.0.1"], "remote_addresses": ["fd00::/8"]})),
+                rule(
+                    json!({"name": "never", "local_addresses": ["10.0.0.1"], "remote_addresses": ["fd00::/8"]})
+                ),
                 rule(json!({"name": "win", "app_path": "C:\\x.exe"})),
             ]),
         )]);
