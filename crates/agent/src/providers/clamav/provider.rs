@@ -850,4 +850,128 @@ mod tests {
         assert!(unsupported("excluded_processes", &json!(["x"])).is_some());
         assert!(unsupported("excluded_processes", &json!([])).is_none());
     }
+
+    /// A stand-in for clamd: answers PONG to every PING on `socket`.
+    fn fake_clamd(socket: &std::path::Path) {
+        let listener = std::os::unix::net::UnixListener::bind(socket).unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { return };
+                let mut buf = [0u8; 6];
+                if s.read_exact(&mut buf).is_ok() {
+                    let _ = std::io::Write::write_all(&mut s, b"PONG\0");
+                }
+            }
+        });
+    }
+
+    fn provider(dir: &crate::testutil::TempDir, restart: &[&str]) -> ClamavProvider {
+        ClamavProvider::new(ClamavConfig {
+            enabled: true,
+            config_path: dir.path().join("clamd.conf"),
+            socket: dir.path().join("clamd.sock"),
+            on_access_include_paths: Vec::new(),
+            clamonacc_command: vec!["clamonacc".into()],
+            clamonacc_log: dir.path().join("clamonacc.log"),
+            restart_command: restart.iter().map(|s| s.to_string()).collect(),
+            restart_timeout: Duration::from_secs(5),
+        })
+    }
+
+    #[test]
+    fn observe_plan_apply_observe_against_a_stand_in_clamd() {
+        let dir = crate::testutil::TempDir::new();
+        let conf_path = dir.path().join("clamd.conf");
+        let mine = format!("LocalSocket {}\nMaxFileSize 25M\n", dir.path().join("clamd.sock").display());
+        std::fs::write(&conf_path, &mine).unwrap();
+        fake_clamd(&dir.path().join("clamd.sock"));
+        let mut p = provider(&dir, &["true"]);
+        assert!(p.observe().unwrap().is_empty());
+
+        let desired = values(&[
+            ("max_file_size_mb", json!(50)),
+            ("excluded_extensions", json!(["log"])),
+            ("excluded_processes", json!(["/usr/bin/x"])),
+        ]);
+        assert_eq!(p.not_carried(&desired).len(), 1);
+        let the_plan = p.plan(&desired, &p.observe().unwrap(), &BTreeMap::new());
+        assert_eq!(the_plan.changes.len(), 2, "{the_plan:?}");
+        p.apply(&the_plan).unwrap();
+        let after = p.observe().unwrap();
+        assert_eq!(after["max_file_size_mb"], json!(50));
+        assert!(p.matches(&json!([".log"]), after.get("excluded_extensions")));
+        assert!(p.plan(&desired, &after, &BTreeMap::new()).is_noop());
+        let text = std::fs::read_to_string(&conf_path).unwrap();
+        assert!(text.starts_with(BEGIN), "{text}");
+        assert!(text.ends_with(&mine), "the rest of the file is untouched: {text}");
+
+        // No longer assigned: the block goes, the file is as it was.
+        let removals = BTreeMap::from([
+            ("max_file_size_mb".to_string(), RemovalBehaviour::Revert),
+            ("excluded_extensions".to_string(), RemovalBehaviour::Revert),
+        ]);
+        p.apply(&p.plan(&Values::new(), &p.observe().unwrap(), &removals))
+            .unwrap();
+        assert!(p.observe().unwrap().is_empty());
+        assert_eq!(std::fs::read_to_string(&conf_path).unwrap(), mine);
+    }
+
+    #[test]
+    fn a_failed_restart_restores_the_previous_file_and_says_why() {
+        let dir = crate::testutil::TempDir::new();
+        let conf_path = dir.path().join("clamd.conf");
+        std::fs::write(&conf_path, "LocalSocket /nonexistent/clamd.sock\n").unwrap();
+        let mut p = provider(&dir, &["sh", "-c", "echo 'Job for clamav-daemon.service failed' >&2; exit 1"]);
+        let desired = values(&[("scan_archives", json!(false))]);
+        let e = p
+            .apply(&p.plan(&desired, &p.observe().unwrap(), &BTreeMap::new()))
+            .unwrap_err();
+        assert_eq!(e.kind, crate::providers::ErrorKind::Misconfigured);
+        assert!(e.message.contains("Job for clamav-daemon.service failed"), "{}", e.message);
+        assert_eq!(
+            std::fs::read_to_string(&conf_path).unwrap(),
+            "LocalSocket /nonexistent/clamd.sock\n"
+        );
+    }
+
+    #[test]
+    fn without_a_restart_command_the_read_back_says_what_to_do() {
+        let dir = crate::testutil::TempDir::new();
+        let conf_path = dir.path().join("clamd.conf");
+        std::fs::write(&conf_path, "LocalSocket /nonexistent/clamd.sock\n").unwrap();
+        let mut p = provider(&dir, &[]);
+        let desired = values(&[("scan_archives", json!(false))]);
+        p.apply(&p.plan(&desired, &p.observe().unwrap(), &BTreeMap::new()))
+            .unwrap();
+        // Written, but clamd does not run it.
+        assert_eq!(p.observe().unwrap()["scan_archives"], Value::Null);
+        let e = p.explain("scan_archives", &json!(false)).unwrap();
+        assert!(e.message.contains("clamd is not answering"), "{}", e.message);
+        assert!(e.message.contains("restart_command is empty"), "{}", e.message);
+    }
+
+    #[test]
+    fn real_time_protection_without_folders_to_watch_is_misconfigured() {
+        let dir = crate::testutil::TempDir::new();
+        std::fs::write(dir.path().join("clamd.conf"), "LocalSocket x\n").unwrap();
+        fake_clamd(&dir.path().join("clamd.sock"));
+        let mut p = provider(&dir, &["true"]);
+        let desired = values(&[("real_time_protection", json!(true))]);
+        p.apply(&p.plan(&desired, &p.observe().unwrap(), &BTreeMap::new()))
+            .unwrap();
+        assert_eq!(p.observe().unwrap().get(RTP), None);
+        let e = p.explain(RTP, &json!(true)).unwrap();
+        assert!(e.message.contains("on_access_include_paths"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_missing_or_broken_clamd_conf_is_misconfigured() {
+        let dir = crate::testutil::TempDir::new();
+        let p = provider(&dir, &["true"]);
+        let e = p.observe().unwrap_err();
+        assert!(e.message.contains("cannot read"), "{}", e.message);
+        std::fs::write(dir.path().join("clamd.conf"), format!("{BEGIN}\nScanArchive no\n")).unwrap();
+        let e = p.observe().unwrap_err();
+        assert!(e.message.contains("has no"), "{}", e.message);
+    }
 }
