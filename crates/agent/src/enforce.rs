@@ -581,6 +581,21 @@ mod tests {
         );
         let text = std::fs::read_to_string(dir.path().join("settings.json")).unwrap();
         assert!(text.contains("true"));
+        // Reported as a tamper event: what was set, what was found, restored.
+        assert_eq!(second.tamper_events.len(), 1, "{:?}", second.tamper_events);
+        let t = &second.tamper_events[0];
+        assert_eq!(
+            (t.setting.as_str(), t.provider.as_str()),
+            ("real_time_protection", "file")
+        );
+        assert_eq!(
+            (t.expected.clone(), t.found.clone(), t.restored),
+            (Some(json!(true)), Some(json!(false)), true)
+        );
+        // Nothing changed since: no event.
+        let third = enforce(&r, &mut providers, &applied(&second), catalog);
+        assert!(third.tamper_events.is_empty());
+        assert!(first.tamper_events.is_empty());
     }
 
     /// A provider that fails as told, or writes what it likes.

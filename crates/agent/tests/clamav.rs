@@ -11,7 +11,7 @@
 //! detected again.
 //!
 //! Prerequisites: root, `clamd`, `clamdscan`, `clamonacc`, `clamconf`
-//! (Debian: `apt-get install clamav clamav-daemon`). Missing, the tests
+//! (Debian: `apt-get install clamav clamav-daemon clamdscan`). Missing, the tests
 //! print "skipped" — unless `RAMPART_REQUIRE_ROOT_TESTS=1` (CI sets it),
 //! then they fail. The machine's own clamd, if any, is not touched.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
@@ -34,7 +34,7 @@ fn prerequisites() -> bool {
     support::root_prerequisites(
         "ClamAV",
         &["clamd", "clamdscan", "clamonacc", "clamconf", "md5sum"],
-        "apt-get install clamav clamav-daemon",
+        "apt-get install clamav clamav-daemon clamdscan",
     )
 }
 
@@ -331,7 +331,26 @@ async fn clamd_and_clamonacc_enforce_exclusions_and_real_time_protection() {
     })
     .await;
     assert!(std::fs::read(clam.path("watched/clean.txt")).is_ok());
-    assert_eq!(clam.clamonacc().len(), 1);
+    let watching = clam.clamonacc();
+    assert_eq!(watching.len(), 1);
+
+    // The agent restarts: real-time protection does not stop meanwhile, and
+    // the new agent adopts the clamonacc it finds (no restart, no tamper).
+    agent.stop();
+    assert_eq!(clam.clamonacc(), watching);
+    assert!(clam.open_refused("watched/eicar.com"));
+    let enforced = agent.status()["policy"]["enforced_at"].as_i64().unwrap();
+    // Times are whole seconds: make sure the next enforcement is later.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    agent.start();
+    eventually(20, "the restarted agent enforces", &agent, async || {
+        agent.status()["policy"]["enforced_at"]
+            .as_i64()
+            .is_some_and(|t| t > enforced)
+    })
+    .await;
+    assert_eq!(clam.clamonacc(), watching, "{}", agent.log());
+    assert!(!agent.log().contains("event=\"tamper\""), "{}", agent.log());
 
     // A hand edit of the block is drift: the next enforcement restores it,
     // and clamd is restarted so that it runs the restored file.
@@ -396,7 +415,13 @@ async fn clamd_and_clamonacc_enforce_exclusions_and_real_time_protection() {
     assert!(block.contains("OnAccessPrevention no"), "{block}");
     assert!(!block.contains("MaxFileSize"), "{block}");
 
+    // Offboarding removes what Rampart set: the file is the test's again.
     agent.stop();
+    let out = agent.cmd(&["offboard"]).output().unwrap();
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    let text = std::fs::read_to_string(clam.conf()).unwrap();
+    assert!(!text.contains("rampart managed"), "{text}");
+    assert!(text.starts_with("# The test's private clamd."), "{text}");
     server.stop().await.unwrap();
 }
 

@@ -1,6 +1,6 @@
 //! Process facts from Linux's `/proc`, read without unsafe code: who
 //! listens on a Unix socket, how long a process has been running, its name
-//! and command line; and signals sent through `kill(1)`.
+//! and command line; and signals sent through the shell's `kill`.
 //!
 //! The ClamAV provider uses them to tell whether the clamd (and clamonacc)
 //! that runs has loaded clamd.conf as it is now: clamd cannot say which
@@ -107,10 +107,11 @@ pub fn cmdline(pid: u32) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Sends `signal` (`TERM`, `KILL`) to `pid` with `kill(1)`.
+/// Sends `signal` (`TERM`, `KILL`) to `pid` with the shell's `kill`
+/// (present wherever `sh` is, unlike a `kill` program).
 pub fn signal(pid: u32, signal: &str) -> bool {
-    std::process::Command::new("kill")
-        .arg(format!("-{signal}"))
+    std::process::Command::new("sh")
+        .args(["-c", "kill -s \"$0\" \"$1\"", signal])
         .arg(pid.to_string())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -130,6 +131,17 @@ mod tests {
         assert!(running_for(me).is_some_and(|d| d < Duration::from_secs(24 * 3600)));
         assert!(comm(me).is_some());
         assert!(!cmdline(me).is_empty());
+    }
+
+    #[test]
+    fn signals_reach_the_process() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        assert!(signal(child.id(), "TERM"));
+        assert!(!child.wait().unwrap().success());
+        assert!(!alive(child.id()));
     }
 
     #[test]

@@ -222,7 +222,7 @@ impl ClamavProvider {
             .lines()
             .chain(String::from_utf8_lossy(&output.stdout).lines())
             .filter(|l| l.trim_start().starts_with("ERROR"))
-            .map(|l| l.replace(&dir.display().to_string(), &self.path()))
+            .map(|l| l.replace(&dir.join("clamd.conf").display().to_string(), &self.path()))
             .collect();
         if errors.is_empty() {
             Ok(())
@@ -882,7 +882,10 @@ mod tests {
     fn observe_plan_apply_observe_against_a_stand_in_clamd() {
         let dir = crate::testutil::TempDir::new();
         let conf_path = dir.path().join("clamd.conf");
-        let mine = format!("LocalSocket {}\nMaxFileSize 25M\n", dir.path().join("clamd.sock").display());
+        let mine = format!(
+            "LocalSocket {}\nMaxFileSize 25M\n",
+            dir.path().join("clamd.sock").display()
+        );
         std::fs::write(&conf_path, &mine).unwrap();
         fake_clamd(&dir.path().join("clamd.sock"));
         let mut p = provider(&dir, &["true"]);
@@ -903,7 +906,10 @@ mod tests {
         assert!(p.plan(&desired, &after, &BTreeMap::new()).is_noop());
         let text = std::fs::read_to_string(&conf_path).unwrap();
         assert!(text.starts_with(BEGIN), "{text}");
-        assert!(text.ends_with(&mine), "the rest of the file is untouched: {text}");
+        assert!(
+            text.ends_with(&mine),
+            "the rest of the file is untouched: {text}"
+        );
 
         // No longer assigned: the block goes, the file is as it was.
         let removals = BTreeMap::from([
@@ -921,13 +927,24 @@ mod tests {
         let dir = crate::testutil::TempDir::new();
         let conf_path = dir.path().join("clamd.conf");
         std::fs::write(&conf_path, "LocalSocket /nonexistent/clamd.sock\n").unwrap();
-        let mut p = provider(&dir, &["sh", "-c", "echo 'Job for clamav-daemon.service failed' >&2; exit 1"]);
+        let mut p = provider(
+            &dir,
+            &[
+                "sh",
+                "-c",
+                "echo 'Job for clamav-daemon.service failed' >&2; exit 1",
+            ],
+        );
         let desired = values(&[("scan_archives", json!(false))]);
         let e = p
             .apply(&p.plan(&desired, &p.observe().unwrap(), &BTreeMap::new()))
             .unwrap_err();
         assert_eq!(e.kind, crate::providers::ErrorKind::Misconfigured);
-        assert!(e.message.contains("Job for clamav-daemon.service failed"), "{}", e.message);
+        assert!(
+            e.message.contains("Job for clamav-daemon.service failed"),
+            "{}",
+            e.message
+        );
         assert_eq!(
             std::fs::read_to_string(&conf_path).unwrap(),
             "LocalSocket /nonexistent/clamd.sock\n"
@@ -946,8 +963,16 @@ mod tests {
         // Written, but clamd does not run it.
         assert_eq!(p.observe().unwrap()["scan_archives"], Value::Null);
         let e = p.explain("scan_archives", &json!(false)).unwrap();
-        assert!(e.message.contains("clamd is not answering"), "{}", e.message);
-        assert!(e.message.contains("restart_command is empty"), "{}", e.message);
+        assert!(
+            e.message.contains("clamd is not answering"),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message.contains("restart_command is empty"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
@@ -961,7 +986,11 @@ mod tests {
             .unwrap();
         assert_eq!(p.observe().unwrap().get(RTP), None);
         let e = p.explain(RTP, &json!(true)).unwrap();
-        assert!(e.message.contains("on_access_include_paths"), "{}", e.message);
+        assert!(
+            e.message.contains("on_access_include_paths"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
@@ -970,8 +999,34 @@ mod tests {
         let p = provider(&dir, &["true"]);
         let e = p.observe().unwrap_err();
         assert!(e.message.contains("cannot read"), "{}", e.message);
-        std::fs::write(dir.path().join("clamd.conf"), format!("{BEGIN}\nScanArchive no\n")).unwrap();
+        std::fs::write(
+            dir.path().join("clamd.conf"),
+            format!("{BEGIN}\nScanArchive no\n"),
+        )
+        .unwrap();
         let e = p.observe().unwrap_err();
         assert!(e.message.contains("has no"), "{}", e.message);
+    }
+
+    #[test]
+    fn clamconf_refuses_a_broken_file_before_it_is_written() {
+        let dir = crate::testutil::TempDir::new();
+        let conf_path = dir.path().join("clamd.conf");
+        let broken = "LocalSocket /nonexistent/clamd.sock\nScanArchiv yes\n";
+        std::fs::write(&conf_path, broken).unwrap();
+        let mut p = provider(&dir, &["true"]);
+        let desired = values(&[("scan_archives", json!(false))]);
+        let result = p.apply(&p.plan(&desired, &p.observe().unwrap(), &BTreeMap::new()));
+        let clamconf = Command::new("clamconf").arg("--version").output().is_ok();
+        if clamconf {
+            let e = result.unwrap_err();
+            assert!(e.message.contains("ScanArchiv"), "{}", e.message);
+            assert!(
+                e.message.contains(&format!("{}:", conf_path.display())),
+                "{}",
+                e.message
+            );
+            assert_eq!(std::fs::read_to_string(&conf_path).unwrap(), broken);
+        }
     }
 }

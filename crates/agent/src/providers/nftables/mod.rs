@@ -5,8 +5,8 @@
 //! touched.
 //!
 //! - `observe`: `nft -j list table inet rampart`, parsed (`parse.rs`) into
-//!   the settings' values; an absent table is a firewall Rampart does not
-//!   run (`firewall_enabled` false or unset).
+//!   the settings' values; an absent table reads `firewall_enabled` false,
+//!   which is also this component's default (Rampart filters nothing).
 //! - `plan` (pure): the table the settings call for (`render.rs`) against
 //!   the table read back; any difference, in a setting or in the table's
 //!   scaffolding, replaces the whole table.
@@ -242,7 +242,7 @@ impl Provider for NftablesProvider {
 
     fn observe(&self) -> Result<Values, ProviderError> {
         let Some(json) = self.list_json()? else {
-            return Ok(Values::new());
+            return Ok([(render::FIREWALL_ENABLED.to_string(), Value::Bool(false))].into());
         };
         let ruleset = parse::ruleset(&json, &self.table).map_err(ProviderError::misconfigured)?;
         let mut values = parse::values(&ruleset, &self.server);
@@ -386,6 +386,13 @@ impl Provider for NftablesProvider {
             Value::Bool(false) => observed.is_none() || observed == Some(&Value::Bool(false)),
             _ => observed == Some(desired),
         }
+    }
+
+    /// On Linux the component's default is no Rampart table: reverting
+    /// everything leaves `firewall_enabled` reading false (the catalog's
+    /// `true` is Windows Firewall's default).
+    fn is_default(&self, observed: Option<&Value>, default: Option<&Value>) -> bool {
+        observed.is_none() || observed == default || observed == Some(&Value::Bool(false))
     }
 
     fn not_carried(&self, desired: &Values) -> BTreeMap<String, String> {
