@@ -3,14 +3,13 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use rampart_core::error::FieldError;
 use rampart_core::model::Role;
 use rampart_core::validate::{group_from_json, group_to_json};
 use rampart_proto::{ErrorBody, GroupMembers, GroupView};
 use rampart_store::{Expect, ObjectKind, Write};
 use serde_json::Value;
 
-use crate::api::audit;
+use crate::api::{audit, name_from_path, saved};
 use crate::auth::Principal;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
@@ -118,9 +117,9 @@ pub async fn create(
         )
         .await?;
     state.policy_changed(&who.tenant_id);
-    saved(&state, &who, &group.name)
+    saved(&state, &who, ObjectKind::Group, &group.name)
         .await
-        .map(|v| (StatusCode::CREATED, v))
+        .map(|r| (StatusCode::CREATED, Json(group_view(&r))))
 }
 
 #[utoipa::path(put, path = "/api/v1/groups/{name}", tag = "groups", params(("name" = String, Path)),
@@ -133,20 +132,7 @@ pub async fn update(
     JsonBody(mut body): JsonBody<Value>,
 ) -> ApiResult<Json<GroupView>> {
     who.require(Role::SecurityManager, "changing a group")?;
-    if let Some(obj) = body.as_object_mut() {
-        match obj.get("name").and_then(Value::as_str) {
-            None => {
-                obj.insert("name".into(), Value::from(name.clone()));
-            }
-            Some(n) if n != name => {
-                return Err(ApiError::Validation(vec![FieldError::new(
-                    "name",
-                    format!("is {n:?} but the path names {name:?}; groups cannot be renamed"),
-                )]));
-            }
-            Some(_) => {}
-        }
-    }
+    name_from_path(&mut body, &name, ObjectKind::Group)?;
     let before = state
         .store
         .object(&who.tenant_id, ObjectKind::Group, &name)
@@ -180,7 +166,9 @@ pub async fn update(
         )
         .await?;
     state.policy_changed(&who.tenant_id);
-    saved(&state, &who, &name).await
+    saved(&state, &who, ObjectKind::Group, &name)
+        .await
+        .map(|r| Json(group_view(&r)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/groups/{name}", tag = "groups", params(("name" = String, Path)),
@@ -244,13 +232,4 @@ async fn assigning_policies(state: &AppState, tenant: &str, group: &str) -> ApiR
         })
         .map(|p| p.name)
         .collect())
-}
-
-async fn saved(state: &AppState, who: &Principal, name: &str) -> ApiResult<Json<GroupView>> {
-    let record = state
-        .store
-        .object(&who.tenant_id, ObjectKind::Group, name)
-        .await?
-        .ok_or_else(|| ApiError::Internal(format!("group {name:?} vanished after a write")))?;
-    Ok(Json(group_view(&record)))
 }

@@ -10,7 +10,7 @@ use rampart_proto::{ErrorBody, PolicyView};
 use rampart_store::{Expect, ObjectKind, Write};
 use serde_json::Value;
 
-use crate::api::audit;
+use crate::api::{audit, name_from_path, saved};
 use crate::auth::Principal;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
@@ -123,9 +123,9 @@ pub async fn create(
         )
         .await?;
     state.policy_changed(&who.tenant_id);
-    saved(&state, &who, &policy.name)
+    saved(&state, &who, ObjectKind::Policy, &policy.name)
         .await
-        .map(|v| (StatusCode::CREATED, v))
+        .map(|r| (StatusCode::CREATED, Json(policy_view(&r))))
 }
 
 #[utoipa::path(put, path = "/api/v1/policies/{name}", tag = "policies",
@@ -139,20 +139,7 @@ pub async fn update(
     JsonBody(mut body): JsonBody<Value>,
 ) -> ApiResult<Json<PolicyView>> {
     who.require(Role::SecurityManager, "changing a policy")?;
-    if let Some(obj) = body.as_object_mut() {
-        match obj.get("name").and_then(Value::as_str) {
-            None => {
-                obj.insert("name".into(), Value::from(name.clone()));
-            }
-            Some(n) if n != name => {
-                return Err(ApiError::Validation(vec![FieldError::new(
-                    "name",
-                    format!("is {n:?} but the path names {name:?}; policies cannot be renamed"),
-                )]));
-            }
-            Some(_) => {}
-        }
-    }
+    name_from_path(&mut body, &name, ObjectKind::Policy)?;
     let before = state
         .store
         .object(&who.tenant_id, ObjectKind::Policy, &name)
@@ -186,7 +173,9 @@ pub async fn update(
         )
         .await?;
     state.policy_changed(&who.tenant_id);
-    saved(&state, &who, &name).await
+    saved(&state, &who, ObjectKind::Policy, &name)
+        .await
+        .map(|r| Json(policy_view(&r)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/policies/{name}", tag = "policies",
@@ -225,13 +214,4 @@ pub async fn delete(
         .await?;
     state.policy_changed(&who.tenant_id);
     Ok(StatusCode::NO_CONTENT)
-}
-
-async fn saved(state: &AppState, who: &Principal, name: &str) -> ApiResult<Json<PolicyView>> {
-    let record = state
-        .store
-        .object(&who.tenant_id, ObjectKind::Policy, name)
-        .await?
-        .ok_or_else(|| ApiError::Internal(format!("policy {name:?} vanished after a write")))?;
-    Ok(Json(policy_view(&record)))
 }
