@@ -792,3 +792,60 @@ async fn onboarding_create_writes_a_private_package_and_refuses_to_overwrite() {
     std::fs::remove_dir_all(dir).unwrap();
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_talks_to_an_https_server_with_a_private_ca() {
+    use std::sync::Arc;
+    rampart_pki::install_crypto_provider();
+    let dir = tempdir();
+    let ca = rampart_pki::new_ca("cli test CA", 1).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (cert, key) =
+        rampart_pki::issue_server_cert(&ca, &["127.0.0.1".into()], now - 60, now + 3600).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert).unwrap();
+    std::fs::write(dir.join("key.pem"), key).unwrap();
+    std::fs::write(dir.join("ca.pem"), &ca.cert_pem).unwrap();
+    let config = rampart_server::config::ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        device_listen: "127.0.0.1:0".parse().unwrap(),
+        tls_cert: Some(dir.join("cert.pem")),
+        tls_key: Some(dir.join("key.pem")),
+        ..rampart_server::config::ServerConfig::new(dir.join("data"))
+    };
+    let server = rampart_server::start(config, Arc::new(rampart_server::clock::SystemClock))
+        .await
+        .unwrap();
+    let token = std::fs::read_to_string(dir.join("data/admin-token")).unwrap();
+    let url = format!("https://{}", server.addr);
+    let ca_path = dir.join("ca.pem");
+    let run = |extra: Vec<String>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
+        cmd.args(["--server", &url, "--token", token.trim()])
+            .args(extra)
+            .env_remove("RAMPART_CA_CERT");
+        cmd
+    };
+    let mut trusted = run(vec![
+        "whoami".into(),
+        "--ca-cert".into(),
+        ca_path.display().to_string(),
+    ]);
+    let out = tokio::task::spawn_blocking(move || trusted.output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("global_admin"));
+    let mut untrusted = run(vec!["whoami".into()]);
+    let out = tokio::task::spawn_blocking(move || untrusted.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a server certificate from an unknown CA is refused"
+    );
+    server.stop().await.unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -21,4 +21,6 @@ pub use issue::{
     IssuedCert,
 };
 pub use signing::{new_signing_key, sign, verify, SigningKeyPair};
-pub use tls::{client_config, install_crypto_provider, server_config, ClientCaRoots};
+pub use tls::{
+    client_config, install_crypto_provider, plain_server_config, server_config, ClientCaRoots,
+};

@@ -218,6 +218,22 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// A plain TLS server configuration (no client certificates): the admin API
+/// and console when `rampart-server` is given `--tls-cert`/`--tls-key`.
+pub fn plain_server_config(
+    server_cert_pem: &str,
+    server_key_pem: &str,
+) -> Result<Arc<ServerConfig>> {
+    let chain = certs_from_pem(server_cert_pem)?;
+    let key = private_key(server_key_pem)?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// The agent's client configuration: it trusts only `server_ca_pem` (the
 /// installation CA pinned in the onboarding package, not the system roots)
 /// and presents `identity` (`(cert_pem, key_pem)`) when given.

@@ -23,6 +23,10 @@ pub struct ServerConfig {
     /// Serve plain HTTP on a non-loopback address because a TLS-terminating
     /// proxy sits in front.
     pub behind_tls_proxy: bool,
+    /// Certificate chain and key (PEM) to serve the admin API and console
+    /// over TLS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// Device channel listener (always TLS, client certificates).
     pub device_listen: SocketAddr,
     /// The device channel URL agents use, written into onboarding packages;
@@ -48,6 +52,8 @@ impl ServerConfig {
             load: None,
             simulate: false,
             behind_tls_proxy: false,
+            tls_cert: None,
+            tls_key: None,
             device_listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             device_url: None,
             device_hostnames: Vec::new(),
@@ -92,10 +98,13 @@ pub fn redact_url(url: &str) -> String {
 impl ServerConfig {
     /// Checks what flags alone cannot express.
     pub fn validate(&self) -> Result<()> {
-        if !self.listen.ip().is_loopback() && !self.behind_tls_proxy {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            bail!("--tls-cert and --tls-key go together");
+        }
+        if !self.listen.ip().is_loopback() && !self.behind_tls_proxy && self.tls_cert.is_none() {
             bail!(
                 "--listen {} is not a loopback address: the admin API carries tokens and must not be served in plain HTTP there; \
-                 serve it on loopback behind a TLS-terminating proxy and pass --behind-tls-proxy",
+                 give --tls-cert and --tls-key, or serve it behind a TLS-terminating proxy and pass --behind-tls-proxy",
                 self.listen
             );
         }

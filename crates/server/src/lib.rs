@@ -171,14 +171,37 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Runnin
     let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel::<()>();
     let app = router::router(state.clone());
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await
-    });
+    let admin_tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let cert = std::fs::read_to_string(cert)
+                .with_context(|| format!("cannot read --tls-cert {}", cert.display()))?;
+            let key = std::fs::read_to_string(key)
+                .with_context(|| format!("cannot read --tls-key {}", key.display()))?;
+            Some(rampart_pki::plain_server_config(&cert, &key).context("--tls-cert/--tls-key")?)
+        }
+        _ => None,
+    };
     let (device_shutdown, device_rx) = watch::channel(false);
+    let task = match admin_tls {
+        // The same TLS accept loop as the device channel; no client
+        // certificate is asked for, so none is attached.
+        Some(tls) => {
+            let stop = device_shutdown.subscribe();
+            // This listener stops with the device channel's signal.
+            drop(rx);
+            tokio::spawn(async move {
+                device::listener::serve(listener, tls, app, stop).await;
+                Ok::<(), std::io::Error>(())
+            })
+        }
+        None => tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await
+        }),
+    };
     let device_task = tokio::spawn(device::listener::serve(
         device_listener,
         tls,

@@ -39,6 +39,12 @@ struct Args {
     /// Load the policy-as-code files (and simulated devices) of this directory into the default tenant at start.
     #[arg(long)]
     load: Option<PathBuf>,
+    /// Serve the admin API and console over TLS with this certificate chain (PEM).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Run a real in-process agent (file provider) for each Device document of --load, so reports show live statuses.
     #[arg(long)]
     simulate: bool,
@@ -103,6 +109,8 @@ async fn main() -> Result<()> {
         load: args.load,
         simulate: args.simulate,
         behind_tls_proxy: args.behind_tls_proxy,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
         device_listen: args.device_listen,
         device_url: args.device_url,
         device_hostnames: args.device_hostnames,
@@ -168,21 +176,23 @@ async fn main() -> Result<()> {
         return Ok(());
     }
     let data_dir = config.data_dir.clone();
+    let tls = config.tls_cert.is_some();
     let server = rampart_server::start(config, clock).await?;
-    println!("rampart-server is listening on http://{}", server.addr);
+    let scheme = if tls { "https" } else { "http" };
+    println!("rampart-server is listening on {scheme}://{}", server.addr);
     println!(
         "Device channel (mutual TLS) on https://{}",
         server.device_addr
     );
     println!("Point the CLI at it:");
-    println!("  export RAMPART_SERVER=http://{}", server.addr);
+    println!("  export RAMPART_SERVER={scheme}://{}", server.addr);
     println!(
         "  export RAMPART_TOKEN=$(cat {})",
         rampart_server::bootstrap::admin_token_path(&data_dir).display()
     );
     println!("  rampart device list");
     println!(
-        "Console: http://{}/ (sign in as a user made with `rampart-server create-user`)",
+        "Console: {scheme}://{}/ (sign in as a user made with `rampart-server create-user`)",
         server.addr
     );
     shutdown_signal().await;
