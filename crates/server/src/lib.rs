@@ -11,6 +11,7 @@ pub mod config;
 pub mod console;
 pub mod device;
 pub mod error;
+pub mod fanout;
 pub mod fleet;
 pub mod openapi;
 pub mod policy_cache;
@@ -163,7 +164,14 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Runnin
         cert_lifetime_secs: config.cert_lifetime_secs,
         url: device_url,
     };
-    let state = AppState::new(store, clock, trust, settings);
+    let mut state = AppState::new(store, clock, trust, settings);
+    let postgres_url = config
+        .database_url
+        .clone()
+        .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"));
+    if let Some(url) = &postgres_url {
+        state.fanout = fanout::Fanout::postgres(url).context("the nudge channel")?;
+    }
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -209,6 +217,9 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Runnin
         device_rx,
     ));
     let mut background = vec![state.last_seen.spawn_flusher(state.store.clone())];
+    if let Some(url) = postgres_url {
+        background.push(fanout::spawn_listener(state.clone(), url));
+    }
     // Tenants created by another process (`rampart-server create-tenant`) or
     // replica become acceptable to the device listener within seconds.
     let refresher = state.clone();

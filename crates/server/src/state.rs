@@ -32,6 +32,8 @@ pub struct AppState {
     pub hub: SyncHub,
     pub policies: PolicyCache,
     pub last_seen: LastSeen,
+    /// Nudges to and from the other replicas.
+    pub fanout: crate::fanout::Fanout,
     /// Tenant id → name. Tenants are never renamed, so entries never go stale.
     tenant_names: Arc<RwLock<HashMap<String, String>>>,
 }
@@ -52,6 +54,7 @@ impl AppState {
             hub: SyncHub::default(),
             policies: PolicyCache::default(),
             last_seen: LastSeen::default(),
+            fanout: crate::fanout::Fanout::default(),
             tenant_names: Arc::default(),
         }
     }
@@ -60,6 +63,24 @@ impl AppState {
     /// forget the cached policy set and wake, paced, the waiting devices
     /// whose policy is no longer the one they hold.
     pub fn policy_changed(&self, tenant: &str) {
+        self.fanout.publish(crate::fanout::Nudge::Policies {
+            tenant: tenant.to_string(),
+        });
+        self.apply_policy_change(tenant);
+    }
+
+    /// Wakes a device, here or on the replica that holds its long poll;
+    /// true when it is waiting on this replica.
+    pub fn nudge_device(&self, tenant: &str, device: &str) -> bool {
+        self.fanout.publish(crate::fanout::Nudge::Device {
+            tenant: tenant.to_string(),
+            device: device.to_string(),
+        });
+        self.hub.nudge(tenant, device)
+    }
+
+    /// `policy_changed` for this replica only.
+    pub fn apply_policy_change(&self, tenant: &str) {
         self.policies.invalidate(tenant);
         let state = self.clone();
         let tenant = tenant.to_string();

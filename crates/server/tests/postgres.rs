@@ -83,3 +83,132 @@ async fn the_server_runs_on_postgresql_chosen_by_url() {
         .await
         .unwrap();
 }
+
+/// Two replicas on one PostgreSQL database: a device long-polls replica B,
+/// an administrator asks replica A for a sync, and LISTEN/NOTIFY carries the
+/// nudge across within seconds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sync_on_one_replica_reaches_a_device_waiting_on_another() {
+    use rampart_proto::device::{CheckInResponse, EnrollResponse, OnboardingPackage};
+    use std::time::{Duration, Instant};
+
+    let required = std::env::var("RAMPART_TEST_POSTGRES_REQUIRED").is_ok_and(|v| v == "1");
+    let Ok(base) = std::env::var("RAMPART_TEST_POSTGRES_URL") else {
+        assert!(
+            !required,
+            "RAMPART_TEST_POSTGRES_REQUIRED=1 but RAMPART_TEST_POSTGRES_URL is not set"
+        );
+        eprintln!("skipped: set RAMPART_TEST_POSTGRES_URL to run the replica test");
+        return;
+    };
+    let name = format!("rampart_replicas_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&base)
+        .await
+        .expect("PostgreSQL is reachable");
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    let url = format!(
+        "{}/{name}",
+        base.rsplit_once('/')
+            .map_or(base.as_str(), |(head, _)| head)
+    );
+
+    let a = TestServer::start_with(Options {
+        load: Some(repo_path("examples/fleet")),
+        database_url: Some(url.clone()),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let b = TestServer::start_with(Options {
+        database_url: Some(url.clone()),
+        admin_token: Some(a.admin_token.clone()),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+
+    // A device enrolls through replica B and long-polls it.
+    rampart_pki::install_crypto_provider();
+    let (_, p) = b.admin().post("/onboarding", &json!({})).await.unwrap();
+    let package: OnboardingPackage = serde_json::from_value(p).unwrap();
+    assert_eq!(package.server_url, b.device_url);
+    let key = rampart_pki::new_device_key().unwrap();
+    let anonymous = reqwest::Client::builder()
+        .use_preconfigured_tls(rampart_pki::client_config(&package.server_ca_pem, None).unwrap())
+        .build()
+        .unwrap();
+    let facts = json!({"hostname": "h", "os": "linux", "os_version": "22.04", "type": "server", "agent_version": "t", "tags": ["web"]});
+    let enrolled: EnrollResponse = anonymous
+        .post(format!("{}/device/v1/enroll", package.server_url))
+        .json(&json!({"token": package.token, "device_name": "replica-dev", "csr_pem": rampart_pki::csr_pem(&key, "replica-dev").unwrap(), "facts": facts, "survey": {"managed_by": null, "evidence": []}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let device = reqwest::Client::builder()
+        .use_preconfigured_tls(
+            rampart_pki::client_config(
+                &package.server_ca_pem,
+                Some((&enrolled.certificate_pem, &key.key_pem)),
+            )
+            .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let checkin: CheckInResponse = device
+        .post(format!("{}/device/v1/checkin", package.server_url))
+        .json(&json!({"digest": null, "version": null, "facts": facts, "survey": {"managed_by": null, "evidence": []}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let signed = checkin.policy.unwrap();
+    let digest = serde_json::from_str::<serde_json::Value>(&signed.payload).unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let wait_url = format!(
+        "{}/device/v1/wait?digest={digest}&timeout=60",
+        package.server_url
+    );
+    let poll = tokio::spawn(async move {
+        device
+            .get(wait_url)
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // The sync goes to replica A.
+    let started = Instant::now();
+    let (s, r) = a
+        .admin()
+        .post("/devices/replica-dev/sync", &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    let answer = tokio::time::timeout(Duration::from_secs(10), poll)
+        .await
+        .expect("the nudge crossed replicas")
+        .unwrap();
+    assert_eq!(answer["event"], "sync");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    b.stop().await.unwrap();
+    a.stop().await.unwrap();
+    admin
+        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+        .await
+        .unwrap();
+}

@@ -37,6 +37,9 @@ pub struct Options {
     pub load: Option<PathBuf>,
     /// A database URL; a temporary SQLite file when `None`.
     pub database_url: Option<String>,
+    /// The admin token to use instead of the data directory's token file
+    /// (a replica joining another's database).
+    pub admin_token: Option<String>,
     /// Device certificate lifetime; the server's default when `None`.
     pub cert_lifetime_secs: Option<i64>,
     /// Where the device channel listens (port 0 for any); `127.0.0.1:0`
@@ -80,11 +83,15 @@ impl TestServer {
             rampart_server::clock::Clock::now(&rampart_server::clock::SystemClock).max(TEST_EPOCH),
         );
         let server = rampart_server::start(config.clone(), Arc::new(clock.clone())).await?;
-        let admin_token =
-            std::fs::read_to_string(rampart_server::bootstrap::admin_token_path(&data_dir))
+        // A second replica on a shared database writes no token file: the
+        // first replica's token serves both.
+        let admin_token = match options.admin_token {
+            Some(token) => token,
+            None => std::fs::read_to_string(rampart_server::bootstrap::admin_token_path(&data_dir))
                 .context("admin token file")?
                 .trim()
-                .to_string();
+                .to_string(),
+        };
         Ok(TestServer {
             url: format!("http://{}", server.addr),
             device_url: format!("https://{}", server.device_addr),

@@ -147,7 +147,7 @@ pub async fn delete(
         )
         .await?;
     // A waiting agent learns at once that its trust is gone.
-    state.hub.nudge(&who.tenant_id, &before.id);
+    state.nudge_device(&who.tenant_id, &before.id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -169,7 +169,7 @@ pub async fn sync(
             vec![audit(&who, "device.sync", "device", &name, None, None)],
         )
         .await?;
-    let connected = state.hub.nudge(&who.tenant_id, &device.id);
+    let connected = state.nudge_device(&who.tenant_id, &device.id);
     Ok((
         StatusCode::ACCEPTED,
         Json(SyncAccepted {
