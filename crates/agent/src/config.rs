@@ -317,7 +317,14 @@ impl AgentConfig {
             },
             providers: ProvidersConfig {
                 file: FileProviderConfig {
-                    enabled: file.providers.file.enabled.unwrap_or(true),
+                    // The file provider stands in for real components; once
+                    // one is enabled it is off unless asked for, or every
+                    // setting would also "succeed" through a mere file.
+                    enabled: file
+                        .providers
+                        .file
+                        .enabled
+                        .unwrap_or(!(nftables.enabled || clamav.enabled || mdatp.enabled)),
                     path: file_path,
                 },
                 nftables,
@@ -382,6 +389,15 @@ mod tests {
         assert_eq!(c.survey.markers[0].authority, "acme");
         assert!(!c.providers.file.enabled);
         assert_eq!(c.providers.file.path, Path::new("/tmp/x.json"));
+    }
+
+    #[test]
+    fn the_file_provider_is_off_by_default_once_a_real_provider_is_on() {
+        let c = parse("[providers.mdatp]\nenabled = true\n").unwrap();
+        assert!(!c.providers.file.enabled);
+        let c =
+            parse("[providers.mdatp]\nenabled = true\n[providers.file]\nenabled = true\n").unwrap();
+        assert!(c.providers.file.enabled, "an explicit choice wins");
     }
 
     #[test]
