@@ -63,6 +63,10 @@ pub struct Principal {
     pub role: Role,
     /// `token:NAME` or `user:NAME`, as the audit log records it.
     pub actor: String,
+    /// The id of the token (or session) the call came with.
+    pub token_id: String,
+    /// `api` or `session`.
+    pub token_kind: String,
 }
 
 impl Principal {
@@ -129,6 +133,8 @@ impl FromRequestParts<AppState> for Principal {
             tenant_name: tenant,
             role,
             actor,
+            token_id: record.id,
+            token_kind: record.kind,
         })
     }
 }

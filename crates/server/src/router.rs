@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/tokens/{id}", delete(admin::delete_token))
         .route("/users", get(admin::list_users).post(admin::create_user))
         .route("/login", post(admin::login))
+        .route("/logout", post(admin::logout))
         .route("/onboarding", post(onboarding::create))
         .fallback(|| async { crate::error::ApiError::not_found("route") });
     Router::new()

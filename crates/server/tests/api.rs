@@ -999,6 +999,30 @@ async fn users_log_in_with_passwords_and_sessions_expire() {
     let me = session.get("/whoami").await.unwrap().1;
     assert_eq!(me["actor"], "user:alice");
     assert_eq!(me["role"], "security_manager");
+    // Signing out revokes that session at once; API tokens are not sessions.
+    let (_, second) = anon
+        .post(
+            "/login",
+            &json!({"username": "alice", "password": "correct horse battery"}),
+        )
+        .await
+        .unwrap();
+    let other = server.client(second["token"].as_str().unwrap());
+    let (s, _) = other.post("/logout", &json!({})).await.unwrap();
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(
+        other.get("/whoami").await.unwrap().0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        session.get("/whoami").await.unwrap().0,
+        StatusCode::OK,
+        "only that session ends"
+    );
+    assert_eq!(
+        admin.post("/logout", &json!({})).await.unwrap().0,
+        StatusCode::CONFLICT
+    );
     server
         .clock
         .advance(rampart_server::api::admin::SESSION_SECONDS + 1);

@@ -275,3 +275,25 @@ pub async fn login(
         tenant: tenant.name,
     }))
 }
+
+#[utoipa::path(post, path = "/api/v1/logout", tag = "users",
+    responses((status = 204, description = "The session is revoked"), (status = 409, body = ErrorBody)))]
+pub async fn logout(State(state): State<AppState>, who: Principal) -> ApiResult<StatusCode> {
+    if who.token_kind != "session" {
+        return Err(ApiError::Conflict(
+            "this is an API token, not a session; revoke it with DELETE /api/v1/tokens/{id}".into(),
+        ));
+    }
+    state
+        .store
+        .write(
+            &who.tenant_id,
+            state.clock.now(),
+            vec![Write::DeleteToken {
+                id: who.token_id.clone(),
+            }],
+            Vec::new(),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -3,7 +3,7 @@
 // #/reports/policies/NAME, #/tenant, #/audit, …).
 
 import { h, replace, announce } from './dom.js';
-import { session, clearSession, onUnauthorized, can } from './api.js';
+import { api, session, clearSession, onUnauthorized, can } from './api.js';
 import * as login from './pages/login.js';
 import * as devices from './pages/devices.js';
 import * as device from './pages/device.js';
@@ -93,7 +93,13 @@ function shell(section) {
   return main;
 }
 
-function signOut() {
+async function signOut() {
+  // Revoke the session on the server too; sign out locally whatever it says.
+  try {
+    await api('POST', '/logout');
+  } catch {
+    // Already expired or unreachable: nothing more to revoke.
+  }
   clearSession();
   announce('Signed out');
   location.hash = '#/login';
