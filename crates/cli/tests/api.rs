@@ -789,6 +789,21 @@ async fn onboarding_create_writes_a_private_package_and_refuses_to_overwrite() {
     );
     let audit = json(&server, &["audit", "list"]).await;
     assert_eq!(audit[0]["action"], "onboarding.create");
+    let listed = json(&server, &["onboarding", "list"]).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["max_uses"], 3);
+    assert!(!listed
+        .to_string()
+        .contains(package["token"].as_str().unwrap()));
+    ok(
+        &server,
+        &["onboarding", "revoke", listed[0]["id"].as_str().unwrap()],
+    )
+    .await;
+    assert_eq!(
+        json(&server, &["onboarding", "list"]).await,
+        serde_json::json!([])
+    );
     std::fs::remove_dir_all(dir).unwrap();
     server.stop().await.unwrap();
 }

@@ -480,3 +480,14 @@ pub struct OnboardingCreate {
     #[serde(default)]
     pub max_uses: Option<u32>,
 }
+
+/// An onboarding token as listed (never its secret).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct OnboardingTokenView {
+    pub id: String,
+    pub created_at: i64,
+    pub created_by: String,
+    pub expires_at: i64,
+    pub max_uses: Option<u32>,
+    pub uses: u32,
+}

@@ -50,7 +50,11 @@ pub fn router(state: AppState) -> Router {
         .route("/users", get(admin::list_users).post(admin::create_user))
         .route("/login", post(admin::login))
         .route("/logout", post(admin::logout))
-        .route("/onboarding", post(onboarding::create))
+        .route(
+            "/onboarding",
+            get(onboarding::list).post(onboarding::create),
+        )
+        .route("/onboarding/{id}", delete(onboarding::revoke))
         .fallback(|| async { crate::error::ApiError::not_found("route") });
     Router::new()
         .nest("/api/v1", api)

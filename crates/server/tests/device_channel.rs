@@ -177,6 +177,40 @@ async fn onboarding_tokens_are_refused_when_unknown_expired_or_exhausted() {
         .await
         .unwrap();
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    // A revoked token enrolls nobody; devices already enrolled keep their trust.
+    let revocable = package(&server, json!({})).await;
+    let listed = server.admin().get("/onboarding").await.unwrap().1;
+    // Listed oldest first: the newest is the one just made.
+    let entry = listed.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(entry["uses"], 0);
+    assert!(
+        !listed.to_string().contains(&revocable.token),
+        "token secrets are never listed"
+    );
+    let (s, _) = server
+        .admin()
+        .delete(&format!("/onboarding/{}", entry["id"].as_str().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, e) = b
+        .enroll(
+            &revocable.token,
+            "web-revoked",
+            facts("linux", &[]),
+            Survey::default(),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("token_unknown"))
+    );
+    assert_eq!(a.checkin(None, facts("linux", &[])).await.0, StatusCode::OK);
+    assert_eq!(
+        server.admin().get("/audit").await.unwrap().1[0]["action"],
+        "onboarding.revoke"
+    );
+
     // The package pins the server's CA.
     assert_eq!(
         p.server_ca_sha256,

@@ -121,6 +121,16 @@ async fn one(conn: &mut PgConnection, tenant: &str, at: Timestamp, write: Write)
         Write::PutUser(user) => put_user(conn, tenant, &user).await,
         Write::PutTenantSecrets(secrets) => put_tenant_secrets(conn, tenant, at, &secrets).await,
         Write::PutOnboardingToken(token) => put_onboarding_token(conn, tenant, &token).await,
+        Write::DeleteOnboardingToken { id } => {
+            let done =
+                sqlx::query("DELETE FROM onboarding_tokens WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant)
+                    .bind(&id)
+                    .execute(&mut *conn)
+                    .await
+                    .or_backend()?;
+            found_one(done.rows_affected(), || format!("onboarding token {id:?}"))
+        }
         Write::UpdateDeviceFacts {
             name,
             os,

@@ -68,6 +68,7 @@ macro_rules! contract_tests {
             server_secrets_are_written_once,
             onboarding_tokens_round_trip,
             onboarding_tokens_are_consumed,
+            revoked_onboarding_tokens_are_unknown,
             device_identity_round_trips,
             issued_policy_versions_only_go_up,
             device_facts_keep_what_the_agent_does_not_report,
@@ -1508,6 +1509,64 @@ pub async fn onboarding_tokens_round_trip(store: &dyn Store) {
         [same_id]
     );
     assert_eq!(store.onboarding_tokens(t).await.expect("list"), expected);
+}
+
+/// A revoked onboarding token is gone: consuming it answers Unknown, and
+/// revoking it again (or from another tenant) is NotFound.
+pub async fn revoked_onboarding_tokens_are_unknown(store: &dyn Store) {
+    let tenant = new_tenant(store, "revoke").await;
+    let other = new_tenant(store, "revoke-other").await;
+    let token = onboarding_token(None);
+    write(
+        store,
+        &tenant,
+        vec![Write::PutOnboardingToken(token.clone())],
+    )
+    .await
+    .expect("token");
+    assert_not_found(
+        write(
+            store,
+            &other,
+            vec![Write::DeleteOnboardingToken {
+                id: token.id.clone(),
+            }],
+        )
+        .await,
+        "onboarding token",
+    );
+    write(
+        store,
+        &tenant,
+        vec![Write::DeleteOnboardingToken {
+            id: token.id.clone(),
+        }],
+    )
+    .await
+    .expect("revoke");
+    assert_eq!(
+        store
+            .consume_onboarding_token(&token.hash, T0)
+            .await
+            .expect("consume"),
+        TokenUse::Unknown
+    );
+    assert!(store
+        .onboarding_tokens(&tenant.id)
+        .await
+        .expect("list")
+        .is_empty());
+    assert_not_found(
+        write(
+            store,
+            &tenant,
+            vec![Write::DeleteOnboardingToken {
+                id: token.id.clone(),
+            }],
+        )
+        .await,
+        "onboarding token",
+    );
 }
 
 pub async fn onboarding_tokens_are_consumed(store: &dyn Store) {

@@ -299,6 +299,11 @@ pub enum Write {
     /// Inserts an onboarding token into the batch's tenant; Conflict if its
     /// hash exists (in any tenant) or its id exists in the tenant.
     PutOnboardingToken(OnboardingTokenRecord),
+    /// Revokes an onboarding token: devices can no longer enroll with it
+    /// (devices already enrolled keep their trust). NotFound when absent.
+    DeleteOnboardingToken {
+        id: String,
+    },
     /// Records what an agent reported about its device, leaving everything
     /// else (id, identity, issued policy, applied policy, creation time) as
     /// it is. Fields are written as given, except two that keep the stored

@@ -12,6 +12,9 @@ use crate::client::Client;
 pub struct Args {
     #[command(subcommand)]
     command: Command,
+    /// Output format (for `list`).
+    #[arg(short, long, value_enum, default_value_t, global = true)]
+    output: crate::Format,
 }
 
 #[derive(clap::Subcommand)]
@@ -27,6 +30,14 @@ enum Command {
         /// Where to write the package (it holds a secret).
         #[arg(long)]
         out: PathBuf,
+    },
+    /// List the tenant's onboarding tokens (never their secret).
+    List,
+    /// Revoke a token: devices can no longer enroll with it; enrolled
+    /// devices keep their trust.
+    Revoke {
+        /// The token id, as `rampart onboarding list` shows it.
+        id: String,
     },
 }
 
@@ -48,11 +59,47 @@ fn parse_duration(s: &str) -> Result<i64, String> {
 }
 
 pub async fn run(client: Client, args: Args) -> Result<ExitCode> {
-    let Command::Create {
-        expires,
-        max_uses,
-        out,
-    } = args.command;
+    let (expires, max_uses, out) = match args.command {
+        Command::Create {
+            expires,
+            max_uses,
+            out,
+        } => (expires, max_uses, out),
+        Command::List => {
+            let tokens: Vec<rampart_proto::OnboardingTokenView> =
+                client.get(&["onboarding"]).await?;
+            match args.output {
+                crate::Format::Json => crate::render::print_json(&tokens)?,
+                crate::Format::Table => {
+                    let rows: Vec<Vec<String>> = tokens
+                        .iter()
+                        .map(|t| {
+                            vec![
+                                t.id.clone(),
+                                crate::render::time(Some(t.created_at)),
+                                crate::render::time(Some(t.expires_at)),
+                                match t.max_uses {
+                                    Some(m) => format!("{}/{m}", t.uses),
+                                    None => t.uses.to_string(),
+                                },
+                                t.created_by.clone(),
+                            ]
+                        })
+                        .collect();
+                    print!(
+                        "{}",
+                        crate::render::table(&["ID", "CREATED", "EXPIRES", "USES", "BY"], &rows)
+                    );
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Revoke { id } => {
+            client.delete(&["onboarding", &id]).await?;
+            eprintln!("revoked onboarding token {id}; devices can no longer enroll with it");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     if out.exists() {
         bail!(
             "{} exists; choose another --out (a package is never overwritten)",

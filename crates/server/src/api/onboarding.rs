@@ -1,12 +1,12 @@
 //! Onboarding packages: what an administrator hands to devices so they can
 //! establish a trust with this tenant.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use rampart_core::error::FieldError;
 use rampart_core::model::Role;
-use rampart_proto::{ErrorBody, OnboardingCreate};
+use rampart_proto::{ErrorBody, OnboardingCreate, OnboardingTokenView};
 use rampart_store::{OnboardingTokenRecord, Write};
 use serde_json::{json, Value};
 
@@ -85,4 +85,54 @@ pub async fn create(
         .await?;
     let body = serde_json::to_value(package).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok((StatusCode::CREATED, Json(body)))
+}
+
+#[utoipa::path(get, path = "/api/v1/onboarding", tag = "devices",
+    responses((status = 200, body = Vec<OnboardingTokenView>), (status = 403, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    who: Principal,
+) -> ApiResult<Json<Vec<OnboardingTokenView>>> {
+    who.require(Role::SecurityManager, "listing onboarding tokens")?;
+    let tokens = state.store.onboarding_tokens(&who.tenant_id).await?;
+    Ok(Json(
+        tokens
+            .into_iter()
+            .map(|t| OnboardingTokenView {
+                id: t.id,
+                created_at: t.created_at,
+                created_by: t.created_by,
+                expires_at: t.expires_at,
+                max_uses: t.max_uses,
+                uses: t.uses,
+            })
+            .collect(),
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/onboarding/{id}", tag = "devices", params(("id" = String, Path)),
+    responses((status = 204, description = "Devices can no longer enroll with it; enrolled devices keep their trust"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    who.require(Role::SecurityManager, "revoking an onboarding token")?;
+    state
+        .store
+        .write(
+            &who.tenant_id,
+            state.clock.now(),
+            vec![Write::DeleteOnboardingToken { id: id.clone() }],
+            vec![audit(
+                &who,
+                "onboarding.revoke",
+                "onboarding_token",
+                &id,
+                None,
+                None,
+            )],
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
