@@ -6,10 +6,10 @@ use axum::Json;
 use rampart_core::model::Role;
 use rampart_core::validate::{group_from_json, group_to_json};
 use rampart_proto::{ErrorBody, GroupMembers, GroupView};
-use rampart_store::{Expect, ObjectKind, Write};
+use rampart_store::ObjectKind;
 use serde_json::Value;
 
-use crate::api::{audit, name_from_path, saved};
+use crate::api::{delete_object, find_object, name_from_path, write_object};
 use crate::auth::Principal;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
@@ -36,12 +36,9 @@ pub async fn show(
     who: Principal,
     Path(name): Path<String>,
 ) -> ApiResult<Json<GroupView>> {
-    let record = state
-        .store
-        .object(&who.tenant_id, ObjectKind::Group, &name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("group {name:?}")))?;
-    Ok(Json(group_view(&record)))
+    Ok(Json(group_view(
+        &find_object(&state, &who, ObjectKind::Group, &name).await?,
+    )))
 }
 
 #[utoipa::path(get, path = "/api/v1/groups/{name}/members", tag = "groups", params(("name" = String, Path)),
@@ -93,33 +90,16 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<GroupView>)> {
     who.require(Role::SecurityManager, "creating a group")?;
     let group = group_from_json(&body).map_err(ApiError::Validation)?;
-    let doc = group_to_json(&group);
-    state
-        .store
-        .write(
-            &who.tenant_id,
-            state.clock.now(),
-            vec![Write::PutObject {
-                kind: ObjectKind::Group,
-                name: group.name.clone(),
-                doc: doc.clone(),
-                expect: Expect::Absent,
-                by: who.actor.clone(),
-            }],
-            vec![audit(
-                &who,
-                "group.create",
-                "group",
-                &group.name,
-                None,
-                Some(doc),
-            )],
-        )
-        .await?;
-    state.policy_changed(&who.tenant_id);
-    saved(&state, &who, ObjectKind::Group, &group.name)
-        .await
-        .map(|r| (StatusCode::CREATED, Json(group_view(&r))))
+    let record = write_object(
+        &state,
+        &who,
+        ObjectKind::Group,
+        &group.name,
+        None,
+        group_to_json(&group),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(group_view(&record))))
 }
 
 #[utoipa::path(put, path = "/api/v1/groups/{name}", tag = "groups", params(("name" = String, Path)),
@@ -133,42 +113,18 @@ pub async fn update(
 ) -> ApiResult<Json<GroupView>> {
     who.require(Role::SecurityManager, "changing a group")?;
     name_from_path(&mut body, &name, ObjectKind::Group)?;
-    let before = state
-        .store
-        .object(&who.tenant_id, ObjectKind::Group, &name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("group {name:?}")))?;
+    let before = find_object(&state, &who, ObjectKind::Group, &name).await?;
     let group = group_from_json(&body).map_err(ApiError::Validation)?;
-    let doc = group_to_json(&group);
-    if doc == before.doc {
-        return Ok(Json(group_view(&before)));
-    }
-    state
-        .store
-        .write(
-            &who.tenant_id,
-            state.clock.now(),
-            vec![Write::PutObject {
-                kind: ObjectKind::Group,
-                name: name.clone(),
-                doc: doc.clone(),
-                expect: Expect::Version(before.version),
-                by: who.actor.clone(),
-            }],
-            vec![audit(
-                &who,
-                "group.update",
-                "group",
-                &name,
-                Some(before.doc),
-                Some(doc),
-            )],
-        )
-        .await?;
-    state.policy_changed(&who.tenant_id);
-    saved(&state, &who, ObjectKind::Group, &name)
-        .await
-        .map(|r| Json(group_view(&r)))
+    let record = write_object(
+        &state,
+        &who,
+        ObjectKind::Group,
+        &name,
+        Some(before),
+        group_to_json(&group),
+    )
+    .await?;
+    Ok(Json(group_view(&record)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/groups/{name}", tag = "groups", params(("name" = String, Path)),
@@ -179,11 +135,7 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     who.require(Role::SecurityManager, "deleting a group")?;
-    let before = state
-        .store
-        .object(&who.tenant_id, ObjectKind::Group, &name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("group {name:?}")))?;
+    let before = find_object(&state, &who, ObjectKind::Group, &name).await?;
     let users = assigning_policies(&state, &who.tenant_id, &name).await?;
     if !users.is_empty() {
         return Err(ApiError::Conflict(format!(
@@ -191,27 +143,7 @@ pub async fn delete(
             users.join(", ")
         )));
     }
-    state
-        .store
-        .write(
-            &who.tenant_id,
-            state.clock.now(),
-            vec![Write::DeleteObject {
-                kind: ObjectKind::Group,
-                name: name.clone(),
-                expect: Expect::Version(before.version),
-            }],
-            vec![audit(
-                &who,
-                "group.delete",
-                "group",
-                &name,
-                Some(before.doc),
-                None,
-            )],
-        )
-        .await?;
-    state.policy_changed(&who.tenant_id);
+    delete_object(&state, &who, before).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

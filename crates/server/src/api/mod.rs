@@ -12,7 +12,7 @@ pub mod reports;
 pub mod tenant;
 
 use rampart_core::error::FieldError;
-use rampart_store::{NewAudit, ObjectKind, ObjectRecord};
+use rampart_store::{Expect, NewAudit, ObjectKind, ObjectRecord, Write};
 use serde_json::Value;
 
 use crate::auth::Principal;
@@ -62,7 +62,7 @@ pub fn name_from_path(body: &mut Value, name: &str, kind: ObjectKind) -> ApiResu
 }
 
 /// An object just written, read back for the response.
-pub async fn saved(
+async fn saved(
     state: &AppState,
     who: &Principal,
     kind: ObjectKind,
@@ -75,4 +75,86 @@ pub async fn saved(
         .ok_or_else(|| {
             ApiError::Internal(format!("{} {name:?} vanished after a write", kind.as_str()))
         })
+}
+
+/// A stored policy or group, or 404 naming it.
+pub async fn find_object(
+    state: &AppState,
+    who: &Principal,
+    kind: ObjectKind,
+    name: &str,
+) -> ApiResult<ObjectRecord> {
+    state
+        .store
+        .object(&who.tenant_id, kind, name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("{} {name:?}", kind.as_str())))
+}
+
+/// Writes a checked document as a new object (`before` is `None`) or as the
+/// next version of `before`, with its audit entry, and tells the device
+/// channel; returns the stored record. An unchanged document writes nothing.
+pub async fn write_object(
+    state: &AppState,
+    who: &Principal,
+    kind: ObjectKind,
+    name: &str,
+    before: Option<ObjectRecord>,
+    doc: Value,
+) -> ApiResult<ObjectRecord> {
+    let (expect, action, old) = match before {
+        Some(b) if b.doc == doc => return Ok(b),
+        Some(b) => (Expect::Version(b.version), "update", Some(b.doc)),
+        None => (Expect::Absent, "create", None),
+    };
+    let put = Write::PutObject {
+        kind,
+        name: name.to_string(),
+        doc: doc.clone(),
+        expect,
+        by: who.actor.clone(),
+    };
+    let entry = audit(
+        who,
+        &format!("{}.{action}", kind.as_str()),
+        kind.as_str(),
+        name,
+        old,
+        Some(doc),
+    );
+    state
+        .store
+        .write(&who.tenant_id, state.clock.now(), vec![put], vec![entry])
+        .await?;
+    state.policy_changed(&who.tenant_id);
+    saved(state, who, kind, name).await
+}
+
+/// Deletes the object `before` names, if it is still at that version, with
+/// its audit entry.
+pub async fn delete_object(
+    state: &AppState,
+    who: &Principal,
+    before: ObjectRecord,
+) -> ApiResult<()> {
+    let kind = before.kind;
+    let delete = Write::DeleteObject {
+        kind,
+        name: before.name.clone(),
+        expect: Expect::Version(before.version),
+    };
+    let entry = audit(
+        who,
+        &format!("{}.delete", kind.as_str()),
+        kind.as_str(),
+        &before.name,
+        Some(before.doc),
+        None,
+    );
+    state
+        .store
+        .write(&who.tenant_id, state.clock.now(), vec![delete], vec![entry])
+        .await?;
+    state.policy_changed(&who.tenant_id);
+    Ok(())
 }

@@ -7,10 +7,10 @@ use rampart_core::error::FieldError;
 use rampart_core::model::{Policy, Role, ALL_DEVICES};
 use rampart_core::validate::{policy_from_json, policy_to_json};
 use rampart_proto::{ErrorBody, PolicyView};
-use rampart_store::{Expect, ObjectKind, Write};
+use rampart_store::ObjectKind;
 use serde_json::Value;
 
-use crate::api::{audit, name_from_path, saved};
+use crate::api::{delete_object, find_object, name_from_path, write_object};
 use crate::auth::Principal;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
@@ -38,12 +38,9 @@ pub async fn show(
     who: Principal,
     Path(name): Path<String>,
 ) -> ApiResult<Json<PolicyView>> {
-    let record = state
-        .store
-        .object(&who.tenant_id, ObjectKind::Policy, &name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("policy {name:?}")))?;
-    Ok(Json(policy_view(&record)))
+    Ok(Json(policy_view(
+        &find_object(&state, &who, ObjectKind::Policy, &name).await?,
+    )))
 }
 
 #[utoipa::path(get, path = "/api/v1/policies/{name}/versions", tag = "policies",
@@ -99,33 +96,16 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<PolicyView>)> {
     who.require(Role::SecurityManager, "creating a policy")?;
     let policy = check(&state, &who.tenant_id, &body).await?;
-    let doc = policy_to_json(&policy);
-    state
-        .store
-        .write(
-            &who.tenant_id,
-            state.clock.now(),
-            vec![Write::PutObject {
-                kind: ObjectKind::Policy,
-                name: policy.name.clone(),
-                doc: doc.clone(),
-                expect: Expect::Absent,
-                by: who.actor.clone(),
-            }],
-            vec![audit(
-                &who,
-                "policy.create",
-                "policy",
-                &policy.name,
-                None,
-                Some(doc),
-            )],
-        )
-        .await?;
-    state.policy_changed(&who.tenant_id);
-    saved(&state, &who, ObjectKind::Policy, &policy.name)
-        .await
-        .map(|r| (StatusCode::CREATED, Json(policy_view(&r))))
+    let record = write_object(
+        &state,
+        &who,
+        ObjectKind::Policy,
+        &policy.name,
+        None,
+        policy_to_json(&policy),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(policy_view(&record))))
 }
 
 #[utoipa::path(put, path = "/api/v1/policies/{name}", tag = "policies",
@@ -140,42 +120,18 @@ pub async fn update(
 ) -> ApiResult<Json<PolicyView>> {
     who.require(Role::SecurityManager, "changing a policy")?;
     name_from_path(&mut body, &name, ObjectKind::Policy)?;
-    let before = state
-        .store
-        .object(&who.tenant_id, ObjectKind::Policy, &name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("policy {name:?}")))?;
+    let before = find_object(&state, &who, ObjectKind::Policy, &name).await?;
     let policy = check(&state, &who.tenant_id, &body).await?;
-    let doc = policy_to_json(&policy);
-    if doc == before.doc {
-        return Ok(Json(policy_view(&before)));
-    }
-    state
-        .store
-        .write(
-            &who.tenant_id,
-            state.clock.now(),
-            vec![Write::PutObject {
-                kind: ObjectKind::Policy,
-                name: name.clone(),
-                doc: doc.clone(),
-                expect: Expect::Version(before.version),
-                by: who.actor.clone(),
-            }],
-            vec![audit(
-                &who,
-                "policy.update",
-                "policy",
-                &name,
-                Some(before.doc),
-                Some(doc),
-            )],
-        )
-        .await?;
-    state.policy_changed(&who.tenant_id);
-    saved(&state, &who, ObjectKind::Policy, &name)
-        .await
-        .map(|r| Json(policy_view(&r)))
+    let record = write_object(
+        &state,
+        &who,
+        ObjectKind::Policy,
+        &name,
+        Some(before),
+        policy_to_json(&policy),
+    )
+    .await?;
+    Ok(Json(policy_view(&record)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/policies/{name}", tag = "policies",
@@ -187,31 +143,7 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     who.require(Role::SecurityManager, "deleting a policy")?;
-    let before = state
-        .store
-        .object(&who.tenant_id, ObjectKind::Policy, &name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("policy {name:?}")))?;
-    state
-        .store
-        .write(
-            &who.tenant_id,
-            state.clock.now(),
-            vec![Write::DeleteObject {
-                kind: ObjectKind::Policy,
-                name: name.clone(),
-                expect: Expect::Version(before.version),
-            }],
-            vec![audit(
-                &who,
-                "policy.delete",
-                "policy",
-                &name,
-                Some(before.doc),
-                None,
-            )],
-        )
-        .await?;
-    state.policy_changed(&who.tenant_id);
+    let before = find_object(&state, &who, ObjectKind::Policy, &name).await?;
+    delete_object(&state, &who, before).await?;
     Ok(StatusCode::NO_CONTENT)
 }
