@@ -10,6 +10,7 @@ pub mod documents;
 pub mod error;
 pub mod group_rule;
 pub mod model;
+pub mod names;
 pub mod resolve;
 pub mod validate;
 pub mod value;
