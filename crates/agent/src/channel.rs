@@ -4,15 +4,19 @@
 //! onboarding package and presents the device certificate.
 //!
 //! The server's JSON error body becomes a [`ChannelError`] the agent acts
-//! on: `device_revoked` → [`ChannelError::Revoked`] (stop managing, clean
-//! up); a transport failure → [`ChannelError::Unreachable`] (keep enforcing
-//! the last verified policy, retry with backoff).
+//! on: `device_offboarded` with its signed notice →
+//! [`ChannelError::Offboarded`] (stop managing once the notice verifies);
+//! a certificate the server does not take (`certificate_unknown`,
+//! `certificate_superseded`, `device_unknown`, an old server's
+//! `device_revoked`) → [`ChannelError::Untrusted`] (re-attest, keep
+//! enforcing); a transport failure → [`ChannelError::Unreachable`] (keep
+//! enforcing the last verified policy, retry with backoff).
 
 use std::time::Duration;
 
 use rampart_proto::device::{
-    codes, CheckIn, CheckInResponse, EnrollRequest, EnrollResponse, RenewRequest, RenewResponse,
-    StatusAck, StatusReport, WaitResponse,
+    codes, CheckIn, CheckInResponse, EnrollRequest, EnrollResponse, OffboardNotice, OffboardedBody,
+    ReattestRequest, RenewRequest, RenewResponse, StatusAck, StatusReport, WaitResponse,
 };
 use rampart_proto::ErrorBody;
 use reqwest::{RequestBuilder, StatusCode};
@@ -29,9 +33,17 @@ pub enum ChannelError {
     /// No answer: network down, server down, TLS handshake refused.
     #[error("cannot reach the Rampart server at {url}: {message}")]
     Unreachable { url: String, message: String },
-    /// The device was deleted, offboarded, or its certificate superseded.
-    #[error("the server revoked this device: {message}")]
-    Revoked { message: String },
+    /// The device was deleted: the server sent a signed notice, which the
+    /// agent verifies before it removes anything.
+    #[error("the server says this device was offboarded: {message}")]
+    Offboarded {
+        message: String,
+        notice: Box<OffboardNotice>,
+    },
+    /// The server does not take this device's certificate (it forgot it,
+    /// or knows a newer one): re-attest with the enrolled key.
+    #[error("the server does not accept this device's certificate ({code}): {message}")]
+    Untrusted { code: String, message: String },
     /// The server answered with an error body.
     #[error("the server refused the request ({status}, {code}): {message}")]
     Refused {
@@ -52,7 +64,8 @@ impl ChannelError {
     pub fn code(&self) -> &str {
         match self {
             ChannelError::Unreachable { .. } => "server_unreachable",
-            ChannelError::Revoked { .. } => codes::DEVICE_REVOKED,
+            ChannelError::Offboarded { .. } => codes::DEVICE_OFFBOARDED,
+            ChannelError::Untrusted { code, .. } => code,
             ChannelError::Refused { code, .. } => code,
             ChannelError::Protocol { .. } => "protocol_error",
             ChannelError::Tls(_) => "tls_setup",
@@ -65,7 +78,9 @@ impl ChannelError {
         match self {
             ChannelError::Unreachable { .. } | ChannelError::Protocol { .. } => true,
             ChannelError::Refused { status, .. } => *status >= 500 || *status == 429,
-            ChannelError::Revoked { .. } | ChannelError::Tls(_) => false,
+            ChannelError::Offboarded { .. }
+            | ChannelError::Untrusted { .. }
+            | ChannelError::Tls(_) => false,
         }
     }
 }
@@ -130,6 +145,10 @@ impl Channel {
 
     pub async fn enroll(&self, req: &EnrollRequest) -> Result<EnrollResponse, ChannelError> {
         self.post("/device/v1/enroll", req).await
+    }
+
+    pub async fn reattest(&self, req: &ReattestRequest) -> Result<EnrollResponse, ChannelError> {
+        self.post("/device/v1/reattest", req).await
     }
 
     pub async fn checkin(&self, req: &CheckIn) -> Result<CheckInResponse, ChannelError> {
@@ -233,8 +252,23 @@ fn classify(status: StatusCode, body: &[u8]) -> ChannelError {
             String::from_utf8_lossy(body).chars().take(200).collect(),
         ),
     };
-    if code == codes::DEVICE_REVOKED {
-        return ChannelError::Revoked { message };
+    if code == codes::DEVICE_OFFBOARDED {
+        if let Ok(b) = serde_json::from_slice::<OffboardedBody>(body) {
+            return ChannelError::Offboarded {
+                message,
+                notice: Box::new(b.notice),
+            };
+        }
+    }
+    if [
+        codes::DEVICE_REVOKED,
+        codes::DEVICE_UNKNOWN,
+        codes::CERTIFICATE_UNKNOWN,
+        codes::CERTIFICATE_SUPERSEDED,
+    ]
+    .contains(&code.as_str())
+    {
+        return ChannelError::Untrusted { code, message };
     }
     ChannelError::Refused {
         status: status.as_u16(),
@@ -265,13 +299,23 @@ mod tests {
 
     #[test]
     fn error_bodies_become_typed_errors() {
+        // Without a signed notice nothing says "offboard": an old server's
+        // `device_revoked` only asks for re-attestation.
         let body = br#"{"error":{"code":"device_revoked","message":"the device was deleted"}}"#;
         assert_eq!(
             classify(StatusCode::UNAUTHORIZED, body),
-            ChannelError::Revoked {
+            ChannelError::Untrusted {
+                code: "device_revoked".into(),
                 message: "the device was deleted".into()
             }
         );
+        let body = br#"{"error":{"code":"device_offboarded","message":"gone"},"notice":{"payload":"{}","signature":"ab"}}"#;
+        assert!(matches!(
+            classify(StatusCode::GONE, body),
+            ChannelError::Offboarded { .. }
+        ));
+        let body = br#"{"error":{"code":"rate_limited","message":"slow down"}}"#;
+        assert!(classify(StatusCode::TOO_MANY_REQUESTS, body).is_transient());
         let body = br#"{"error":{"code":"token_expired","message":"expired"}}"#;
         let e = classify(StatusCode::UNAUTHORIZED, body);
         assert_eq!(e.code(), "token_expired");

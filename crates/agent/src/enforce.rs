@@ -139,6 +139,7 @@ pub fn report(version: u64, digest: &str, statuses: &[SettingStatus]) -> StatusR
         version,
         statuses: statuses.to_vec(),
         tamper_events: Vec::new(),
+        loss: None,
     }
 }
 

@@ -94,7 +94,7 @@ pub async fn offboard(state: &StateDir, config: &AgentConfig, force: bool) -> Re
         };
         match told {
             // Deleted already: the end state is the same.
-            Ok(()) | Err(ChannelError::Revoked { .. }) => server_told = true,
+            Ok(()) | Err(ChannelError::Offboarded { .. }) => server_told = true,
             Err(e) if force => {
                 tracing::warn!(event = "offboard_unreached", error = %e, "the server was not told; cleaning up anyway (--force)");
             }

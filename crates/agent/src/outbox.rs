@@ -143,6 +143,7 @@ mod tests {
             version: 1,
             statuses: Vec::new(),
             tamper_events: Vec::new(),
+            loss: None,
         }
     }
 

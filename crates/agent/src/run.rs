@@ -33,7 +33,9 @@ use std::time::Duration;
 
 use rampart_core::catalog::Catalog;
 use rampart_core::resolve::Resolution;
-use rampart_proto::device::{CheckIn, Facts, RenewRequest, Survey, TamperEvent};
+use rampart_proto::device::{
+    CheckIn, Facts, OffboardNotice, ReattestRequest, RenewRequest, Survey, TamperEvent,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -47,11 +49,11 @@ use crate::offboard::stop_managing;
 use crate::outbox::Outbox;
 use crate::providers::{self, Provider};
 use crate::state::{
-    read_json, remove_if_exists, write_atomic, write_json, Applied, EnrollmentRecord, HeldPolicy,
-    Identity, LastError, LocalState, Lockout, StateDir,
+    read_json, read_text, remove_if_exists, write_atomic, write_json, Applied, EnrollmentRecord,
+    HeldPolicy, Identity, LastError, LocalState, Lockout, StateDir,
 };
 use crate::survey::survey;
-use crate::verify::{verify, Expected, Held, VerifiedPolicy};
+use crate::verify::{verify, verify_notice, Expected, Held, VerifiedPolicy};
 use crate::{Error, Result};
 
 /// How long after a failed renewal the agent tries again.
@@ -68,6 +70,34 @@ const CONFIRM_RETRY: Duration = Duration::from_secs(2);
 const DRIFT_REQUEST_POLL: Duration = Duration::from_secs(1);
 /// The `error_code` of settings whose change was rolled back.
 pub const LOCKOUT_ROLLED_BACK: &str = "lockout_rolled_back";
+/// Stable codes of the agent's own state (`status`, logs).
+pub const HELD_POLICY_INVALID: &str = "held_policy_invalid";
+pub const CERTIFICATE_INVALID: &str = "certificate_invalid";
+pub const CERTIFICATE_EXPIRED: &str = "certificate_expired";
+pub const DEVICE_KEY_INVALID: &str = "device_key_invalid";
+
+/// The verified policy in `state`; `Err` with a [`HELD_POLICY_INVALID`]
+/// message when the file is there but does not load or verify.
+pub fn held_policy_in(
+    state: &StateDir,
+    expected: Expected<'_>,
+) -> std::result::Result<Option<VerifiedPolicy>, String> {
+    let held = match state.load_held_policy() {
+        Ok(Some(h)) => h,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            tracing::error!(event = HELD_POLICY_INVALID, error = %e, "the policy on disk does not load; it is not enforced, and the server is asked for it again");
+            return Err(format!("{HELD_POLICY_INVALID}: {e}"));
+        }
+    };
+    match verify(&held.signed, expected, None) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) => {
+            tracing::error!(event = HELD_POLICY_INVALID, error = %e, "the policy on disk does not verify; it is not enforced, and the server is asked for it again");
+            Err(format!("{HELD_POLICY_INVALID}: {e}"))
+        }
+    }
+}
 
 /// Why `run` returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +129,10 @@ pub struct Agent {
     /// after a start is always reported, so the server learns the device
     /// (re)applied its policy even when nothing changed.
     reported: bool,
+    /// Why the device's certificate cannot be used as it is (the server does
+    /// not take it, it expired, its file broke): the next check-in
+    /// re-attests first. `None` while the certificate is good.
+    trust_problem: Option<String>,
 }
 
 /// What a check-in achieved, for the long poll's pacing.
@@ -136,13 +170,26 @@ impl Agent {
             }
         }
         state.settle_renewal()?;
-        let credentials = state.load_credentials()?;
-        let channel = Channel::mutual(
-            &identity.server_url,
-            &credentials.server_ca_pem,
-            &credentials.cert_pem,
-            &credentials.key_pem,
-        )?;
+        // A certificate or key that does not load is no reason to stop
+        // enforcing: the agent keeps the policy it holds and re-attests.
+        let (channel, trust_problem) = match state.load_credentials().and_then(|c| {
+            Ok(Channel::mutual(
+                &identity.server_url,
+                &c.server_ca_pem,
+                &c.cert_pem,
+                &c.key_pem,
+            )?)
+        }) {
+            Ok(channel) => (channel, None),
+            Err(e) => {
+                tracing::error!(event = "credentials_invalid", error = %e, "the device certificate or key does not load; re-attesting");
+                let server_ca = read_text(&state.server_ca_pem())?;
+                (
+                    Channel::anonymous(&identity.server_url, &server_ca)?,
+                    Some(CERTIFICATE_INVALID.to_string()),
+                )
+            }
+        };
         let overrides = match facts_override {
             Some(o) => Some(o),
             None => read_json::<FactsOverride>(&state.facts_json())?,
@@ -169,6 +216,7 @@ impl Agent {
             renew_not_before: 0,
             retry_soon: false,
             reported: false,
+            trust_problem,
         })
     }
 
@@ -180,27 +228,15 @@ impl Agent {
         }
     }
 
-    /// The policy on disk, verified again (a file edited by hand is not
-    /// enforced).
+    /// The policy on disk, verified again (a file edited by hand or broken
+    /// by the disk is not enforced, and not claimed: its digest is not sent,
+    /// so the server sends the policy again).
     pub fn held_policy(&self) -> Result<Option<VerifiedPolicy>> {
-        let Some(held) = self.state.load_held_policy()? else {
-            return Ok(None);
-        };
-        match verify(&held.signed, self.expected(), None) {
-            Ok(v) => Ok(Some(v)),
-            Err(e) => {
-                tracing::error!(event = "held_policy_invalid", error = %e, "the policy on disk does not verify; it is not enforced");
-                Ok(None)
-            }
-        }
+        Ok(held_policy_in(&self.state, self.expected()).ok().flatten())
     }
 
     fn held_digest(&self) -> Option<String> {
-        self.state
-            .load_held_policy()
-            .ok()
-            .flatten()
-            .map(|h| h.digest)
+        self.held_policy().ok().flatten().map(|h| h.payload.digest)
     }
 
     fn record(&self) -> Result<EnrollmentRecord> {
@@ -213,12 +249,155 @@ impl Agent {
         }))
     }
 
+    /// One check-in (see [`Agent::check_in_once`]), re-attesting first when
+    /// the certificate cannot be used, and once more when the server does
+    /// not take it.
+    pub async fn check_in(&mut self) -> Result<CheckedIn> {
+        if self.trust_problem.is_none() && now() >= self.identity.not_after {
+            self.trust_problem = Some(CERTIFICATE_EXPIRED.to_string());
+        }
+        for attempt in 0..2 {
+            if self.trust_problem.is_some() {
+                if let Err(e) = self.reattest().await {
+                    self.note_error(&e)?;
+                    self.enforce_current(false)?;
+                    return Err(e);
+                }
+            }
+            match self.check_in_once().await {
+                Err(Error::Channel(ChannelError::Untrusted { code, message })) if attempt == 0 => {
+                    tracing::warn!(event = "certificate_refused", code = %code, reason = %message, "the server does not take this certificate; re-attesting with the enrolled key");
+                    self.trust_problem = Some(code);
+                }
+                other => return other,
+            }
+        }
+        Err(Error::Channel(ChannelError::Untrusted {
+            code: self.trust_problem.clone().unwrap_or_default(),
+            message: "the server refused the certificate it just issued".into(),
+        }))
+    }
+
+    /// Records what went wrong in `enrollment.json`, for `status`.
+    fn note_error(&self, e: &Error) -> Result<()> {
+        let mut record = self.record()?;
+        let code = match e {
+            Error::Channel(c) => c.code().to_string(),
+            _ => self
+                .trust_problem
+                .clone()
+                .unwrap_or_else(|| "error".to_string()),
+        };
+        record.last_error = Some(LastError {
+            code,
+            message: e.to_string(),
+            at: now(),
+        });
+        self.state.save_enrollment(&record)
+    }
+
+    /// Proves to the server with the enrolled key that this is the device
+    /// (`POST /device/v1/reattest`), then takes the new certificate for a
+    /// new key, as a renewal does.
+    pub async fn reattest(&mut self) -> Result<()> {
+        let why = self.trust_problem.clone().unwrap_or_default();
+        tracing::info!(event = "reattesting", reason = %why, "proving this device's identity with its enrolled key");
+        let key_pem = read_text(&self.state.key_pem()).map_err(|e| {
+            Error::Corrupt {
+                path: self.state.key_pem(),
+                message: format!("{DEVICE_KEY_INVALID}: the enrolled key cannot be read ({e}); an administrator must approve a re-enrollment (`rampart device reenroll {}`) and the device be onboarded again", self.identity.device_name),
+            }
+        })?;
+        let enrolled = rampart_pki::DeviceKey { key_pem };
+        let public_key = rampart_pki::device_public_key(&enrolled).map_err(|e| Error::Corrupt {
+            path: self.state.key_pem(),
+            message: format!("{DEVICE_KEY_INVALID}: {e}"),
+        })?;
+        // The certificate, when it still parses, proves which key the tenant
+        // CA certified (the server may not know it after a restore).
+        let certificate_pem = read_text(&self.state.cert_pem())
+            .ok()
+            .filter(|pem| rampart_pki::cert_not_after(pem).is_ok());
+        let next = rampart_pki::new_device_key()?;
+        let csr_pem = rampart_pki::csr_pem(&next, &self.identity.device_name)?;
+        let message = rampart_pki::attestation_message(
+            &self.identity.tenant_id,
+            &self.identity.device_id,
+            &csr_pem,
+        );
+        let signature = rampart_pki::sign_with_device_key(&enrolled, &message)?;
+        let request = ReattestRequest {
+            tenant_id: self.identity.tenant_id.clone(),
+            device_id: self.identity.device_id.clone(),
+            device_name: self.identity.device_name.clone(),
+            certificate_pem,
+            public_key,
+            signature,
+            csr_pem,
+            facts: self.facts.clone(),
+            survey: self.survey.clone(),
+        };
+        let server_ca = read_text(&self.state.server_ca_pem())?;
+        let anonymous = Channel::anonymous(&self.identity.server_url, &server_ca)?;
+        let response = anonymous.reattest(&request).await?;
+        if response.device_id != self.identity.device_id {
+            return Err(Error::Channel(ChannelError::Protocol {
+                url: self.identity.server_url.clone(),
+                message: format!("re-attestation answered for device {}", response.device_id),
+            }));
+        }
+        if response.policy_key != self.identity.policy_key {
+            // Policies stay verified with the key this device enrolled with.
+            tracing::warn!(
+                event = "policy_key_differs",
+                "the server announced another policy key; keeping the enrolled one"
+            );
+        }
+        write_atomic(&self.state.next_key_pem(), next.key_pem.as_bytes(), true)?;
+        write_atomic(
+            &self.state.next_cert_pem(),
+            response.certificate_pem.as_bytes(),
+            false,
+        )?;
+        self.state.promote_renewal()?;
+        self.identity.issued_at = now();
+        self.identity.not_after = response.not_after;
+        self.state.save_identity(&self.identity)?;
+        self.trust_problem = None;
+        self.reconnect()?;
+        tracing::info!(
+            event = "reattested",
+            not_after = response.not_after,
+            "re-attested: a new certificate for a new key"
+        );
+        Ok(())
+    }
+
+    /// If the server sent a signed offboarding notice that verifies, stops
+    /// managing (removes what Rampart set) and returns true; anything else
+    /// leaves every setting in place.
+    pub fn offboard_on_notice(&mut self, message: &str, notice: &OffboardNotice) -> Result<bool> {
+        match verify_notice(notice, self.expected()) {
+            Ok(payload) => {
+                self.revoke(&format!("{message} ({})", payload.reason))?;
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::error!(event = "notice_refused", code = e.code(), error = %e, "an offboarding notice did not verify; keeping the last verified policy enforced");
+                self.note_error(&Error::Verify(e))?;
+                Ok(false)
+            }
+        }
+    }
+
     /// One check-in: renew if due, send digest, facts and survey; store and
     /// enforce what comes back; drain the outbox. When the server cannot be
     /// reached the held policy is enforced anyway and the error returned.
-    pub async fn check_in(&mut self) -> Result<CheckedIn> {
+    async fn check_in_once(&mut self) -> Result<CheckedIn> {
         match self.renew_if_due().await {
-            Err(Error::Channel(e @ ChannelError::Revoked { .. })) => return Err(e.into()),
+            Err(Error::Channel(
+                e @ (ChannelError::Offboarded { .. } | ChannelError::Untrusted { .. }),
+            )) => return Err(e.into()),
             Err(e) => {
                 tracing::warn!(event = "renew_failed", error = %e, "certificate renewal failed; retrying later")
             }
@@ -230,7 +409,14 @@ impl Agent {
         if confirming {
             self.reconnect()?;
         }
-        let held = self.state.load_held_policy()?;
+        // Only a policy that verifies counts as held: a broken one is not
+        // claimed, so the server sends it again.
+        let held = self.held_policy()?.map(|v| HeldPolicy {
+            version: v.payload.version,
+            digest: v.payload.digest.clone(),
+            signed: v.signed,
+            received_at: 0,
+        });
         let request = CheckIn {
             digest: held.as_ref().map(|h| h.digest.clone()),
             version: held.as_ref().map(|h| h.version),
@@ -240,7 +426,9 @@ impl Agent {
         let mut record = self.record()?;
         let response = match self.channel.checkin(&request).await {
             Ok(r) => r,
-            Err(e @ ChannelError::Revoked { .. }) => return Err(e.into()),
+            Err(e @ (ChannelError::Offboarded { .. } | ChannelError::Untrusted { .. })) => {
+                return Err(e.into())
+            }
             Err(e) => {
                 tracing::warn!(event = "check_in_failed", error = %e, "check-in failed; enforcing the last verified policy");
                 let expired = now() >= self.identity.not_after;
@@ -322,11 +510,22 @@ impl Agent {
     /// was just confirmed by the server; offline, the agent enforces only
     /// while its survey still says what the server decided on.
     /// Returns the hand-made changes it found (and reported).
+    ///
+    /// Fail static: what decides is the verified policy held and the
+    /// device's own survey, never an unsigned answer. Without a policy that
+    /// verifies nothing is enforced *and nothing is removed*; only a signed
+    /// policy saying the device is out of scope, another management
+    /// authority found on the device, or a verified offboarding notice
+    /// removes what Rampart set.
     pub fn enforce_current(&mut self, online: bool) -> Result<Vec<TamperEvent>> {
-        let record = self.record()?;
-        let survey_unchanged = record.survey.managed_by == self.survey.managed_by;
-        let managed = record.state == LocalState::Enrolled && (online || survey_unchanged);
+        let _ = online;
+        let held = self.held_policy()?;
+        let other_authority = self.survey.managed_by.is_some();
+        let managed = !other_authority && held.as_ref().is_none_or(|p| p.resolution.managed);
         let mut applied = self.state.load_applied()?;
+        if held.is_none() && !other_authority {
+            return Ok(Vec::new());
+        }
         if !managed {
             remove_if_exists(&self.state.lockout_json())?;
             if applied.holds_settings() {
@@ -343,7 +542,7 @@ impl Agent {
             }
             return Ok(Vec::new());
         }
-        let Some(policy) = self.held_policy()? else {
+        let Some(policy) = held else {
             return Ok(Vec::new());
         };
         let (version, digest) = (policy.payload.version, policy.payload.digest.clone());
@@ -543,7 +742,7 @@ impl Agent {
             }
             let url = self.identity.server_url.clone();
             match bounded(Some(by), &url, self.check_in()).await {
-                Err(Error::Channel(e @ ChannelError::Revoked { .. })) => return Err(e.into()),
+                Err(Error::Channel(e @ ChannelError::Offboarded { .. })) => return Err(e.into()),
                 Err(e) => tracing::warn!(event = "confirmation_failed", error = %e),
                 Ok(_) => {}
             }
@@ -591,7 +790,10 @@ impl Agent {
         for report in self.outbox.pending()? {
             match self.channel.report_status(&report).await {
                 Ok(_) => self.outbox.ack(&report.report_id)?,
-                Err(e @ ChannelError::Revoked { .. }) => return Err(e.into()),
+                // Not the report's fault: it stays for after re-attestation.
+                Err(e @ (ChannelError::Offboarded { .. } | ChannelError::Untrusted { .. })) => {
+                    return Err(e.into())
+                }
                 Err(e) if e.is_transient() => {
                     tracing::warn!(event = "report_deferred", error = %e, "status report not sent; it stays in the outbox");
                     break;
@@ -702,8 +904,9 @@ enum WaitEvent {
     Sync(oneshot::Sender<bool>),
     /// The server answers again after an outage.
     Reconnected,
-    /// The long poll was refused with `device_revoked`.
-    Revoked(String),
+    /// The long poll was refused: the certificate is not taken, or the
+    /// device was offboarded. A check-in decides what it means.
+    Refused(String),
 }
 
 /// Runs until `shutdown` completes or the device is revoked.
@@ -766,9 +969,10 @@ pub async fn run(
                 } else {
                     next_drift = now + drift_every;
                     match agent.check_drift_now().await {
-                        Err(Error::Channel(ChannelError::Revoked { message })) => {
-                            agent.revoke(&message)?;
-                            return Ok(RunExit::Revoked);
+                        Err(Error::Channel(ChannelError::Offboarded { message, notice })) => {
+                            if agent.offboard_on_notice(&message, &notice)? {
+                                return Ok(RunExit::Revoked);
+                            }
                         }
                         Err(e) => tracing::error!(event = "drift_check_failed", error = %e),
                         Ok(_) => {}
@@ -782,9 +986,10 @@ pub async fn run(
                     next_drift = Instant::now() + drift_every;
                     let answer = agent.check_drift_now().await;
                     agent.answer_drift_request(&answer)?;
-                    if let Err(Error::Channel(ChannelError::Revoked { message })) = answer {
-                        agent.revoke(&message)?;
-                        return Ok(RunExit::Revoked);
+                    if let Err(Error::Channel(ChannelError::Offboarded { message, notice })) = answer {
+                        if agent.offboard_on_notice(&message, &notice)? {
+                            return Ok(RunExit::Revoked);
+                        }
                     }
                 }
                 None
@@ -802,8 +1007,8 @@ pub async fn run(
                 WaitEvent::Reconnected => bounded(confirm_by, &url, agent.check_in()).await,
                 // The long poll may have used a certificate a renewal just
                 // superseded: only a check-in with the current one decides.
-                WaitEvent::Revoked(message) => {
-                    tracing::info!(event = "wait_revoked", reason = %message, "the push channel was refused; confirming with a check-in");
+                WaitEvent::Refused(message) => {
+                    tracing::info!(event = "wait_refused", reason = %message, "the push channel was refused; confirming with a check-in");
                     bounded(confirm_by, &url, agent.check_in()).await
                 }
             }),
@@ -825,9 +1030,12 @@ pub async fn run(
                 };
                 next_check_in = Instant::now() + delay;
             }
-            Err(Error::Channel(ChannelError::Revoked { message })) => {
-                agent.revoke(&message)?;
-                return Ok(RunExit::Revoked);
+            Err(Error::Channel(ChannelError::Offboarded { message, notice })) => {
+                if agent.offboard_on_notice(&message, &notice)? {
+                    return Ok(RunExit::Revoked);
+                }
+                last_ok = false;
+                next_check_in = Instant::now() + RETRY_AFTER.min(interval);
             }
             Err(e) => {
                 last_ok = false;
@@ -1032,8 +1240,12 @@ async fn wait_loop(
                     }
                 }
             }
-            Err(ChannelError::Revoked { message }) => {
-                if events.send(WaitEvent::Revoked(message)).await.is_err() {
+            Err(e @ (ChannelError::Offboarded { .. } | ChannelError::Untrusted { .. })) => {
+                if events
+                    .send(WaitEvent::Refused(e.to_string()))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 // Revoked for real, the loop ends and so does this task;

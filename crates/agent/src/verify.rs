@@ -9,7 +9,9 @@
 //!    only type `enforce` and `state` accept.
 
 use rampart_core::resolve::Resolution;
-use rampart_proto::device::{PolicyPayload, SignedPolicy};
+use rampart_proto::device::{
+    NoticePayload, OffboardNotice, PolicyPayload, SignedPolicy, NOTICE_OFFBOARD,
+};
 use serde_json::Value;
 
 /// Whose policy this device accepts.
@@ -108,6 +110,37 @@ pub fn verify(
         payload,
         resolution,
     })
+}
+
+/// Checks an offboarding notice the way a policy is checked: the signature
+/// over the exact bytes, then that it is a notice (not a policy passed off
+/// as one) for this tenant and device. Only a notice that passes removes
+/// what Rampart set.
+pub fn verify_notice(
+    notice: &OffboardNotice,
+    expected: Expected<'_>,
+) -> Result<NoticePayload, VerifyError> {
+    rampart_pki::verify(
+        expected.policy_key,
+        notice.payload.as_bytes(),
+        &notice.signature,
+    )
+    .map_err(|_| VerifyError::BadSignature)?;
+    let payload: NoticePayload =
+        serde_json::from_str(&notice.payload).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    if payload.kind != NOTICE_OFFBOARD {
+        return Err(VerifyError::Malformed(format!(
+            "a notice of kind {:?}, not {NOTICE_OFFBOARD:?}",
+            payload.kind
+        )));
+    }
+    if payload.tenant_id != expected.tenant_id || payload.device_id != expected.device_id {
+        return Err(VerifyError::WrongDevice {
+            tenant_id: payload.tenant_id,
+            device_id: payload.device_id,
+        });
+    }
+    Ok(payload)
 }
 
 /// `Resolution` from the payload. The core omits empty `entries` and
@@ -214,6 +247,56 @@ pub(crate) mod tests {
             digest: "abc",
         };
         assert!(verify(&signed, expected(&s.key.public_hex), Some(same)).is_ok());
+    }
+
+    fn notice(s: &Signer, kind: &str, device: &str) -> OffboardNotice {
+        let text = serde_json::to_string(&NoticePayload {
+            kind: kind.into(),
+            tenant_id: "t1".into(),
+            device_id: device.into(),
+            issued_at: 0,
+            reason: "deleted by token:admin".into(),
+        })
+        .unwrap();
+        OffboardNotice {
+            signature: rampart_pki::sign(&s.key.secret_hex, text.as_bytes()).unwrap(),
+            payload: text,
+        }
+    }
+
+    #[test]
+    fn only_a_signed_notice_for_this_device_offboards() {
+        let s = Signer::new();
+        let good = notice(&s, NOTICE_OFFBOARD, "d1");
+        let p = verify_notice(&good, expected(&s.key.public_hex)).unwrap();
+        assert_eq!(p.reason, "deleted by token:admin");
+        // Another device's notice, another kind, another key, edited bytes.
+        assert!(matches!(
+            verify_notice(
+                &notice(&s, NOTICE_OFFBOARD, "d2"),
+                expected(&s.key.public_hex)
+            ),
+            Err(VerifyError::WrongDevice { .. })
+        ));
+        assert!(verify_notice(&notice(&s, "policy", "d1"), expected(&s.key.public_hex)).is_err());
+        let other = Signer::new();
+        assert_eq!(
+            verify_notice(&good, expected(&other.key.public_hex)),
+            Err(VerifyError::BadSignature)
+        );
+        let mut edited = good.clone();
+        edited.payload = edited.payload.replace("d1", "d2");
+        assert_eq!(
+            verify_notice(&edited, expected(&s.key.public_hex)),
+            Err(VerifyError::BadSignature)
+        );
+        // A signed policy is not a notice, even with a valid signature.
+        let policy = s.sign(&payload(1, "abc", &resolution(&[])));
+        let as_notice = OffboardNotice {
+            payload: policy.payload,
+            signature: policy.signature,
+        };
+        assert!(verify_notice(&as_notice, expected(&s.key.public_hex)).is_err());
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub struct IssuedCert {
     pub serial_hex: String,
     /// Seconds since the epoch.
     pub not_after: i64,
+    /// Hex SHA-256 of the certified public key (SubjectPublicKeyInfo DER).
+    pub key_sha256: String,
 }
 
 /// A new self-signed CA valid from an hour ago (clock skew) for
@@ -204,6 +206,7 @@ pub fn issue_device_cert(
     Ok(IssuedCert {
         serial_hex: serial_hex(&parsed),
         not_after: parsed.validity().not_after.timestamp(),
+        key_sha256: crate::attest::key_sha256(parsed.public_key().raw),
         cert_pem: cert.pem(),
     })
 }

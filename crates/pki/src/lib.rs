@@ -7,6 +7,7 @@
 //! store, the agent's state directory) only ever handle strings. ring is the
 //! only crypto backend.
 
+mod attest;
 mod error;
 mod identity;
 mod issue;
@@ -14,6 +15,10 @@ mod signing;
 mod tls;
 mod util;
 
+pub use attest::{
+    attestation_message, certified_device_key, device_public_key, key_sha256, sign_with_device_key,
+    verify_with_public_key, CertifiedKey,
+};
 pub use error::{PkiError, Result};
 pub use identity::{cert_not_after, peer_identity, sha256_fingerprint, PeerIdentity};
 pub use issue::{

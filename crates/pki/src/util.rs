@@ -40,6 +40,26 @@ pub(crate) fn hex_decode<const N: usize>(text: &str, what: &'static str) -> Resu
     Ok(out)
 }
 
+/// Decodes hex (either case) of any even length up to 4 KiB.
+pub(crate) fn hex_decode_vec(text: &str, what: &'static str) -> Result<Vec<u8>> {
+    let text = text.trim().as_bytes();
+    if !text.len().is_multiple_of(2) || text.len() > 8192 {
+        return Err(PkiError::Hex {
+            what,
+            reason: "wrong length",
+        });
+    }
+    text.chunks_exact(2)
+        .map(|pair| match (nibble(pair[0]), nibble(pair[1])) {
+            (Some(hi), Some(lo)) => Ok((hi << 4) | lo),
+            _ => Err(PkiError::Hex {
+                what,
+                reason: "not hex",
+            }),
+        })
+        .collect()
+}
+
 fn nibble(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),

@@ -105,6 +105,66 @@ pub struct EnrollResponse {
     pub enrollment: EnrollmentState,
 }
 
+/// `POST /device/v1/reattest`: a device proves it is itself with its
+/// enrolled key and gets a new certificate, without an onboarding token and
+/// without a valid client certificate (its certificate expired, the server
+/// forgot it after a restore, or the certificate file broke).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReattestRequest {
+    pub tenant_id: String,
+    pub device_id: String,
+    pub device_name: String,
+    /// The device's last certificate, PEM, when it still has one (expired
+    /// or not): it proves which key the tenant CA certified for the device.
+    pub certificate_pem: Option<String>,
+    /// The enrolled key's public half, hex SubjectPublicKeyInfo DER.
+    pub public_key: String,
+    /// Hex signature with the enrolled key over
+    /// `rampart_pki::attestation_message(tenant_id, device_id, csr_pem)`.
+    pub signature: String,
+    /// A request for the device's next key.
+    pub csr_pem: String,
+    pub facts: Facts,
+    pub survey: Survey,
+}
+
+/// A notice signed with the tenant's policy key telling one device to stop
+/// managing: the only instruction on which an agent removes what Rampart
+/// set. The server issues it when an administrator deleted the device (or
+/// the device offboarded itself) and the device's certificate comes back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OffboardNotice {
+    /// The JSON text of a [`NoticePayload`], exactly as signed.
+    pub payload: String,
+    /// Hex Ed25519 signature over `payload`'s bytes.
+    pub signature: String,
+}
+
+/// What an offboarding notice says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoticePayload {
+    /// Always `offboard`: a signed policy can never pass for a notice.
+    pub kind: String,
+    pub tenant_id: String,
+    pub device_id: String,
+    pub issued_at: i64,
+    pub reason: String,
+}
+
+/// The value of [`NoticePayload::kind`].
+pub const NOTICE_OFFBOARD: &str = "offboard";
+
+/// The error body of `device_offboarded` (410): the usual error and the
+/// signed notice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OffboardedBody {
+    pub error: crate::ErrorDetail,
+    pub notice: OffboardNotice,
+}
+
 /// `POST /device/v1/checkin`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -173,9 +233,32 @@ pub struct StatusReport {
     pub digest: String,
     pub version: u64,
     pub statuses: Vec<SettingStatus>,
-    /// Hand-made changes the agent found and undid since the last report.
+    /// Hand-made changes the agent found and undid since the last report;
+    /// at most [`MAX_TAMPER_EVENTS_PER_REPORT`].
     #[serde(default)]
     pub tamper_events: Vec<TamperEvent>,
+    /// What the agent's outbox had to fold or leave out to stay bounded
+    /// since the last report the server acknowledged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<ReportLoss>,
+}
+
+/// The most tamper events one status report may carry; the server refuses
+/// more (422 `too_many_tamper_events`), and the agent counts what it had
+/// to leave out in [`ReportLoss`].
+pub const MAX_TAMPER_EVENTS_PER_REPORT: usize = 100;
+/// The most status rows one report may carry (422 `too_many_statuses`).
+pub const MAX_STATUSES_PER_REPORT: usize = 5_000;
+
+/// What the outbox folded to stay within its bounds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportLoss {
+    /// Unsent reports folded into this one (the newest status per setting
+    /// won).
+    pub reports_coalesced: u64,
+    /// Tamper events left out (the first ones found are kept).
+    pub tamper_events_dropped: u64,
 }
 
 /// A change to something Rampart manages, made behind its back and undone.
@@ -225,8 +308,36 @@ pub struct WaitResponse {
 
 /// Error codes of the device channel that the agent acts on.
 pub mod codes {
-    /// The device was deleted or offboarded: stop managing, clean up.
+    /// Older servers' answer for a deleted or superseded device. Agents no
+    /// longer act on it beyond re-attesting: only a signed notice removes
+    /// settings.
     pub const DEVICE_REVOKED: &str = "device_revoked";
+    /// 410 with an [`super::OffboardedBody`]: the device was deleted; the
+    /// signed notice tells the agent to stop managing.
+    pub const DEVICE_OFFBOARDED: &str = "device_offboarded";
+    /// 401: the server has no record of this device id (a database restored
+    /// from before it enrolled): re-attest.
+    pub const DEVICE_UNKNOWN: &str = "device_unknown";
+    /// 401: the certificate is newer than the one on record (a restored
+    /// database): re-attest.
+    pub const CERTIFICATE_UNKNOWN: &str = "certificate_unknown";
+    /// 401: a newer certificate was issued to this device; this one no
+    /// longer counts.
+    pub const CERTIFICATE_SUPERSEDED: &str = "certificate_superseded";
+    /// 401: the re-attestation's signature or certificate does not prove
+    /// the enrolled key.
+    pub const ATTESTATION_INVALID: &str = "attestation_invalid";
+    /// 409: a device of this name exists; enrolling under it needs its
+    /// enrolled key (re-attestation) or an administrator's approval.
+    pub const DEVICE_NAME_TAKEN: &str = "device_name_taken";
+    /// 422: a status report with more tamper events than allowed.
+    pub const TOO_MANY_TAMPER_EVENTS: &str = "too_many_tamper_events";
+    /// 422: a status report with more rows than allowed.
+    pub const TOO_MANY_STATUSES: &str = "too_many_statuses";
+    /// 422: a status report about a setting the device was not issued.
+    pub const SETTING_NOT_ISSUED: &str = "setting_not_issued";
+    /// 429: the device calls too often; `Retry-After` says when to return.
+    pub const RATE_LIMITED: &str = "rate_limited";
     pub const TOKEN_EXPIRED: &str = "token_expired";
     pub const TOKEN_EXHAUSTED: &str = "token_exhausted";
     pub const TOKEN_UNKNOWN: &str = "token_unknown";

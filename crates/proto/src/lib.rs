@@ -469,6 +469,24 @@ pub struct SyncAccepted {
     pub connected: bool,
 }
 
+/// `POST /api/v1/devices/{name}/reenroll`: lets one enrollment (with an
+/// onboarding token) take over the device's name, e.g. for a reinstalled
+/// machine that lost its key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReenrollApprove {
+    /// How long the approval lasts, in hours (1 to 168); 24 when absent.
+    pub expires_in_hours: Option<u32>,
+}
+
+/// A re-enrollment approval in force.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReenrollApproval {
+    pub device: String,
+    /// Until when (seconds since the epoch) one enrollment may take the name.
+    pub until: i64,
+}
+
 /// `POST /api/v1/onboarding`: a new onboarding package.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

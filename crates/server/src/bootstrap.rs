@@ -233,6 +233,8 @@ pub async fn load_dir(
             cert_not_after: None,
             issued_version: 0,
             issued_digest: None,
+            key_sha256: None,
+            reenroll_until: None,
         }));
     }
     let count = writes.len();

@@ -36,6 +36,16 @@ pub struct ServerConfig {
     pub device_hostnames: Vec<String>,
     /// Lifetime of device certificates.
     pub cert_lifetime_secs: i64,
+    /// Most connections open at once on the device channel; `None` sizes
+    /// it from the open-files limit.
+    pub device_max_connections: Option<usize>,
+    /// Most connections open at once on the admin API.
+    pub admin_max_connections: Option<usize>,
+    /// How long a client may take over its TLS handshake.
+    pub handshake_timeout_secs: u64,
+    /// Requests a device may make per minute (a burst of as many is
+    /// allowed); more are answered 429 with `Retry-After`.
+    pub device_requests_per_minute: u32,
 }
 
 /// Device certificates live a day by default: short enough that a stolen
@@ -58,6 +68,10 @@ impl ServerConfig {
             device_url: None,
             device_hostnames: Vec::new(),
             cert_lifetime_secs: DEFAULT_CERT_LIFETIME_SECS,
+            device_max_connections: None,
+            admin_max_connections: None,
+            handshake_timeout_secs: 10,
+            device_requests_per_minute: 120,
         }
     }
 }
@@ -112,6 +126,15 @@ impl ServerConfig {
             bail!(
                 "--simulate runs an agent for each Device document of --load; give --load DIR too"
             );
+        }
+        if self.handshake_timeout_secs == 0 {
+            bail!("--handshake-timeout must be at least 1 second");
+        }
+        if self.device_requests_per_minute == 0 {
+            bail!("--device-requests-per-minute must be at least 1");
+        }
+        if self.device_max_connections == Some(0) || self.admin_max_connections == Some(0) {
+            bail!("connection caps must be at least 1");
         }
         if self.cert_lifetime_secs < 60 {
             bail!("the device certificate lifetime must be at least 60 seconds");

@@ -13,6 +13,7 @@ pub mod device;
 pub mod error;
 pub mod fanout;
 pub mod fleet;
+pub mod listener;
 pub mod openapi;
 pub mod policy_cache;
 pub mod router;
@@ -25,7 +26,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use rampart_store::Store;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
@@ -68,7 +69,6 @@ pub struct RunningServer {
     /// The device channel (TLS).
     pub device_addr: SocketAddr,
     pub state: AppState,
-    shutdown: Option<oneshot::Sender<()>>,
     device_shutdown: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
     device_task: JoinHandle<()>,
@@ -78,10 +78,7 @@ pub struct RunningServer {
 impl RunningServer {
     /// Stops accepting, lets admin requests in flight finish, ends the
     /// device connections, writes pending check-in times, and waits.
-    pub async fn stop(mut self) -> Result<()> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+    pub async fn stop(self) -> Result<()> {
         let _ = self.device_shutdown.send(true);
         for task in &self.background {
             task.abort();
@@ -163,6 +160,7 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Runnin
     let settings = state::DeviceSettings {
         cert_lifetime_secs: config.cert_lifetime_secs,
         url: device_url,
+        requests_per_minute: config.device_requests_per_minute,
     };
     let mut state = AppState::new(store, clock, trust, settings);
     let postgres_url = config
@@ -177,7 +175,6 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Runnin
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let (tx, rx) = oneshot::channel::<()>();
     let app = router::router(state.clone());
     let admin_tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
@@ -190,30 +187,35 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Runnin
         _ => None,
     };
     let (device_shutdown, device_rx) = watch::channel(false);
-    let task = match admin_tls {
-        // The same TLS accept loop as the device channel; no client
-        // certificate is asked for, so none is attached.
-        Some(tls) => {
-            let stop = device_shutdown.subscribe();
-            // This listener stops with the device channel's signal.
-            drop(rx);
-            tokio::spawn(async move {
-                device::listener::serve(listener, tls, app, stop).await;
-                Ok::<(), std::io::Error>(())
-            })
-        }
-        None => tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await
-        }),
+    let fd_limit = listener::raise_fd_limit();
+    let (device_cap, admin_cap) = listener::default_caps(fd_limit);
+    let handshake = std::time::Duration::from_secs(config.handshake_timeout_secs);
+    let admin_limits = listener::Limits {
+        handshake_timeout: handshake,
+        drain: std::time::Duration::from_secs(5),
+        ..listener::Limits::with_cap(config.admin_max_connections.unwrap_or(admin_cap))
     };
-    let device_task = tokio::spawn(device::listener::serve(
+    let device_limits = listener::Limits {
+        handshake_timeout: handshake,
+        ..listener::Limits::with_cap(config.device_max_connections.unwrap_or(device_cap))
+    };
+    tracing::info!(
+        fd_limit,
+        device_max_connections = device_limits.max_connections,
+        admin_max_connections = admin_limits.max_connections,
+        "connection caps"
+    );
+    // The admin listener stops with the device channel's signal.
+    let stop = device_shutdown.subscribe();
+    let task = tokio::spawn(async move {
+        listener::serve(listener, admin_tls, app, admin_limits, stop).await;
+        Ok::<(), std::io::Error>(())
+    });
+    let device_task = tokio::spawn(listener::serve(
         device_listener,
-        tls,
+        Some(tls),
         device::router(state.clone()),
+        device_limits,
         device_rx,
     ));
     let mut background = vec![state.last_seen.spawn_flusher(state.store.clone())];
@@ -253,7 +255,6 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Runnin
         addr,
         device_addr,
         state,
-        shutdown: Some(tx),
         device_shutdown,
         task,
         device_task,

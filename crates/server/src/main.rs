@@ -63,6 +63,18 @@ struct Args {
     /// Lifetime of device certificates, in seconds (agents renew at two thirds).
     #[arg(long, default_value_t = rampart_server::config::DEFAULT_CERT_LIFETIME_SECS)]
     cert_lifetime_secs: i64,
+    /// Most connections the device channel holds at once (sized from the open-files limit when absent).
+    #[arg(long, env = "RAMPART_DEVICE_MAX_CONNECTIONS")]
+    device_max_connections: Option<usize>,
+    /// Most connections the admin API holds at once (sized from the open-files limit when absent).
+    #[arg(long, env = "RAMPART_ADMIN_MAX_CONNECTIONS")]
+    admin_max_connections: Option<usize>,
+    /// Seconds a client may take over its TLS handshake.
+    #[arg(long, default_value_t = 10)]
+    handshake_timeout: u64,
+    /// Requests one device may make per minute before it is answered 429.
+    #[arg(long, default_value_t = 120)]
+    device_requests_per_minute: u32,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -115,6 +127,10 @@ async fn main() -> Result<()> {
         device_url: args.device_url,
         device_hostnames: args.device_hostnames,
         cert_lifetime_secs: args.cert_lifetime_secs,
+        device_max_connections: args.device_max_connections,
+        admin_max_connections: args.admin_max_connections,
+        handshake_timeout_secs: args.handshake_timeout,
+        device_requests_per_minute: args.device_requests_per_minute,
     };
     let clock = Arc::new(SystemClock);
     if let Some(Command::CreateTenant { name, token_file }) = args.command {

@@ -21,6 +21,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/devices/{name}/tags", put(devices::set_tags))
         .route("/devices/{name}/sync", post(devices::sync))
+        .route("/devices/{name}/reenroll", post(devices::reenroll))
         .route("/devices/{name}/effective", get(devices::effective))
         .route("/groups", get(groups::list).post(groups::create))
         .route("/groups/preview", post(groups::preview))

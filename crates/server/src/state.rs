@@ -20,6 +20,8 @@ pub struct DeviceSettings {
     pub cert_lifetime_secs: i64,
     /// The device channel's base URL, as written into onboarding packages.
     pub url: String,
+    /// Requests one device may make per minute.
+    pub requests_per_minute: u32,
 }
 
 #[derive(Clone)]

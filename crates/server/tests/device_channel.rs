@@ -31,6 +31,7 @@ async fn package(server: &TestServer, body: Value) -> OnboardingPackage {
 
 /// A device speaking the channel with its own key.
 struct Device {
+    tenant: String,
     http: reqwest::Client,
     url: String,
     key: rampart_pki::DeviceKey,
@@ -51,6 +52,7 @@ fn client(ca: &str, identity: Option<(&str, &str)>) -> reqwest::Client {
 impl Device {
     fn new(p: &OnboardingPackage) -> Device {
         Device {
+            tenant: p.tenant_id.clone(),
             http: client(&p.server_ca_pem, None),
             url: p.server_url.clone(),
             key: rampart_pki::new_device_key().unwrap(),
@@ -454,7 +456,7 @@ async fn sync_and_policy_changes_wake_a_waiting_device_within_seconds() {
 }
 
 #[tokio::test]
-async fn renewal_supersedes_the_old_certificate_and_deletion_revokes_at_once() {
+async fn renewal_supersedes_the_old_certificate_and_deletion_sends_a_signed_notice() {
     let server = TestServer::with_examples().await.unwrap();
     let p = package(&server, json!({})).await;
     let mut d = Device::new(&p);
@@ -488,41 +490,431 @@ async fn renewal_supersedes_the_old_certificate_and_deletion_revokes_at_once() {
     assert_eq!(old.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         old.json::<Value>().await.unwrap()["error"]["code"],
-        "device_revoked"
+        "certificate_superseded"
     );
     d.http = renewed;
+    d.key = new_key;
     assert_eq!(d.checkin(None, facts("linux", &[])).await.0, StatusCode::OK);
 
-    // Re-enrolling the same name keeps one device.
-    let mut again = Device::new(&p);
-    again
-        .enroll(&p.token, "web-05", facts("linux", &[]), Survey::default())
-        .await;
-    assert_eq!(
-        again.enrolled.as_ref().unwrap().device_id,
-        d.enrolled.as_ref().unwrap().device_id
-    );
-    assert_eq!(
-        server
-            .admin()
-            .get("/devices?os=linux")
-            .await
-            .unwrap()
-            .1
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|x| x["name"] == "web-05")
-            .count(),
-        1
-    );
-
-    let (s, _) = server.admin().delete("/devices/web-05").await.unwrap();
-    assert_eq!(s, StatusCode::NO_CONTENT);
-    let (s, e) = again.checkin(None, facts("linux", &[])).await;
+    let (s, e) = server.admin().delete("/devices/web-05").await.unwrap();
+    assert_eq!(s, StatusCode::NO_CONTENT, "{e}");
+    let (s, e) = d.checkin(None, facts("linux", &[])).await;
     assert_eq!(
         (s, e["error"]["code"].as_str()),
-        (StatusCode::UNAUTHORIZED, Some("device_revoked"))
+        (StatusCode::GONE, Some("device_offboarded")),
+        "{e}"
+    );
+    // The notice is signed with the tenant's policy key and names this
+    // device: the one instruction an agent removes settings on.
+    let enrolled = d.enrolled.as_ref().unwrap();
+    let notice = &e["notice"];
+    let text = notice["payload"].as_str().unwrap();
+    rampart_pki::verify(
+        &enrolled.policy_key,
+        text.as_bytes(),
+        notice["signature"].as_str().unwrap(),
+    )
+    .unwrap();
+    let payload: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(payload["kind"], "offboard");
+    assert_eq!(payload["device_id"], enrolled.device_id.as_str());
+    assert!(payload["reason"].as_str().unwrap().contains("deleted by"));
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_device_name_is_not_a_credential() {
+    let server = TestServer::with_examples().await.unwrap();
+    let p = package(&server, json!({})).await;
+    let mut real = Device::new(&p);
+    let (s, e) = real
+        .enroll(
+            &p.token,
+            "Web-09",
+            facts("linux", &["web"]),
+            Survey::default(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    let id = real.enrolled.as_ref().unwrap().device_id.clone();
+
+    // Anyone with a token, under the same name in any case: refused, and
+    // the real device's record and certificate are untouched.
+    for name in ["Web-09", "web-09", " WEB-09 "] {
+        let mut attacker = Device::new(&p);
+        let (s, e) = attacker
+            .enroll(&p.token, name, facts("windows", &[]), Survey::default())
+            .await;
+        assert_eq!(
+            (s, e["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("device_name_taken")),
+            "{name}: {e}"
+        );
+    }
+    let (_, view) = server.admin().get("/devices/Web-09").await.unwrap();
+    assert_eq!(view["os"], "linux", "{view}");
+    assert_eq!(
+        real.checkin(None, facts("linux", &[])).await.0,
+        StatusCode::OK
+    );
+    // Names with invisible characters are refused outright.
+    let mut sneaky = Device::new(&p);
+    let (s, e) = sneaky
+        .enroll(
+            &p.token,
+            "Web\u{200B}-09",
+            facts("linux", &[]),
+            Survey::default(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+
+    // An administrator's approval lets one enrollment take the name, once.
+    let (s, a) = server
+        .admin()
+        .post("/devices/web-09/reenroll", &json!({"expires_in_hours": 2}))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK, "{a}");
+    let mut replacement = Device::new(&p);
+    let (s, e) = replacement
+        .enroll(&p.token, "web-09", facts("linux", &[]), Survey::default())
+        .await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    assert_eq!(replacement.enrolled.as_ref().unwrap().device_id, id);
+    let mut second = Device::new(&p);
+    let (s, _) = second
+        .enroll(&p.token, "web-09", facts("linux", &[]), Survey::default())
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    // The old certificate no longer counts.
+    let (s, e) = real.checkin(None, facts("linux", &[])).await;
+    assert_eq!(e["error"]["code"], "certificate_superseded", "{s} {e}");
+    let (s, e) = server
+        .admin()
+        .post("/devices/web-09/reenroll", &json!({"expires_in_hours": 0}))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+
+    let (_, audit) = server.admin().get("/audit?limit=200").await.unwrap();
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| {
+            a["object_name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case("web-09"))
+        })
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "device.reenroll",
+            "device.reenroll_approve",
+            "device.enroll"
+        ],
+        "{audit}"
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn concurrent_enrollments_of_one_name_leave_one_device() {
+    let server = TestServer::with_examples().await.unwrap();
+    let p = package(&server, json!({})).await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let p = p.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut d = Device::new(&p);
+            let name = if i % 2 == 0 { "race-01" } else { "RACE-01" };
+            let (s, e) = d
+                .enroll(&p.token, name, facts("linux", &[]), Survey::default())
+                .await;
+            (s, e["error"]["code"].as_str().map(str::to_string))
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            (StatusCode::OK, _) => ok += 1,
+            (s, code) => assert_eq!(
+                (s, code.as_deref()),
+                (StatusCode::CONFLICT, Some("device_name_taken"))
+            ),
+        }
+    }
+    assert_eq!(ok, 1);
+    let (_, audit) = server.admin().get("/audit?limit=200").await.unwrap();
+    let enrollments = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == "device.enroll")
+        .count();
+    assert_eq!(enrollments, 1, "{audit}");
+    server.stop().await.unwrap();
+}
+
+fn reattest_body(
+    d: &Device,
+    key: &rampart_pki::DeviceKey,
+    certificate_pem: Option<&str>,
+    next: &rampart_pki::DeviceKey,
+) -> Value {
+    let e = d.enrolled.as_ref().unwrap();
+    let tenant = d.tenant.clone();
+    let csr = rampart_pki::csr_pem(next, &e.device_name).unwrap();
+    let message = rampart_pki::attestation_message(&tenant, &e.device_id, &csr);
+    json!({
+        "tenant_id": tenant,
+        "device_id": e.device_id,
+        "device_name": e.device_name,
+        "certificate_pem": certificate_pem,
+        "public_key": rampart_pki::device_public_key(key).unwrap(),
+        "signature": rampart_pki::sign_with_device_key(key, &message).unwrap(),
+        "csr_pem": csr,
+        "facts": facts("linux", &[]),
+        "survey": Survey::default(),
+    })
+}
+
+async fn reattest(url: &str, ca: &str, body: &Value) -> (StatusCode, Value) {
+    let r = client(ca, None)
+        .post(format!("{url}/device/v1/reattest"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let s = r.status();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_device_proves_itself_with_its_enrolled_key() {
+    let server = TestServer::with_examples().await.unwrap();
+    let p = package(&server, json!({})).await;
+    let mut d = Device::new(&p);
+    d.enroll(
+        &p.token,
+        "attest-01",
+        facts("linux", &[]),
+        Survey::default(),
+    )
+    .await;
+    let cert = d.enrolled.as_ref().unwrap().certificate_pem.clone();
+    let id = d.enrolled.as_ref().unwrap().device_id.clone();
+
+    // With its certificate and key: a new certificate for a new key.
+    let next = rampart_pki::new_device_key().unwrap();
+    let (s, r) = reattest(
+        &p.server_url,
+        &p.server_ca_pem,
+        &reattest_body(&d, &d.key, Some(&cert), &next),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["device_id"], id.as_str());
+    let second_cert = r["certificate_pem"].as_str().unwrap().to_string();
+
+    // A stranger's key, even with the real (now superseded) certificate:
+    // refused.
+    let stranger = rampart_pki::new_device_key().unwrap();
+    let (s, r) = reattest(
+        &p.server_url,
+        &p.server_ca_pem,
+        &reattest_body(&d, &stranger, Some(&cert), &stranger),
+    )
+    .await;
+    assert_eq!(
+        (s, r["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("attestation_invalid")),
+        "{r}"
+    );
+    let (s, r) = reattest(
+        &p.server_url,
+        &p.server_ca_pem,
+        &reattest_body(&d, &stranger, None, &stranger),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{r}");
+    // The old key and its superseded certificate: refused.
+    let (s, r) = reattest(
+        &p.server_url,
+        &p.server_ca_pem,
+        &reattest_body(&d, &d.key, Some(&cert), &stranger),
+    )
+    .await;
+    assert_eq!(
+        (s, r["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("certificate_superseded")),
+        "{r}"
+    );
+
+    // The current key alone (its certificate file lost): accepted.
+    let third = rampart_pki::new_device_key().unwrap();
+    let (s, r) = reattest(
+        &p.server_url,
+        &p.server_ca_pem,
+        &reattest_body(&d, &next, None, &third),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let _ = second_cert;
+
+    // Deleted: the signed notice, not a certificate.
+    server.admin().delete("/devices/attest-01").await.unwrap();
+    let fourth = rampart_pki::new_device_key().unwrap();
+    let (s, r) = reattest(
+        &p.server_url,
+        &p.server_ca_pem,
+        &reattest_body(&d, &third, None, &fourth),
+    )
+    .await;
+    assert_eq!(
+        (s, r["error"]["code"].as_str()),
+        (StatusCode::GONE, Some("device_offboarded")),
+        "{r}"
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn issued_versions_go_above_what_the_agent_holds() {
+    let server = TestServer::with_examples().await.unwrap();
+    let p = package(&server, json!({})).await;
+    let mut d = Device::new(&p);
+    d.enroll(
+        &p.token,
+        "web-01",
+        facts("linux", &["web"]),
+        Survey::default(),
+    )
+    .await;
+    let key = d.enrolled.as_ref().unwrap().policy_key.clone();
+    // The agent says it holds version 40 of another policy (the server
+    // forgot, e.g. a restore): the server issues above it.
+    let body = json!({"digest": "feed", "version": 40, "facts": facts("linux", &["web"]), "survey": Survey::default()});
+    let (s, r) = d
+        .call(reqwest::Method::POST, "/device/v1/checkin", Some(body))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let issued = payload(&r, &key);
+    assert_eq!(issued.version, 41);
+    // Holding the current policy at a higher version than the server
+    // recorded: nothing sent, and the next change goes above it.
+    let body = json!({"digest": issued.digest, "version": 60, "facts": facts("linux", &["web"]), "survey": Survey::default()});
+    let (s, r) = d
+        .call(reqwest::Method::POST, "/device/v1/checkin", Some(body))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert!(r["policy"].is_null(), "{r}");
+    let (_, view) = server.admin().get("/devices/web-01").await.unwrap();
+    let _ = view;
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_device_cannot_flood_the_audit_log_or_invent_settings() {
+    let server = TestServer::start_with(Options {
+        load: Some(std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/fleet"
+        ))),
+        device_requests_per_minute: Some(30),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let p = package(&server, json!({})).await;
+    let mut d = Device::new(&p);
+    d.enroll(
+        &p.token,
+        "web-01",
+        facts("linux", &["web"]),
+        Survey::default(),
+    )
+    .await;
+    let (_, r) = d.checkin(None, facts("linux", &["web"])).await;
+    let issued = payload(&r, &d.enrolled.as_ref().unwrap().policy_key);
+    let tamper = |n: usize| -> Vec<Value> {
+        (0..n)
+            .map(|i| json!({"setting": "firewall_enabled", "key": null, "provider": "nftables", "expected": true, "found": false, "at": i, "restored": true}))
+            .collect()
+    };
+    let report = |id: &str, statuses: Value, events: Vec<Value>| json!({"report_id": id, "digest": issued.digest, "version": issued.version, "statuses": statuses, "tamper_events": events});
+    let (s, e) = d
+        .call(
+            reqwest::Method::POST,
+            "/device/v1/status",
+            Some(report("r1", json!([]), tamper(101))),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("too_many_tamper_events")
+        ),
+        "{e}"
+    );
+    let made_up = json!([{"setting": "no_such_setting", "key": null, "status": "succeeded", "observed": null, "error_code": null, "error_message": null}]);
+    let (s, e) = d
+        .call(
+            reqwest::Method::POST,
+            "/device/v1/status",
+            Some(report("r2", made_up, Vec::new())),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("setting_not_issued")),
+        "{e}"
+    );
+    // 60 events: one audit entry, with the count and the first events.
+    let (s, e) = d
+        .call(
+            reqwest::Method::POST,
+            "/device/v1/status",
+            Some(report("r3", json!([]), tamper(60))),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    let (_, audit) = server.admin().get("/audit?limit=500").await.unwrap();
+    let tampers: Vec<&Value> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == "device.tamper")
+        .collect();
+    assert_eq!(tampers.len(), 1, "{audit}");
+    assert_eq!(tampers[0]["after"]["count"], 60);
+    assert_eq!(tampers[0]["after"]["events"].as_array().unwrap().len(), 10);
+
+    // Past its rate, a device is told to come back later.
+    let mut limited = None;
+    for i in 0..40 {
+        let r = d
+            .http
+            .post(format!("{}/device/v1/status", d.url))
+            .json(&report(&format!("q{i}"), json!([]), Vec::new()))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(r);
+            break;
+        }
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let limited = limited.expect("a 429 within 40 requests at 30 a minute");
+    assert!(limited.headers().get("retry-after").is_some());
+    assert_eq!(
+        limited.json::<Value>().await.unwrap()["error"]["code"],
+        "rate_limited"
     );
     server.stop().await.unwrap();
 }

@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rampart_store::{
-    AuditRecord, DeviceRecord, NewAudit, ObjectKind, ObjectRecord, OnboardingTokenRecord, Result,
-    StatusRecord, Store, StoreError, Tenant, TenantSecrets, Timestamp, TokenRecord, TokenUse,
-    UserRecord, Write,
+    name_key, AuditRecord, DeviceRecord, DeviceTombstone, NewAudit, ObjectKind, ObjectRecord,
+    OnboardingTokenRecord, Result, StatusRecord, Store, StoreError, Tenant, TenantSecrets,
+    Timestamp, TokenRecord, TokenUse, UserRecord, Write,
 };
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -281,10 +281,10 @@ impl Store for PostgresStore {
 
     async fn device(&self, tenant: &str, name: &str) -> Result<Option<DeviceRecord>> {
         let sql = format!(
-            "SELECT {} FROM devices WHERE tenant_id = $1 AND name = $2",
+            "SELECT {} FROM devices WHERE tenant_id = $1 AND name_key = $2",
             rows::DEVICE_COLUMNS
         );
-        let query = sqlx::query(&sql).bind(tenant).bind(name);
+        let query = sqlx::query(&sql).bind(tenant).bind(name_key(name));
         self.fetch_optional(query, rows::device).await
     }
 
@@ -295,6 +295,16 @@ impl Store for PostgresStore {
         );
         let query = sqlx::query(&sql).bind(tenant).bind(id);
         self.fetch_optional(query, rows::device).await
+    }
+
+    async fn device_tombstone(&self, tenant: &str, id: &str) -> Result<Option<DeviceTombstone>> {
+        let query = sqlx::query(
+            "SELECT device_id, name, deleted_at, reason FROM device_tombstones \
+             WHERE tenant_id = $1 AND device_id = $2",
+        )
+        .bind(tenant)
+        .bind(id);
+        self.fetch_optional(query, rows::tombstone).await
     }
 
     async fn touch_devices(&self, tenant: &str, seen: Vec<(String, Timestamp)>) -> Result<()> {

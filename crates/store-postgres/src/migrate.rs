@@ -26,6 +26,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0002_device_trust.sql",
         sql: include_str!("../migrations/0002_device_trust.sql"),
     },
+    Migration {
+        version: 3,
+        file: "0003_device_names_and_tombstones.sql",
+        sql: include_str!("../migrations/0003_device_names_and_tombstones.sql"),
+    },
 ];
 
 /// The advisory lock key ("rampart" and a 1): advisory locks are per

@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use rampart_store::{
-    DeviceRecord, Expect, NewAudit, ObjectKind, OnboardingTokenRecord, Result, StatusRecord,
-    StoreError, TenantSecrets, Timestamp, TokenRecord, TokenUse, UserRecord, Write,
+    name_key, DeviceRecord, Expect, NewAudit, ObjectKind, OnboardingTokenRecord, Result,
+    StatusRecord, StoreError, TenantSecrets, Timestamp, TokenRecord, TokenUse, UserRecord, Write,
 };
 use serde_json::Value;
 use sqlx::types::Json;
@@ -86,7 +86,34 @@ async fn one(conn: &mut PgConnection, tenant: &str, at: Timestamp, write: Write)
             .or_backend()?;
             Ok(())
         }
-        Write::PutDevice(device) => put_device(conn, tenant, &device).await,
+        Write::PutDevice(device) => put_device(conn, tenant, &device, false).await,
+        Write::EnrollDevice(device) => put_device(conn, tenant, &device, true).await,
+        Write::ApproveReenroll { name, until } => {
+            let done = sqlx::query(SET_REENROLL)
+                .bind(until)
+                .bind(tenant)
+                .bind(&name)
+                .execute(&mut *conn)
+                .await
+                .or_backend()?;
+            found_one(done.rows_affected(), || format!("device {name:?}"))
+        }
+        Write::ConsumeReenroll { name } => {
+            let done = sqlx::query(CONSUME_REENROLL)
+                .bind(tenant)
+                .bind(&name)
+                .bind(at)
+                .execute(&mut *conn)
+                .await
+                .or_backend()?;
+            if done.rows_affected() == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::Conflict(format!(
+                    "device {name:?} has no re-enrollment approval in force"
+                )))
+            }
+        }
         Write::SetDeviceTags { name, tags } => {
             let done =
                 sqlx::query("UPDATE devices SET tags = $1 WHERE tenant_id = $2 AND name = $3")
@@ -98,7 +125,23 @@ async fn one(conn: &mut PgConnection, tenant: &str, at: Timestamp, write: Write)
                     .or_backend()?;
             found_one(done.rows_affected(), || format!("device {name:?}"))
         }
-        Write::DeleteDevice { name } => {
+        Write::DeleteDevice { name, reason } => {
+            // The tombstone first, while the row still says which id the
+            // name had; nothing is written when there is no such device.
+            sqlx::query(
+                "INSERT INTO device_tombstones (tenant_id, device_id, name, deleted_at, reason) \
+                 SELECT tenant_id, id, name, $1, $2 FROM devices \
+                 WHERE tenant_id = $3 AND name = $4 \
+                 ON CONFLICT (tenant_id, device_id) DO UPDATE \
+                 SET name = excluded.name, deleted_at = excluded.deleted_at, reason = excluded.reason",
+            )
+            .bind(at)
+            .bind(&reason)
+            .bind(tenant)
+            .bind(&name)
+            .execute(&mut *conn)
+            .await
+            .or_backend()?;
             // The foreign key cascades to the statuses.
             let done = sqlx::query("DELETE FROM devices WHERE tenant_id = $1 AND name = $2")
                 .bind(tenant)
@@ -175,13 +218,15 @@ async fn one(conn: &mut PgConnection, tenant: &str, at: Timestamp, write: Write)
             name,
             cert_serial,
             cert_not_after,
+            key_sha256,
         } => {
             let done = sqlx::query(
-                "UPDATE devices SET cert_serial = $1, cert_not_after = $2 \
-                 WHERE tenant_id = $3 AND name = $4",
+                "UPDATE devices SET cert_serial = $1, cert_not_after = $2, key_sha256 = $3 \
+                 WHERE tenant_id = $4 AND name = $5",
             )
             .bind(&cert_serial)
             .bind(cert_not_after)
+            .bind(&key_sha256)
             .bind(tenant)
             .bind(&name)
             .execute(&mut *conn)
@@ -358,16 +403,30 @@ async fn delete_object(
     Ok(())
 }
 
-async fn put_device(conn: &mut PgConnection, tenant: &str, d: &DeviceRecord) -> Result<()> {
+const SET_REENROLL: &str =
+    "UPDATE devices SET reenroll_until = $1 WHERE tenant_id = $2 AND name = $3";
+/// Clears the approval only while it is in force, so of two enrollments
+/// racing for it one succeeds.
+const CONSUME_REENROLL: &str = "UPDATE devices SET reenroll_until = NULL \
+     WHERE tenant_id = $1 AND name = $2 AND reenroll_until > $3";
+
+/// Inserts a device, or with `insert_only` false replaces the one of that
+/// name.
+async fn put_device(
+    conn: &mut PgConnection,
+    tenant: &str,
+    d: &DeviceRecord,
+    insert_only: bool,
+) -> Result<()> {
     // An upsert keeps the row, and with it the device's statuses.
-    let result = sqlx::query(
+    const INSERT: &str =
         "INSERT INTO devices (tenant_id, name, id, os, os_version, device_type, agent_version, \
          tags, labels, managed_by, enrollment_status, enrollment_code, enrollment_reason, \
          last_check_in, applied_digest, policy_version, created_at, cert_serial, \
-         cert_not_after, issued_version, issued_digest) \
+         cert_not_after, issued_version, issued_digest, name_key, key_sha256, reenroll_until) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-         $18, $19, $20, $21) \
-         ON CONFLICT (tenant_id, name) DO UPDATE SET \
+         $18, $19, $20, $21, $22, $23, $24)";
+    const UPSERT: &str = " ON CONFLICT (tenant_id, name) DO UPDATE SET \
          id = excluded.id, os = excluded.os, os_version = excluded.os_version, \
          device_type = excluded.device_type, agent_version = excluded.agent_version, \
          tags = excluded.tags, labels = excluded.labels, managed_by = excluded.managed_by, \
@@ -377,36 +436,46 @@ async fn put_device(conn: &mut PgConnection, tenant: &str, d: &DeviceRecord) -> 
          last_check_in = excluded.last_check_in, applied_digest = excluded.applied_digest, \
          policy_version = excluded.policy_version, created_at = excluded.created_at, \
          cert_serial = excluded.cert_serial, cert_not_after = excluded.cert_not_after, \
-         issued_version = excluded.issued_version, issued_digest = excluded.issued_digest",
-    )
-    .bind(tenant)
-    .bind(&d.name)
-    .bind(&d.id)
-    .bind(&d.os)
-    .bind(&d.os_version)
-    .bind(&d.device_type)
-    .bind(&d.agent_version)
-    .bind(Json(&d.tags))
-    .bind(Json(&d.labels))
-    .bind(&d.managed_by)
-    .bind(&d.enrollment_status)
-    .bind(&d.enrollment_code)
-    .bind(&d.enrollment_reason)
-    .bind(d.last_check_in)
-    .bind(&d.applied_digest)
-    .bind(d.policy_version.map(to_db_u64).transpose()?)
-    .bind(d.created_at)
-    .bind(&d.cert_serial)
-    .bind(d.cert_not_after)
-    .bind(to_db_u64(d.issued_version)?)
-    .bind(&d.issued_digest)
-    .execute(&mut *conn)
-    .await;
+         issued_version = excluded.issued_version, issued_digest = excluded.issued_digest, \
+         name_key = excluded.name_key, key_sha256 = excluded.key_sha256, \
+         reenroll_until = excluded.reenroll_until";
+    let sql = if insert_only {
+        INSERT.to_string()
+    } else {
+        format!("{INSERT}{UPSERT}")
+    };
+    let result = sqlx::query(&sql)
+        .bind(tenant)
+        .bind(&d.name)
+        .bind(&d.id)
+        .bind(&d.os)
+        .bind(&d.os_version)
+        .bind(&d.device_type)
+        .bind(&d.agent_version)
+        .bind(Json(&d.tags))
+        .bind(Json(&d.labels))
+        .bind(&d.managed_by)
+        .bind(&d.enrollment_status)
+        .bind(&d.enrollment_code)
+        .bind(&d.enrollment_reason)
+        .bind(d.last_check_in)
+        .bind(&d.applied_digest)
+        .bind(d.policy_version.map(to_db_u64).transpose()?)
+        .bind(d.created_at)
+        .bind(&d.cert_serial)
+        .bind(d.cert_not_after)
+        .bind(to_db_u64(d.issued_version)?)
+        .bind(&d.issued_digest)
+        .bind(name_key(&d.name))
+        .bind(&d.key_sha256)
+        .bind(d.reenroll_until)
+        .execute(&mut *conn)
+        .await;
     match result {
         Ok(_) => Ok(()),
         Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict(format!(
-            "device id {:?} is already used by another device than {:?}",
-            d.id, d.name
+            "a device named {:?} (in any case) or with id {:?} exists already",
+            d.name, d.id
         ))),
         Err(err) => Err(StoreError::Backend(err.to_string())),
     }

@@ -20,9 +20,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rampart_store::{
-    AuditRecord, DeviceRecord, NewAudit, ObjectKind, ObjectRecord, OnboardingTokenRecord, Result,
-    StatusRecord, Store, StoreError, Tenant, TenantSecrets, Timestamp, TokenRecord, TokenUse,
-    UserRecord, Write,
+    name_key, AuditRecord, DeviceRecord, DeviceTombstone, NewAudit, ObjectKind, ObjectRecord,
+    OnboardingTokenRecord, Result, StatusRecord, Store, StoreError, Tenant, TenantSecrets,
+    Timestamp, TokenRecord, TokenUse, UserRecord, Write,
 };
 use serde_json::Value;
 use sqlx::sqlite::{
@@ -336,10 +336,10 @@ impl Store for SqliteStore {
 
     async fn device(&self, tenant: &str, name: &str) -> Result<Option<DeviceRecord>> {
         let sql = format!(
-            "SELECT {} FROM devices WHERE tenant_id = ? AND name = ?",
+            "SELECT {} FROM devices WHERE tenant_id = ? AND name_key = ?",
             rows::DEVICE_COLUMNS
         );
-        let query = sqlx::query(&sql).bind(tenant).bind(name);
+        let query = sqlx::query(&sql).bind(tenant).bind(name_key(name));
         self.fetch_optional(query, rows::device).await
     }
 
@@ -350,6 +350,16 @@ impl Store for SqliteStore {
         );
         let query = sqlx::query(&sql).bind(tenant).bind(id);
         self.fetch_optional(query, rows::device).await
+    }
+
+    async fn device_tombstone(&self, tenant: &str, id: &str) -> Result<Option<DeviceTombstone>> {
+        let query = sqlx::query(
+            "SELECT device_id, name, deleted_at, reason FROM device_tombstones \
+             WHERE tenant_id = ? AND device_id = ?",
+        )
+        .bind(tenant)
+        .bind(id);
+        self.fetch_optional(query, rows::tombstone).await
     }
 
     async fn touch_devices(&self, tenant: &str, seen: Vec<(String, Timestamp)>) -> Result<()> {
@@ -551,7 +561,9 @@ mod tests {
              INSERT INTO devices (tenant_id, name, id, os, os_version, device_type, \
              agent_version, tags, labels, managed_by, enrollment_status, created_at) \
              VALUES ('t1', 'old', 'd1', 'linux', '12', 'server', '0.1.0', '[\"a\"]', '[]', \
-             'rampart', 'enrolled', 5);",
+             'rampart', 'enrolled', 5), \
+             ('t1', 'OLD', 'd2', 'linux', '12', 'server', '0.1.0', '[]', '[]', \
+             'rampart', 'enrolled', 6);",
         )
         .await
         .unwrap();
@@ -565,12 +577,16 @@ mod tests {
         assert_eq!(device.cert_not_after, None);
         assert_eq!(device.issued_version, 0);
         assert_eq!(device.issued_digest, None);
+        // Names that differed only in case both survive version 3's
+        // case-insensitive uniqueness; the first keeps the plain name.
+        assert_eq!(store.device("t1", "Old").await.unwrap().unwrap().id, "d1");
+        assert!(store.device_by_id("t1", "d2").await.unwrap().is_some());
         let versions: Vec<i64> =
             sqlx::query_scalar("SELECT version FROM schema_migrations ORDER BY version")
                 .fetch_all(&store.reader)
                 .await
                 .unwrap();
-        assert_eq!(versions, [1, 2]);
+        assert_eq!(versions, [1, 2, 3]);
         store.close().await;
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));

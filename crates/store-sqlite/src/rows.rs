@@ -1,8 +1,8 @@
 //! Turning SQLite rows into store records, and sqlx errors into `StoreError`s.
 
 use rampart_store::{
-    AuditRecord, DeviceRecord, ObjectKind, ObjectRecord, OnboardingTokenRecord, Result,
-    StatusRecord, StoreError, Tenant, TenantSecrets, TokenRecord, UserRecord,
+    AuditRecord, DeviceRecord, DeviceTombstone, ObjectKind, ObjectRecord, OnboardingTokenRecord,
+    Result, StatusRecord, StoreError, Tenant, TenantSecrets, TokenRecord, UserRecord,
 };
 use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
@@ -124,7 +124,7 @@ pub(crate) fn object(row: &SqliteRow) -> Result<ObjectRecord> {
 pub(crate) const DEVICE_COLUMNS: &str = "id, name, os, os_version, device_type, agent_version, \
     tags, labels, managed_by, enrollment_status, enrollment_code, enrollment_reason, \
     last_check_in, applied_digest, policy_version, created_at, cert_serial, cert_not_after, \
-    issued_version, issued_digest";
+    issued_version, issued_digest, key_sha256, reenroll_until";
 
 pub(crate) fn device(row: &SqliteRow) -> Result<DeviceRecord> {
     Ok(DeviceRecord {
@@ -148,6 +148,17 @@ pub(crate) fn device(row: &SqliteRow) -> Result<DeviceRecord> {
         cert_not_after: get(row, "cert_not_after")?,
         issued_version: u64_column(row, "issued_version")?,
         issued_digest: get(row, "issued_digest")?,
+        key_sha256: get(row, "key_sha256")?,
+        reenroll_until: get(row, "reenroll_until")?,
+    })
+}
+
+pub(crate) fn tombstone(row: &SqliteRow) -> Result<DeviceTombstone> {
+    Ok(DeviceTombstone {
+        device_id: get(row, "device_id")?,
+        name: get(row, "name")?,
+        deleted_at: get(row, "deleted_at")?,
+        reason: get(row, "reason")?,
     })
 }
 

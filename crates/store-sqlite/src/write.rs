@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use rampart_store::{
-    DeviceRecord, Expect, NewAudit, ObjectKind, OnboardingTokenRecord, Result, StatusRecord,
-    StoreError, TenantSecrets, Timestamp, TokenRecord, TokenUse, UserRecord, Write,
+    name_key, DeviceRecord, Expect, NewAudit, ObjectKind, OnboardingTokenRecord, Result,
+    StatusRecord, StoreError, TenantSecrets, Timestamp, TokenRecord, TokenUse, UserRecord, Write,
 };
 use serde_json::Value;
 use sqlx::{Row, SqliteConnection};
@@ -81,7 +81,34 @@ async fn one(conn: &mut SqliteConnection, tenant: &str, at: Timestamp, write: Wr
             .or_backend()?;
             Ok(())
         }
-        Write::PutDevice(device) => put_device(conn, tenant, &device).await,
+        Write::PutDevice(device) => put_device(conn, tenant, &device, false).await,
+        Write::EnrollDevice(device) => put_device(conn, tenant, &device, true).await,
+        Write::ApproveReenroll { name, until } => {
+            let done = sqlx::query(SET_REENROLL)
+                .bind(until)
+                .bind(tenant)
+                .bind(&name)
+                .execute(&mut *conn)
+                .await
+                .or_backend()?;
+            found_one(done.rows_affected(), || format!("device {name:?}"))
+        }
+        Write::ConsumeReenroll { name } => {
+            let done = sqlx::query(CONSUME_REENROLL)
+                .bind(tenant)
+                .bind(&name)
+                .bind(at)
+                .execute(&mut *conn)
+                .await
+                .or_backend()?;
+            if done.rows_affected() == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::Conflict(format!(
+                    "device {name:?} has no re-enrollment approval in force"
+                )))
+            }
+        }
         Write::SetDeviceTags { name, tags } => {
             let done = sqlx::query("UPDATE devices SET tags = ? WHERE tenant_id = ? AND name = ?")
                 .bind(to_json_text(&tags)?)
@@ -92,7 +119,23 @@ async fn one(conn: &mut SqliteConnection, tenant: &str, at: Timestamp, write: Wr
                 .or_backend()?;
             found_one(done.rows_affected(), || format!("device {name:?}"))
         }
-        Write::DeleteDevice { name } => {
+        Write::DeleteDevice { name, reason } => {
+            // The tombstone first, while the row still says which id the
+            // name had; nothing is written when there is no such device.
+            sqlx::query(
+                "INSERT INTO device_tombstones (tenant_id, device_id, name, deleted_at, reason) \
+                 SELECT tenant_id, id, name, ?, ? FROM devices \
+                 WHERE tenant_id = ? AND name = ? \
+                 ON CONFLICT (tenant_id, device_id) DO UPDATE \
+                 SET name = excluded.name, deleted_at = excluded.deleted_at, reason = excluded.reason",
+            )
+            .bind(at)
+            .bind(&reason)
+            .bind(tenant)
+            .bind(&name)
+            .execute(&mut *conn)
+            .await
+            .or_backend()?;
             // The foreign key cascades too; deleting explicitly keeps this
             // correct even on a connection without foreign keys enabled.
             sqlx::query("DELETE FROM statuses WHERE tenant_id = ? AND device = ?")
@@ -174,13 +217,15 @@ async fn one(conn: &mut SqliteConnection, tenant: &str, at: Timestamp, write: Wr
             name,
             cert_serial,
             cert_not_after,
+            key_sha256,
         } => {
             let done = sqlx::query(
-                "UPDATE devices SET cert_serial = ?, cert_not_after = ? \
+                "UPDATE devices SET cert_serial = ?, cert_not_after = ?, key_sha256 = ? \
                  WHERE tenant_id = ? AND name = ?",
             )
             .bind(&cert_serial)
             .bind(cert_not_after)
+            .bind(&key_sha256)
             .bind(tenant)
             .bind(&name)
             .execute(&mut *conn)
@@ -345,16 +390,29 @@ async fn delete_object(
     Ok(())
 }
 
-async fn put_device(conn: &mut SqliteConnection, tenant: &str, d: &DeviceRecord) -> Result<()> {
+const SET_REENROLL: &str = "UPDATE devices SET reenroll_until = ? WHERE tenant_id = ? AND name = ?";
+/// Clears the approval only while it is in force, so of two enrollments
+/// racing for it one succeeds.
+const CONSUME_REENROLL: &str = "UPDATE devices SET reenroll_until = NULL \
+     WHERE tenant_id = ? AND name = ? AND reenroll_until > ?";
+
+/// Inserts a device, or with `insert_only` false replaces the one of that
+/// name.
+async fn put_device(
+    conn: &mut SqliteConnection,
+    tenant: &str,
+    d: &DeviceRecord,
+    insert_only: bool,
+) -> Result<()> {
     // An upsert rather than INSERT OR REPLACE: replacing would delete the row
     // and cascade to the device's statuses.
-    let result = sqlx::query(
+    const INSERT: &str =
         "INSERT INTO devices (tenant_id, name, id, os, os_version, device_type, agent_version, \
          tags, labels, managed_by, enrollment_status, enrollment_code, enrollment_reason, \
          last_check_in, applied_digest, policy_version, created_at, cert_serial, \
-         cert_not_after, issued_version, issued_digest) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (tenant_id, name) DO UPDATE SET \
+         cert_not_after, issued_version, issued_digest, name_key, key_sha256, reenroll_until) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    const UPSERT: &str = " ON CONFLICT (tenant_id, name) DO UPDATE SET \
          id = excluded.id, os = excluded.os, os_version = excluded.os_version, \
          device_type = excluded.device_type, agent_version = excluded.agent_version, \
          tags = excluded.tags, labels = excluded.labels, managed_by = excluded.managed_by, \
@@ -364,36 +422,46 @@ async fn put_device(conn: &mut SqliteConnection, tenant: &str, d: &DeviceRecord)
          last_check_in = excluded.last_check_in, applied_digest = excluded.applied_digest, \
          policy_version = excluded.policy_version, created_at = excluded.created_at, \
          cert_serial = excluded.cert_serial, cert_not_after = excluded.cert_not_after, \
-         issued_version = excluded.issued_version, issued_digest = excluded.issued_digest",
-    )
-    .bind(tenant)
-    .bind(&d.name)
-    .bind(&d.id)
-    .bind(&d.os)
-    .bind(&d.os_version)
-    .bind(&d.device_type)
-    .bind(&d.agent_version)
-    .bind(to_json_text(&d.tags)?)
-    .bind(to_json_text(&d.labels)?)
-    .bind(&d.managed_by)
-    .bind(&d.enrollment_status)
-    .bind(&d.enrollment_code)
-    .bind(&d.enrollment_reason)
-    .bind(d.last_check_in)
-    .bind(&d.applied_digest)
-    .bind(d.policy_version.map(to_db_u64).transpose()?)
-    .bind(d.created_at)
-    .bind(&d.cert_serial)
-    .bind(d.cert_not_after)
-    .bind(to_db_u64(d.issued_version)?)
-    .bind(&d.issued_digest)
-    .execute(&mut *conn)
-    .await;
+         issued_version = excluded.issued_version, issued_digest = excluded.issued_digest, \
+         name_key = excluded.name_key, key_sha256 = excluded.key_sha256, \
+         reenroll_until = excluded.reenroll_until";
+    let sql = if insert_only {
+        INSERT.to_string()
+    } else {
+        format!("{INSERT}{UPSERT}")
+    };
+    let result = sqlx::query(&sql)
+        .bind(tenant)
+        .bind(&d.name)
+        .bind(&d.id)
+        .bind(&d.os)
+        .bind(&d.os_version)
+        .bind(&d.device_type)
+        .bind(&d.agent_version)
+        .bind(to_json_text(&d.tags)?)
+        .bind(to_json_text(&d.labels)?)
+        .bind(&d.managed_by)
+        .bind(&d.enrollment_status)
+        .bind(&d.enrollment_code)
+        .bind(&d.enrollment_reason)
+        .bind(d.last_check_in)
+        .bind(&d.applied_digest)
+        .bind(d.policy_version.map(to_db_u64).transpose()?)
+        .bind(d.created_at)
+        .bind(&d.cert_serial)
+        .bind(d.cert_not_after)
+        .bind(to_db_u64(d.issued_version)?)
+        .bind(&d.issued_digest)
+        .bind(name_key(&d.name))
+        .bind(&d.key_sha256)
+        .bind(d.reenroll_until)
+        .execute(&mut *conn)
+        .await;
     match result {
         Ok(_) => Ok(()),
         Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict(format!(
-            "device id {:?} is already used by another device than {:?}",
-            d.id, d.name
+            "a device named {:?} (in any case) or with id {:?} exists already",
+            d.name, d.id
         ))),
         Err(err) => Err(StoreError::Backend(err.to_string())),
     }

@@ -27,8 +27,9 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 
 use crate::{
-    DeviceRecord, Expect, NewAudit, ObjectKind, OnboardingTokenRecord, Result, StatusRecord, Store,
-    StoreError, Tenant, TenantSecrets, Timestamp, TokenRecord, TokenUse, UserRecord, Write,
+    DeviceRecord, DeviceTombstone, Expect, NewAudit, ObjectKind, OnboardingTokenRecord, Result,
+    StatusRecord, Store, StoreError, Tenant, TenantSecrets, Timestamp, TokenRecord, TokenUse,
+    UserRecord, Write,
 };
 
 /// A fresh store for one contract test, and whatever cleans up after it
@@ -73,6 +74,9 @@ macro_rules! contract_tests {
             issued_policy_versions_only_go_up,
             device_facts_keep_what_the_agent_does_not_report,
             touch_devices_moves_last_check_in_forward,
+            device_names_are_unique_whatever_their_case,
+            deleted_devices_leave_tombstones,
+            reenroll_approvals_work_once,
         );
         // These spawn tasks of their own, so they take the `Arc`.
         $crate::contract_tests!(@each $fixture, |store| &store;
@@ -81,6 +85,7 @@ macro_rules! contract_tests {
             concurrent_token_consumers_share_its_uses,
             concurrent_server_secret_writers_converge,
             concurrent_policy_issuers_one_wins,
+            concurrent_enrollments_of_one_name_one_wins,
         );
     };
     (@each $fixture:expr, |$store:ident| $arg:expr; $($name:ident),* $(,)?) => {
@@ -162,6 +167,8 @@ fn device(name: &str) -> DeviceRecord {
         cert_not_after: Some(T0 + 90 * 86_400),
         issued_version: 7,
         issued_digest: Some("abc123".to_owned()),
+        key_sha256: Some("9e1a".to_owned()),
+        reenroll_until: None,
     }
 }
 
@@ -618,6 +625,7 @@ pub async fn failed_batches_leave_nothing_behind(store: &dyn Store) {
         },
         Write::DeleteDevice {
             name: "ghost".to_owned(),
+            reason: "deleted in a test".into(),
         },
     ];
     let result = store
@@ -773,11 +781,13 @@ pub async fn devices_round_trip(store: &dyn Store) {
 
     let writes = vec![Write::DeleteDevice {
         name: "db-1".to_owned(),
+        reason: "deleted in a test".into(),
     }];
     write(store, &tenant, writes).await.expect("delete");
     assert_eq!(store.device(t, "db-1").await.expect("read"), None);
     let writes = vec![Write::DeleteDevice {
         name: "db-1".to_owned(),
+        reason: "deleted in a test".into(),
     }];
     assert_not_found(write(store, &tenant, writes).await, "device \"db-1\"");
 }
@@ -800,6 +810,7 @@ pub async fn deleting_a_device_deletes_its_statuses(store: &dyn Store) {
 
     let writes = vec![Write::DeleteDevice {
         name: "a".to_owned(),
+        reason: "deleted in a test".into(),
     }];
     write(store, &tenant, writes).await.expect("delete");
     assert!(store.device_statuses(t, "a").await.expect("a").is_empty());
@@ -817,6 +828,154 @@ pub async fn deleting_a_device_deletes_its_statuses(store: &dyn Store) {
         .await
         .expect("re-create");
     assert!(store.device_statuses(t, "a").await.expect("a").is_empty());
+}
+
+pub async fn device_names_are_unique_whatever_their_case(store: &dyn Store) {
+    let tenant = new_tenant(store, "device-names").await;
+    let t = &tenant.id;
+    write(store, &tenant, vec![Write::EnrollDevice(device("Web-01"))])
+        .await
+        .expect("first enrollment");
+    // Found by any spelling of its name, under the name it was given.
+    let found = store
+        .device(t, "wEB-01")
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(found.name, "Web-01");
+
+    // Another device under the same name in another case is refused, by
+    // enrollment and by a plain put alike, and the batch leaves nothing.
+    let audit = NewAudit {
+        actor: "device:web-01".into(),
+        action: "device.enroll".into(),
+        object_kind: "device".into(),
+        object_name: "web-01".into(),
+        before: None,
+        after: None,
+    };
+    let refused = store
+        .write(
+            t,
+            T0 + 1,
+            vec![Write::EnrollDevice(device("web-01"))],
+            vec![audit],
+        )
+        .await;
+    assert_conflict(refused, &["web-01"]);
+    assert!(store.audit(t, 10, None).await.expect("audit").is_empty());
+    assert_conflict(
+        write(store, &tenant, vec![Write::PutDevice(device("WEB-01"))]).await,
+        &[],
+    );
+    // Enrolling is insert-only even for the exact name.
+    assert_conflict(
+        write(store, &tenant, vec![Write::EnrollDevice(device("Web-01"))]).await,
+        &[],
+    );
+    let names: Vec<_> = store
+        .devices(t)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(names, ["Web-01"]);
+}
+
+pub async fn deleted_devices_leave_tombstones(store: &dyn Store) {
+    let tenant = new_tenant(store, "tombstones").await;
+    let t = &tenant.id;
+    let d = device("gone");
+    write(store, &tenant, vec![Write::PutDevice(d.clone())])
+        .await
+        .expect("device");
+    assert_eq!(store.device_tombstone(t, &d.id).await.expect("read"), None);
+    let writes = vec![Write::DeleteDevice {
+        name: "gone".into(),
+        reason: "deleted by admin".into(),
+    }];
+    store
+        .write(t, T0 + 9, writes, Vec::new())
+        .await
+        .expect("delete");
+    assert_eq!(store.device_by_id(t, &d.id).await.expect("read"), None);
+    assert_eq!(
+        store.device_tombstone(t, &d.id).await.expect("read"),
+        Some(DeviceTombstone {
+            device_id: d.id.clone(),
+            name: "gone".into(),
+            deleted_at: T0 + 9,
+            reason: "deleted by admin".into(),
+        })
+    );
+    // Tombstones are per tenant, like everything else.
+    let other = new_tenant(store, "tombstones-other").await;
+    assert_eq!(
+        store
+            .device_tombstone(&other.id, &d.id)
+            .await
+            .expect("read"),
+        None
+    );
+    // Deleting what does not exist leaves no tombstone either.
+    let missing = vec![Write::DeleteDevice {
+        name: "never".into(),
+        reason: "x".into(),
+    }];
+    assert!(matches!(
+        write(store, &tenant, missing).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub async fn reenroll_approvals_work_once(store: &dyn Store) {
+    let tenant = new_tenant(store, "reenroll").await;
+    let t = &tenant.id;
+    write(store, &tenant, vec![Write::PutDevice(device("pc"))])
+        .await
+        .expect("device");
+    let approve = |until| Write::ApproveReenroll {
+        name: "pc".into(),
+        until,
+    };
+    let consume = || Write::ConsumeReenroll { name: "pc".into() };
+    // Nothing approved: refused.
+    assert_conflict(
+        store.write(t, T0, vec![consume()], Vec::new()).await,
+        &["pc"],
+    );
+    store
+        .write(t, T0, vec![approve(Some(T0 + 100))], Vec::new())
+        .await
+        .expect("approve");
+    let stored = store.device(t, "pc").await.expect("read").expect("pc");
+    assert_eq!(stored.reenroll_until, Some(T0 + 100));
+    store
+        .write(t, T0 + 50, vec![consume()], Vec::new())
+        .await
+        .expect("first use");
+    assert_conflict(
+        store.write(t, T0 + 51, vec![consume()], Vec::new()).await,
+        &[],
+    );
+    // An approval that expired is refused.
+    store
+        .write(t, T0, vec![approve(Some(T0 + 10))], Vec::new())
+        .await
+        .expect("approve again");
+    assert_conflict(
+        store.write(t, T0 + 10, vec![consume()], Vec::new()).await,
+        &[],
+    );
+    let missing = Write::ApproveReenroll {
+        name: "nobody".into(),
+        until: Some(T0),
+    };
+    assert!(matches!(
+        store.write(t, T0, vec![missing], Vec::new()).await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 pub async fn statuses_store_only_changes(store: &dyn Store) {
@@ -1204,6 +1363,7 @@ pub async fn tenants_are_isolated(store: &dyn Store) {
     );
     let writes = vec![Write::DeleteDevice {
         name: "dev".to_owned(),
+        reason: "deleted in a test".into(),
     }];
     assert_not_found(write(store, &b, writes).await, "dev");
     let writes = vec![Write::SetDeviceTags {
@@ -1223,6 +1383,7 @@ pub async fn tenants_are_isolated(store: &dyn Store) {
             name: "dev".to_owned(),
             cert_serial: Some("b0b0".to_owned()),
             cert_not_after: Some(T0 + 9),
+            key_sha256: None,
         },
         Write::SetIssuedPolicy {
             name: "dev".to_owned(),
@@ -1280,6 +1441,7 @@ pub async fn tenants_are_isolated(store: &dyn Store) {
     );
     let writes = vec![Write::DeleteDevice {
         name: "dev".to_owned(),
+        reason: "deleted in a test".into(),
     }];
     write(store, &b, writes).await.expect("delete b's device");
 
@@ -1717,11 +1879,13 @@ pub async fn device_identity_round_trips(store: &dyn Store) {
         name: "laptop-2".to_owned(),
         cert_serial: Some("7e57c0de".to_owned()),
         cert_not_after: Some(T0 + 1000),
+        key_sha256: Some("5ca1ab1e".to_owned()),
     }];
     write(store, &tenant, writes).await.expect("identity");
     let identified = DeviceRecord {
         cert_serial: Some("7e57c0de".to_owned()),
         cert_not_after: Some(T0 + 1000),
+        key_sha256: Some("5ca1ab1e".to_owned()),
         ..fresh.clone()
     };
     assert_eq!(
@@ -1736,6 +1900,7 @@ pub async fn device_identity_round_trips(store: &dyn Store) {
         name: "laptop-1".to_owned(),
         cert_serial: Some("a1b2".to_owned()),
         cert_not_after: Some(T0 + 2000),
+        key_sha256: Some("b0b0".to_owned()),
     }];
     write(store, &tenant, writes).await.expect("renew");
     assert_eq!(
@@ -1743,6 +1908,7 @@ pub async fn device_identity_round_trips(store: &dyn Store) {
         Some(DeviceRecord {
             cert_serial: Some("a1b2".to_owned()),
             cert_not_after: Some(T0 + 2000),
+            key_sha256: Some("b0b0".to_owned()),
             ..enrolled.clone()
         })
     );
@@ -1751,6 +1917,7 @@ pub async fn device_identity_round_trips(store: &dyn Store) {
         name: "laptop-1".to_owned(),
         cert_serial: None,
         cert_not_after: None,
+        key_sha256: None,
     }];
     write(store, &tenant, writes).await.expect("clear");
     assert_eq!(
@@ -1758,6 +1925,7 @@ pub async fn device_identity_round_trips(store: &dyn Store) {
         Some(DeviceRecord {
             cert_serial: None,
             cert_not_after: None,
+            key_sha256: None,
             ..enrolled.clone()
         })
     );
@@ -1771,6 +1939,7 @@ pub async fn device_identity_round_trips(store: &dyn Store) {
         name: "ghost".to_owned(),
         cert_serial: Some("00".to_owned()),
         cert_not_after: Some(T0),
+        key_sha256: None,
     }];
     assert_not_found(write(store, &tenant, writes).await, "device \"ghost\"");
 
@@ -2237,6 +2406,17 @@ pub async fn concurrent_creators_one_wins(store: &Arc<dyn Store>) {
         .map(|r| r.name)
         .collect();
     assert_eq!(names.len(), 6);
+}
+
+pub async fn concurrent_enrollments_of_one_name_one_wins(store: &Arc<dyn Store>) {
+    let tenant = new_tenant(&**store, "race-enroll").await;
+    let spellings = ["laptop-7", "Laptop-7", "LAPTOP-7", "laptop-7"];
+    let results = race(store, &tenant, 8, |i| {
+        Write::EnrollDevice(device(spellings[i % spellings.len()]))
+    })
+    .await;
+    winner(&results, false);
+    assert_eq!(store.devices(&tenant.id).await.expect("list").len(), 1);
 }
 
 pub async fn concurrent_token_consumers_share_its_uses(store: &Arc<dyn Store>) {

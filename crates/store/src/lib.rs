@@ -113,6 +113,30 @@ pub struct DeviceRecord {
     pub issued_version: u64,
     /// Digest of that signed policy.
     pub issued_digest: Option<String>,
+    /// Hex SHA-256 of the public key (SubjectPublicKeyInfo DER) of the
+    /// device's current certificate: a device that can sign with that key
+    /// is the device, even when its certificate is lost or expired.
+    pub key_sha256: Option<String>,
+    /// An administrator approved one re-enrollment of this device under its
+    /// name (with an onboarding token) until this time; `None` otherwise.
+    pub reenroll_until: Option<Timestamp>,
+}
+
+/// What is left of a deleted device: enough for the server to recognise a
+/// certificate it issued to it and answer with a signed offboarding notice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceTombstone {
+    pub device_id: String,
+    pub name: String,
+    pub deleted_at: Timestamp,
+    /// Why it went, in words for the device's log and status.
+    pub reason: String,
+}
+
+/// The key names are compared by: two names with the same key are one name
+/// (see `rampart_core::names`).
+pub fn name_key(name: &str) -> String {
+    rampart_core::names::name_key(name)
 }
 
 /// What an agent reported for one setting (or one key of a per-key setting).
@@ -278,13 +302,32 @@ pub enum Write {
     },
     /// Inserts or replaces a device by name.
     PutDevice(DeviceRecord),
+    /// Inserts a new device; Conflict when a device with the same name key
+    /// ([`name_key`]) or id exists in the tenant. Of concurrent enrollments
+    /// of one name exactly one succeeds.
+    EnrollDevice(DeviceRecord),
+    /// Sets (or with `None` clears) an administrator's approval to
+    /// re-enroll the device under its name until `until`. NotFound when the
+    /// device does not exist.
+    ApproveReenroll {
+        name: String,
+        until: Option<Timestamp>,
+    },
+    /// Uses the device's re-enrollment approval: Conflict unless one is
+    /// set and later than the batch's time; it is cleared either way it
+    /// succeeds, so it works once.
+    ConsumeReenroll {
+        name: String,
+    },
     SetDeviceTags {
         name: String,
         tags: Vec<String>,
     },
-    /// Deletes a device and its statuses. NotFound when absent.
+    /// Deletes a device and its statuses, leaving a tombstone with
+    /// `reason` under its id. NotFound when absent.
     DeleteDevice {
         name: String,
+        reason: String,
     },
     /// Inserts a token; Conflict if its hash exists.
     PutToken(TokenRecord),
@@ -331,6 +374,7 @@ pub enum Write {
         name: String,
         cert_serial: Option<String>,
         cert_not_after: Option<Timestamp>,
+        key_sha256: Option<String>,
     },
     /// Records the signed policy issued to a device last. Versions only go
     /// up: Conflict when `version` is below the stored one, or equal to it
@@ -405,9 +449,12 @@ pub trait Store: Send + Sync {
 
     /// Devices sorted by name.
     async fn devices(&self, tenant: &str) -> Result<Vec<DeviceRecord>>;
+    /// The device whose name has the same [`name_key`] as `name`.
     async fn device(&self, tenant: &str, name: &str) -> Result<Option<DeviceRecord>>;
     /// The device with this id, in this tenant only.
     async fn device_by_id(&self, tenant: &str, id: &str) -> Result<Option<DeviceRecord>>;
+    /// The tombstone a deleted device with this id left, in this tenant.
+    async fn device_tombstone(&self, tenant: &str, id: &str) -> Result<Option<DeviceTombstone>>;
     /// Records when devices were last seen, in one transaction: each named
     /// device's `last_check_in` becomes the later of the stored time and the
     /// given one (so a delayed batch never moves it back). Names that do not

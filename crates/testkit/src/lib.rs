@@ -45,6 +45,9 @@ pub struct Options {
     /// Where the device channel listens (port 0 for any); `127.0.0.1:0`
     /// when `None`. Its URL and certificate follow the address.
     pub device_listen: Option<std::net::SocketAddr>,
+    /// Requests a device may make per minute; the server's default when
+    /// `None`.
+    pub device_requests_per_minute: Option<u32>,
 }
 
 impl TestServer {
@@ -75,6 +78,7 @@ impl TestServer {
             cert_lifetime_secs: options
                 .cert_lifetime_secs
                 .unwrap_or(rampart_server::config::DEFAULT_CERT_LIFETIME_SECS),
+            device_requests_per_minute: options.device_requests_per_minute.unwrap_or(120),
             ..ServerConfig::new(data_dir.clone())
         };
         // Real time at start, then moved only by the test: certificates are

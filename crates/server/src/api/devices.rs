@@ -7,7 +7,8 @@ use rampart_core::error::FieldError;
 use rampart_core::model::Role;
 use rampart_core::validate::{check_tag, normalize_tags};
 use rampart_proto::{
-    DeviceFilter, DeviceView, EffectivePolicyView, ErrorBody, SetTags, SyncAccepted,
+    DeviceFilter, DeviceView, EffectivePolicyView, ErrorBody, ReenrollApproval, ReenrollApprove,
+    SetTags, SyncAccepted,
 };
 use rampart_store::{DeviceRecord, Write};
 use serde_json::json;
@@ -135,7 +136,10 @@ pub async fn delete(
         .write(
             &who.tenant_id,
             state.clock.now(),
-            vec![Write::DeleteDevice { name: name.clone() }],
+            vec![Write::DeleteDevice {
+                name: before.name.clone(),
+                reason: format!("deleted by {}", who.actor),
+            }],
             vec![audit(
                 &who,
                 "device.delete",
@@ -149,6 +153,58 @@ pub async fn delete(
     // A waiting agent learns at once that its trust is gone.
     state.nudge_device(&who.tenant_id, &before.id);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Longest a re-enrollment approval may last.
+const MAX_REENROLL_HOURS: u32 = 168;
+
+#[utoipa::path(post, path = "/api/v1/devices/{name}/reenroll", tag = "devices", params(("name" = String, Path)),
+    request_body = ReenrollApprove,
+    responses((status = 200, body = ReenrollApproval), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+/// Approves one re-enrollment of the device under its name: the next
+/// enrollment with a valid onboarding token before the approval expires
+/// gets the device's id and a new certificate; the current certificate
+/// stops counting then. One-shot and audited.
+pub async fn reenroll(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<ReenrollApprove>,
+) -> ApiResult<Json<ReenrollApproval>> {
+    who.require(Role::SecurityManager, "approving a device re-enrollment")?;
+    let hours = body.expires_in_hours.unwrap_or(24);
+    if !(1..=MAX_REENROLL_HOURS).contains(&hours) {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "expires_in_hours",
+            format!("must be 1 to {MAX_REENROLL_HOURS}"),
+        )]));
+    }
+    let device = find(&state, &who.tenant_id, &name).await?;
+    let now = state.clock.now();
+    let until = now + i64::from(hours) * 3600;
+    state
+        .store
+        .write(
+            &who.tenant_id,
+            now,
+            vec![Write::ApproveReenroll {
+                name: device.name.clone(),
+                until: Some(until),
+            }],
+            vec![audit(
+                &who,
+                "device.reenroll_approve",
+                "device",
+                &device.name,
+                None,
+                Some(json!({ "until": until })),
+            )],
+        )
+        .await?;
+    Ok(Json(ReenrollApproval {
+        device: device.name,
+        until,
+    }))
 }
 
 #[utoipa::path(post, path = "/api/v1/devices/{name}/sync", tag = "devices", params(("name" = String, Path)),

@@ -172,8 +172,14 @@ pub async fn device(
         .await?
         .into_iter()
         .filter(|a| a.action == crate::device::api::TAMPER_ACTION && a.object_name == name)
-        .take(20)
         .filter_map(|a| a.after)
+        // One entry per report holds its first events; older entries were
+        // one event each.
+        .flat_map(|after| match after.get("events") {
+            Some(serde_json::Value::Array(events)) => events.clone(),
+            _ => vec![after],
+        })
+        .take(20)
         .collect();
     Ok(Json(DeviceReport {
         tamper_events,

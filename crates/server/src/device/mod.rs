@@ -6,15 +6,18 @@ pub mod api;
 pub mod enrollment;
 pub mod hub;
 pub mod last_seen;
-pub mod listener;
+pub mod rate_limit;
+pub mod signing;
 pub mod trust;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
-use rampart_proto::device::codes;
+use axum::{Json, Router};
+use rampart_proto::device::{codes, OffboardNotice, OffboardedBody};
+use rampart_proto::ErrorDetail;
 use rampart_store::DeviceRecord;
 
 use crate::error::ApiError;
@@ -31,16 +34,93 @@ pub struct DevicePrincipal {
     pub record: DeviceRecord,
 }
 
-fn revoked(message: impl Into<String>) -> ApiError {
+fn refused(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::Coded {
         status: StatusCode::UNAUTHORIZED,
-        code: codes::DEVICE_REVOKED,
+        code,
         message: message.into(),
     }
 }
 
+/// Why a device-channel call was refused: an ordinary error, or the signed
+/// notice a deleted device gets instead (410 with [`OffboardedBody`]).
+#[derive(Debug)]
+pub enum DeviceRejection {
+    Api(ApiError),
+    Offboarded {
+        message: String,
+        notice: OffboardNotice,
+    },
+}
+
+impl From<ApiError> for DeviceRejection {
+    fn from(e: ApiError) -> Self {
+        DeviceRejection::Api(e)
+    }
+}
+
+impl From<rampart_store::StoreError> for DeviceRejection {
+    fn from(e: rampart_store::StoreError) -> Self {
+        DeviceRejection::Api(e.into())
+    }
+}
+
+impl IntoResponse for DeviceRejection {
+    fn into_response(self) -> Response {
+        match self {
+            DeviceRejection::Api(e) => e.into_response(),
+            DeviceRejection::Offboarded { message, notice } => {
+                let body = OffboardedBody {
+                    error: ErrorDetail {
+                        code: codes::DEVICE_OFFBOARDED.to_string(),
+                        message,
+                        details: Vec::new(),
+                    },
+                    notice,
+                };
+                (StatusCode::GONE, Json(body)).into_response()
+            }
+        }
+    }
+}
+
+/// The answer to a certificate of a device that is no longer there: the
+/// signed notice when it was deleted, else `device_unknown` (the server
+/// forgot it, e.g. a database restored from before it enrolled), which
+/// the agent answers by re-attesting.
+pub async fn gone(state: &AppState, tenant: &str, device_id: &str) -> DeviceRejection {
+    match state.store.device_tombstone(tenant, device_id).await {
+        Ok(Some(t)) => {
+            match signing::sign_offboard_notice(
+                state,
+                tenant,
+                device_id,
+                &t.reason,
+                state.clock.now(),
+            )
+            .await
+            {
+                Ok(notice) => DeviceRejection::Offboarded {
+                    message: format!(
+                        "the device {:?} was removed from the tenant ({}); stop managing it",
+                        t.name, t.reason
+                    ),
+                    notice,
+                },
+                Err(e) => e.into(),
+            }
+        }
+        Ok(None) => refused(
+            codes::DEVICE_UNKNOWN,
+            "this server has no record of the device; re-attest with the enrolled key",
+        )
+        .into(),
+        Err(e) => e.into(),
+    }
+}
+
 impl FromRequestParts<AppState> for DevicePrincipal {
-    type Rejection = ApiError;
+    type Rejection = DeviceRejection;
 
     async fn from_request_parts(
         parts: &mut Parts,
@@ -58,17 +138,33 @@ impl FromRequestParts<AppState> for DevicePrincipal {
                 "the client certificate is not a Rampart device certificate: {e}"
             ))
         })?;
-        let record = state
+        let Some(record) = state
             .store
             .device_by_id(&id.tenant_id, &id.device_id)
             .await?
-            .ok_or_else(|| {
-                revoked("the device was deleted or offboarded; onboard it again to manage it")
-            })?;
+        else {
+            return Err(gone(state, &id.tenant_id, &id.device_id).await);
+        };
         // Only the newest certificate counts: renewal and re-enrollment
-        // supersede the old one at once.
+        // supersede the old one at once. A certificate newer than the one on
+        // record means the server forgot a renewal (a restored database):
+        // the device proves itself again rather than being cut off.
         if record.cert_serial.as_deref() != Some(id.serial_hex.as_str()) {
-            return Err(revoked("this certificate was superseded or revoked"));
+            let newer = record
+                .cert_not_after
+                .is_none_or(|known| id.not_after > known);
+            return Err(if newer {
+                refused(
+                    codes::CERTIFICATE_UNKNOWN,
+                    "this certificate is newer than the one on record (was the server's database restored?); re-attest with the enrolled key",
+                )
+            } else {
+                refused(
+                    codes::CERTIFICATE_SUPERSEDED,
+                    "a newer certificate was issued to this device; this one no longer counts",
+                )
+            }
+            .into());
         }
         Ok(DevicePrincipal {
             tenant_id: id.tenant_id,
@@ -81,6 +177,7 @@ impl FromRequestParts<AppState> for DevicePrincipal {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/device/v1/enroll", post(api::enroll))
+        .route("/device/v1/reattest", post(api::reattest))
         .route("/device/v1/checkin", post(api::checkin))
         .route("/device/v1/wait", get(api::wait))
         .route("/device/v1/status", post(api::status))
@@ -89,6 +186,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("route") })
         .layer(axum::extract::DefaultBodyLimit::max(
             crate::body::MAX_BODY_BYTES,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            rate_limit::RateLimiter::per_minute(state.device.requests_per_minute),
+            rate_limit::limit,
         ))
         .with_state(state)
 }

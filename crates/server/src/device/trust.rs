@@ -21,6 +21,8 @@ pub struct Trust {
     pub server_key_pem: String,
     /// Tenant CAs accepted for client certificates; refreshed from the store.
     pub roots: ClientCaRoots,
+    /// The tenants whose CA `roots` holds.
+    trusted: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Trust {
@@ -56,6 +58,7 @@ impl Trust {
             server_cert_pem,
             server_key_pem,
             roots: ClientCaRoots::default(),
+            trusted: std::sync::Mutex::default(),
         };
         for tenant in store.tenants().await? {
             ensure_tenant_secrets(store, &tenant.id, &tenant.name, now).await?;
@@ -68,12 +71,34 @@ impl Trust {
     /// replica becomes acceptable here).
     pub async fn refresh_roots(&self, store: &dyn Store) -> Result<()> {
         let mut pems = Vec::new();
+        let mut trusted = std::collections::BTreeSet::new();
         for tenant in store.tenants().await? {
             if let Some(secrets) = store.tenant_secrets(&tenant.id).await? {
                 pems.push(secrets.ca_cert_pem);
+                trusted.insert(tenant.id);
             }
         }
         self.roots.replace(&pems)?;
+        *self
+            .trusted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = trusted;
+        Ok(())
+    }
+
+    /// Makes sure the tenant's CA is among the accepted roots before one of
+    /// its devices gets a certificate: a tenant created a moment ago, by
+    /// another process or replica, is trusted at once rather than at the
+    /// next periodic refresh.
+    pub async fn ensure_tenant_trusted(&self, store: &dyn Store, tenant_id: &str) -> Result<()> {
+        let known = self
+            .trusted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(tenant_id);
+        if !known {
+            self.refresh_roots(store).await?;
+        }
         Ok(())
     }
 
