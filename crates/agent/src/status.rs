@@ -10,14 +10,15 @@
 use std::collections::BTreeMap;
 
 use rampart_core::resolve::Resolution;
-use rampart_proto::device::{EnrollmentState, PolicyPayload, SettingStatus};
+use rampart_proto::device::{EnrollmentState, SettingStatus};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::clock::format_utc;
 use crate::outbox::Outbox;
+use crate::run::{held_policy_in, CERTIFICATE_EXPIRED, CERTIFICATE_INVALID, DEVICE_KEY_INVALID};
 use crate::state::{Applied, LastError, LocalState, Removed, StateDir};
-use crate::verify::parse_resolution;
+use crate::verify::Expected;
 use crate::Result;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -40,6 +41,13 @@ pub struct StatusView {
     pub policy: Option<PolicyView>,
     /// Seconds since the epoch.
     pub certificate_not_after: Option<i64>,
+    /// Why the held policy is not enforced (`held_policy_invalid: …`): the
+    /// file does not load or verify; the agent asks the server for it again.
+    pub policy_problem: Option<String>,
+    /// Why the device certificate cannot be used as it is
+    /// (`certificate_invalid`, `certificate_expired`, `device_key_invalid`):
+    /// the agent re-attests with its enrolled key at the next check-in.
+    pub certificate_problem: Option<String>,
     /// Status reports not yet acknowledged by the server.
     pub outbox: usize,
     pub settings: Vec<SettingView>,
@@ -83,8 +91,26 @@ pub struct SettingView {
 pub fn collect(state: &StateDir) -> Result<StatusView> {
     let identity = state.load_identity()?;
     let record = state.load_enrollment()?;
-    let held = state.load_held_policy()?;
-    let applied = state.load_applied()?;
+    let (verified, policy_problem) = match &identity {
+        Some(i) => {
+            let expected = Expected {
+                tenant_id: &i.tenant_id,
+                device_id: &i.device_id,
+                policy_key: &i.policy_key,
+            };
+            match held_policy_in(state, expected) {
+                Ok(v) => (v, None),
+                Err(problem) => (None, Some(problem)),
+            }
+        }
+        None => (None, None),
+    };
+    let received_at = state
+        .load_held_policy()
+        .ok()
+        .flatten()
+        .map_or(0, |h| h.received_at);
+    let applied = state.load_applied().unwrap_or_default();
     let outbox = if state.outbox_dir().exists() {
         Outbox::open(state.outbox_dir())?.len()?
     } else {
@@ -102,13 +128,33 @@ pub fn collect(state: &StateDir) -> Result<StatusView> {
         .map(|e| e.managed_by.clone())
         .or_else(|| record.as_ref().and_then(|r| r.survey.managed_by.clone()));
 
-    let resolution = held
-        .as_ref()
-        .and_then(|h| serde_json::from_str::<PolicyPayload>(&h.signed.payload).ok())
-        .and_then(|p| parse_resolution(&p.resolution).ok());
-    let settings = match (&held, &resolution) {
-        (Some(h), Some(r)) if local == LocalState::Enrolled => rows(r, &h.digest, &applied),
+    let settings = match &verified {
+        Some(v) if local != LocalState::Revoked && local != LocalState::NotOnboarded => {
+            rows(&v.resolution, &v.payload.digest, &applied)
+        }
         _ => Vec::new(),
+    };
+    let certificate_problem = match (&identity, local) {
+        (Some(i), LocalState::Enrolled | LocalState::NotManaged) => {
+            let parses = crate::state::read_text(&state.cert_pem())
+                .ok()
+                .is_some_and(|pem| rampart_pki::cert_not_after(&pem).is_ok());
+            let key_ok = crate::state::read_text(&state.key_pem())
+                .ok()
+                .is_some_and(|pem| {
+                    rampart_pki::device_public_key(&rampart_pki::DeviceKey { key_pem: pem }).is_ok()
+                });
+            if !key_ok {
+                Some(DEVICE_KEY_INVALID.to_string())
+            } else if !parses {
+                Some(CERTIFICATE_INVALID.to_string())
+            } else if crate::clock::now() >= i.not_after {
+                Some(CERTIFICATE_EXPIRED.to_string())
+            } else {
+                None
+            }
+        }
+        _ => None,
     };
 
     Ok(StatusView {
@@ -126,13 +172,13 @@ pub fn collect(state: &StateDir) -> Result<StatusView> {
             name: i.device_name.clone(),
         }),
         last_check_in: record.as_ref().and_then(|r| r.last_check_in),
-        policy: held.as_ref().map(|h| PolicyView {
-            version: h.version,
-            digest: h.digest.clone(),
-            received_at: h.received_at,
+        policy: verified.as_ref().map(|v| PolicyView {
+            version: v.payload.version,
+            digest: v.payload.digest.clone(),
+            received_at,
             enforced_at: applied
                 .enforced_at
-                .filter(|_| applied.digest.as_deref() == Some(h.digest.as_str())),
+                .filter(|_| applied.digest.as_deref() == Some(v.payload.digest.as_str())),
         }),
         certificate_not_after: identity
             .as_ref()
@@ -141,6 +187,8 @@ pub fn collect(state: &StateDir) -> Result<StatusView> {
         outbox,
         settings,
         removed: applied.removed.clone(),
+        policy_problem,
+        certificate_problem,
     })
 }
 
@@ -264,7 +312,12 @@ pub fn render(v: &StatusView) -> String {
     field(
         "policy",
         v.policy.as_ref().map_or_else(
-            || "-".to_string(),
+            || {
+                v.policy_problem.as_ref().map_or_else(
+                    || "-".to_string(),
+                    |p| format!("NOT ENFORCED: {p}; the server will be asked for it again"),
+                )
+            },
             |p| {
                 format!(
                     "version {}, digest {}, enforced {}",
@@ -277,10 +330,16 @@ pub fn render(v: &StatusView) -> String {
     );
     field(
         "certificate",
-        match v.certificate_not_after {
-            Some(t) if t <= crate::clock::now() => format!("EXPIRED {}", format_utc(t)),
-            Some(t) => format!("expires {}", format_utc(t)),
-            None => "-".into(),
+        match (&v.certificate_problem, v.certificate_not_after) {
+            (Some(p), _) if p != CERTIFICATE_EXPIRED => {
+                format!("{p}: the agent re-attests with its enrolled key at the next check-in")
+            }
+            (_, Some(t)) if t <= crate::clock::now() => format!(
+                "EXPIRED {}: the agent re-attests with its enrolled key at the next check-in",
+                format_utc(t)
+            ),
+            (_, Some(t)) => format!("expires {}", format_utc(t)),
+            (_, None) => "-".into(),
         },
     );
     field("outbox", format!("{} report(s) waiting", v.outbox));
@@ -383,7 +442,8 @@ mod tests {
                 "state": "not_onboarded", "enrollment": null, "last_error": null,
                 "managed_by": null, "server": null, "tenant": null, "device": null,
                 "last_check_in": null, "policy": null, "certificate_not_after": null,
-                "outbox": 0, "settings": [], "removed": []
+                "outbox": 0, "settings": [], "removed": [],
+                "policy_problem": null, "certificate_problem": null
             })
         );
         assert!(render(&v).contains("state:          not_onboarded"));
@@ -423,6 +483,40 @@ mod tests {
     }
 
     #[test]
+    fn a_broken_or_forged_policy_file_is_never_shown_as_enforced() {
+        let dir = TempDir::new();
+        let state = enrolled_state(&dir);
+        // Signed by a key that is not the tenant's ("k" in the identity).
+        let forged = Signer::new().sign(&payload(
+            3,
+            "d3",
+            &resolution(&[("real_time_protection", json!(true))]),
+        ));
+        state
+            .save_held_policy(&HeldPolicy {
+                signed: forged,
+                version: 3,
+                digest: "d3".into(),
+                received_at: 1,
+            })
+            .unwrap();
+        let v = collect(&state).unwrap();
+        assert!(v.policy.is_none());
+        assert!(v.settings.is_empty());
+        assert!(v
+            .policy_problem
+            .as_deref()
+            .unwrap()
+            .starts_with("held_policy_invalid"));
+        assert!(render(&v).contains("NOT ENFORCED"), "{}", render(&v));
+        // Garbage on disk: the same, and `status` still works.
+        std::fs::write(state.policy_json(), b"{ not json").unwrap();
+        let v = collect(&state).unwrap();
+        assert!(v.policy.is_none());
+        assert!(v.policy_problem.is_some());
+    }
+
+    #[test]
     fn every_effective_setting_is_shown_with_its_status() {
         let dir = TempDir::new();
         let state = enrolled_state(&dir);
@@ -436,7 +530,11 @@ mod tests {
             policies: vec!["a".into(), "b".into()],
             values: vec![json!(true), json!(false)],
         });
-        let signed = Signer::new().sign(&payload(7, "digest-7", &r));
+        let signer = Signer::new();
+        let mut identity = state.load_identity().unwrap().unwrap();
+        identity.policy_key = signer.key.public_hex.clone();
+        state.save_identity(&identity).unwrap();
+        let signed = signer.sign(&payload(7, "digest-7", &r));
         state
             .save_held_policy(&HeldPolicy {
                 signed,

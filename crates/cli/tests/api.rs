@@ -130,6 +130,20 @@ async fn device_list_show_tag_sync_and_delete() {
     let synced = ok(&server, &["device", "sync", "web-01"]).await;
     assert!(synced.contains("next check-in"), "{synced}");
 
+    // A re-enrollment approval: one-shot, bounded, audited.
+    let approved = ok(&server, &["device", "reenroll", "web-01", "--hours", "2"]).await;
+    assert!(
+        approved.contains("one enrollment under this name is allowed until"),
+        "{approved}"
+    );
+    let out = rampart(&server, &["device", "reenroll", "web-01", "--hours", "500"]).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("expires_in_hours"),
+        "{}",
+        stderr(&out)
+    );
+
     let deleted = ok(&server, &["device", "delete", "web-01"]).await;
     assert_eq!(deleted.trim(), "deleted device web-01");
     let devices = json(&server, &["device", "list"]).await;

@@ -4,7 +4,10 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use rampart_proto::{DeviceFilter, DeviceView, EffectivePolicyView, SetTags, SyncAccepted};
+use rampart_proto::{
+    DeviceFilter, DeviceView, EffectivePolicyView, ReenrollApproval, ReenrollApprove, SetTags,
+    SyncAccepted,
+};
 use serde_json::json;
 
 use crate::client::Client;
@@ -81,6 +84,18 @@ enum Command {
     Sync {
         /// The device name.
         name: String,
+    },
+    /// Let one enrollment take over this device's name (a reinstalled
+    /// machine that lost its key): the next agent onboarding under the name
+    /// before the approval expires gets the device's id and a new
+    /// certificate, and the current certificate stops counting. A device
+    /// that still has its key never needs this: it re-attests by itself.
+    Reenroll {
+        /// The device name.
+        name: String,
+        /// How long the approval lasts, in hours (1 to 168).
+        #[arg(long, default_value_t = 24)]
+        hours: u32,
     },
 }
 
@@ -182,6 +197,25 @@ pub async fn run(client: Client, args: Args) -> Result<ExitCode> {
                 Format::Table => println!(
                     "{}: not connected; it fetches its policy at its next check-in",
                     accepted.device
+                ),
+            }
+        }
+        Command::Reenroll { name, hours } => {
+            let approval: ReenrollApproval = client
+                .post(
+                    &["devices", &name, "reenroll"],
+                    &ReenrollApprove {
+                        expires_in_hours: Some(hours),
+                    },
+                )
+                .await?;
+            match output {
+                Format::Json => render::print_json(&approval)?,
+                Format::Table => println!(
+                    "{}: one enrollment under this name is allowed until {}; onboard the machine with `rampart-agent onboard --package FILE --device-name {}`",
+                    approval.device,
+                    render::time(Some(approval.until)),
+                    approval.device
                 ),
             }
         }
