@@ -760,3 +760,284 @@ async fn tampered_and_replayed_policies_are_refused() {
     fake.task.abort();
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_takeover_by_name_is_refused_and_the_real_device_keeps_its_settings() {
+    let server = TestServer::with_examples().await.unwrap();
+    let pkg = package(&server, json!({})).await;
+    let mut real = Agent::new("web-take", "os: linux\ntype: server\ntags: [web]\n", "");
+    assert!(real.onboard(&pkg).status.success());
+    real.start();
+    eventually(30, "the policy is applied", async || {
+        real.enforced()
+            .is_some_and(|e| e["real_time_protection"] == true)
+    })
+    .await;
+
+    // Someone with an onboarding token claims the name, in another case.
+    let attacker = Agent::new("WEB-TAKE", "os: windows\ntype: workstation\n", "");
+    let out = attacker.onboard(&pkg);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("device_name_taken"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The real device is untouched: its record, its trust, its settings.
+    let (_, view) = server.admin().get("/devices/web-take").await.unwrap();
+    assert_eq!(view["os"], "linux", "{view}");
+    let before = real.status()["last_check_in"].as_i64().unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (s, _) = server
+        .admin()
+        .post("/devices/web-take/sync", &json!({}))
+        .await
+        .unwrap();
+    assert!(s.is_success());
+    eventually(20, "the real device checks in again", async || {
+        real.status()["last_check_in"].as_i64().unwrap_or(0) > before
+    })
+    .await;
+    assert!(real.exited().is_none(), "{}", real.log());
+    assert_eq!(real.status()["state"], "enrolled");
+    assert_eq!(real.enforced().unwrap()["real_time_protection"], true);
+    real.stop();
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupted_state_files_are_repaired_and_never_count_as_enforced() {
+    let server = TestServer::with_examples().await.unwrap();
+    let pkg = package(&server, json!({})).await;
+    let mut agent = Agent::new("web-rot", "os: linux\ntype: server\ntags: [web]\n", "");
+    assert!(agent.onboard(&pkg).status.success());
+    agent.start();
+    eventually(30, "the policy is applied", async || {
+        agent
+            .enforced()
+            .is_some_and(|e| e["real_time_protection"] == true)
+    })
+    .await;
+    let digest = agent.status()["policy"]["digest"].clone();
+    agent.stop();
+
+    // A policy file the disk mangled: not enforced, not claimed, and the
+    // settings already in place stay.
+    let policy = agent.state().join("policy.json");
+    std::fs::write(&policy, b"{\"signed\": garbage").unwrap();
+    let st = agent.status();
+    assert!(st["policy"].is_null(), "{st}");
+    assert!(
+        st["policy_problem"]
+            .as_str()
+            .unwrap()
+            .starts_with("held_policy_invalid"),
+        "{st}"
+    );
+    assert_eq!(agent.enforced().unwrap()["real_time_protection"], true);
+    agent.start();
+    eventually(30, "the server sends the policy again", async || {
+        agent.status()["policy"]["digest"] == digest
+    })
+    .await;
+    assert!(agent.status()["policy_problem"].is_null());
+    assert_eq!(agent.enforced().unwrap()["real_time_protection"], true);
+    agent.stop();
+
+    // A certificate file that no longer parses: the agent proves itself
+    // with its key and carries on.
+    let cert = agent.state().join("identity/cert.pem");
+    assert!(cert.exists(), "layout changed: {}", cert.display());
+    std::fs::write(&cert, b"-----BEGIN CERTIFICATE-----\nnot a cert\n").unwrap();
+    assert_eq!(agent.status()["certificate_problem"], "certificate_invalid");
+    let before = agent.status()["last_check_in"].as_i64().unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    agent.start();
+    eventually(30, "the agent re-attests and checks in", async || {
+        let st = agent.status();
+        st["last_check_in"].as_i64().unwrap_or(0) > before && st["certificate_problem"].is_null()
+    })
+    .await;
+    let (_, audit) = server.admin().get("/audit?limit=100").await.unwrap();
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["action"] == "device.reattest" && a["object_name"] == "web-rot"),
+        "{audit}"
+    );
+    assert_eq!(agent.enforced().unwrap()["real_time_protection"], true);
+    assert!(agent.exited().is_none(), "{}", agent.log());
+    agent.stop();
+    server.stop().await.unwrap();
+}
+
+/// Copies the server's SQLite files (the database and its WAL; the
+/// shared-memory index is rebuilt on open) from one directory to another,
+/// with the server stopped: a backup, or its restore.
+fn copy_database(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(to.join(format!("rampart.db{suffix}")));
+    }
+    for suffix in ["", "-wal"] {
+        let name = format!("rampart.db{suffix}");
+        if from.join(&name).exists() {
+            std::fs::copy(from.join(&name), to.join(&name)).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restored_database_and_an_expired_certificate_cost_no_device_its_settings() {
+    let mut server = TestServer::start_with(Options {
+        load: Some(rampart_testkit::repo_path("examples/fleet")),
+        cert_lifetime_secs: Some(60),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let pkg = package(&server, json!({})).await;
+    let mut online = Agent::new(
+        "web-restore-a",
+        "os: linux\ntype: server\ntags: [web]\n",
+        "",
+    );
+    let mut offline = Agent::new(
+        "web-restore-b",
+        "os: linux\ntype: server\ntags: [web]\n",
+        "",
+    );
+    for a in [&online, &offline] {
+        assert!(a.onboard(&pkg).status.success());
+    }
+    online.start();
+    offline.start();
+    for a in [&online, &offline] {
+        eventually(30, "the policy is applied", async || {
+            a.enforced()
+                .is_some_and(|e| e["real_time_protection"] == true)
+        })
+        .await;
+    }
+    let restored_digest = online.status()["policy"]["digest"].clone();
+
+    // The backup, taken before the renewals and the policy change below.
+    let backup = temp_dir("backup");
+    server.halt().await.unwrap();
+    copy_database(&server.data_dir, &backup);
+    server.resume().await.unwrap();
+
+    // A policy change, then certificate renewals (a third of 60 s left).
+    let (_, mut av) = server
+        .admin()
+        .get("/policies/linux-av-baseline")
+        .await
+        .unwrap();
+    av["settings"]["scan_archives"] = json!(false);
+    av.as_object_mut().unwrap().retain(|k, _| {
+        [
+            "name",
+            "description",
+            "family",
+            "platform",
+            "settings",
+            "assignments",
+        ]
+        .contains(&k.as_str())
+    });
+    let (s, b) = server
+        .admin()
+        .put("/policies/linux-av-baseline", &av)
+        .await
+        .unwrap();
+    assert!(s.is_success(), "{b}");
+    server.clock.advance(5);
+    let first: Vec<i64> = [&online, &offline]
+        .iter()
+        .map(|a| a.status()["certificate_not_after"].as_i64().unwrap())
+        .collect();
+    for (a, first) in [&online, &offline].into_iter().zip(first) {
+        eventually(60, "the agent renews its certificate", async || {
+            a.status()["certificate_not_after"].as_i64().unwrap_or(0) > first
+        })
+        .await;
+        eventually(20, "the changed policy is applied", async || {
+            a.enforced().is_some_and(|e| e["scan_archives"] == false)
+        })
+        .await;
+    }
+    let newer_version = online.status()["policy"]["version"].as_u64().unwrap();
+
+    // One device goes offline; the old database comes back under the other.
+    offline.stop();
+    server.halt().await.unwrap();
+    copy_database(&backup, &server.data_dir);
+    if let Err(e) = server.resume().await {
+        panic!("resume on the restored database: {e:#}");
+    }
+    server.clock.advance(1);
+
+    // The running agent keeps its settings, proves itself again and
+    // converges to the restored server's policy, at a version above the
+    // one it held.
+    eventually(
+        45,
+        "the running agent converges to the restored policy",
+        async || {
+            let st = online.status();
+            st["policy"]["digest"] == restored_digest
+                && st["policy"]["version"].as_u64().unwrap_or(0) > newer_version
+        },
+    )
+    .await;
+    assert!(online.exited().is_none(), "{}", online.log());
+    assert_eq!(online.status()["state"], "enrolled");
+    assert_eq!(online.enforced().unwrap()["real_time_protection"], true);
+    eventually(20, "the server has its report", async || {
+        let r = device_report(&server, "web-restore-a").await;
+        r["applied_digest"] == restored_digest
+            && row(&r, "real_time_protection")["status"] == "succeeded"
+    })
+    .await;
+
+    // The other comes back after its certificate expired: no re-onboarding.
+    let expires = offline.status()["certificate_not_after"].as_i64().unwrap();
+    assert_eq!(offline.enforced().unwrap()["real_time_protection"], true);
+    let wait = u64::try_from(expires - rampart_agent_now()).unwrap_or(0) + 2;
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    assert_eq!(
+        offline.status()["certificate_problem"],
+        "certificate_expired"
+    );
+    // The test server's clock only moves when told: bring it to the real
+    // time the agent's certificate expired in, or what it issues next would
+    // be born expired.
+    let behind = rampart_agent_now() - rampart_server::clock::Clock::now(&server.clock);
+    server.clock.advance(behind.max(0));
+    offline.start();
+    eventually(
+        45,
+        "the expired device re-attests and converges",
+        async || {
+            offline.status()["policy"]["digest"] == restored_digest
+                && offline.status()["certificate_problem"].is_null()
+        },
+    )
+    .await;
+    assert!(offline.exited().is_none(), "{}", offline.log());
+    assert_eq!(offline.enforced().unwrap()["real_time_protection"], true);
+    online.stop();
+    offline.stop();
+    let _ = std::fs::remove_dir_all(&backup);
+    server.stop().await.unwrap();
+}
+
+/// Seconds since the epoch, as the agent's clock reads them.
+fn rampart_agent_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
