@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod documents;
 pub mod error;
 pub mod group_rule;
+pub mod intune;
 pub mod model;
 pub mod names;
 pub mod resolve;
