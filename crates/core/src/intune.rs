@@ -388,6 +388,10 @@ pub fn import_policy(
         } else {
             name.clone()
         };
+        let mut assigned = json!({"include": include});
+        if !exclude.is_empty() {
+            assigned["exclude"] = json!(exclude);
+        }
         let doc = json!({
             "kind": "Policy",
             "name": policy_name,
@@ -395,7 +399,7 @@ pub fn import_policy(
             "family": family,
             "platform": platform,
             "settings": settings,
-            "assignments": {"include": include, "exclude": exclude},
+            "assignments": assigned,
         });
         // Every value was checked one by one; this checks the whole policy
         // (name, description, assignments) so that nothing written is refused
