@@ -722,7 +722,7 @@ fn firewall_rule(item: &Value) -> Result<Value, String> {
 
 /// A Firewall CSP profile bitmask (1 domain, 2 private, 4 public) to names.
 pub fn profiles_from_mask(mask: u64) -> Result<Vec<&'static str>, String> {
-    if mask == ALL_PROFILES || mask & 7 == 7 {
+    if mask == ALL_PROFILES {
         return Ok(vec!["all"]);
     }
     if mask == 0 || mask & !7 != 0 {
@@ -1217,7 +1217,8 @@ fn export_firewall_rules(id: &str, value: &Value) -> Value {
             }
         }
         if let Some(p) = get("profiles").and_then(Value::as_array) {
-            let mask: u64 = p
+            // One option per profile, as Intune's own editor writes them.
+            let options: Vec<String> = p
                 .iter()
                 .filter_map(Value::as_str)
                 .map(|n| match n {
@@ -1226,8 +1227,9 @@ fn export_firewall_rules(id: &str, value: &Value) -> Value {
                     "public" => 4,
                     _ => ALL_PROFILES,
                 })
-                .fold(0, |a, b| a | b);
-            children.push(choice_collection(&f("profiles"), &[mask.to_string()]));
+                .map(|bit| bit.to_string())
+                .collect();
+            children.push(choice_collection(&f("profiles"), &options));
         }
         if let Some(t) = get("interface_types").and_then(Value::as_array) {
             let options: Vec<String> = t
