@@ -13,5 +13,6 @@ pub mod intune;
 pub mod model;
 pub mod names;
 pub mod resolve;
+pub mod schema;
 pub mod validate;
 pub mod value;

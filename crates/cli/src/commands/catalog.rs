@@ -22,6 +22,9 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t)]
         output: Format,
     },
+    /// Print the JSON Schema of policy files, generated from this catalog
+    /// (`schema/policy.schema.json` in the repository is its output).
+    Schema,
     /// Show one setting in full.
     Show {
         /// The setting id, e.g. real_time_protection.
@@ -82,6 +85,12 @@ pub fn run(cmd: Command) -> Result<ExitCode> {
                     );
                 }
             }
+        }
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&rampart_core::schema::policy_schema(catalog))?
+            );
         }
         Command::Show { setting, output } => {
             let Some(def) = catalog.get(&setting) else {
