@@ -275,3 +275,47 @@ fn a_policy_with_every_carried_setting_of_each_family_round_trips() {
         );
     }
 }
+
+fn arbitrary_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        "[a-z_{}0-9]{0,12}".prop_map(Value::from),
+        Just(json!(
+            "device_vendor_msft_policy_config_defender_cloudblocklevel"
+        )),
+        Just(json!(rampart_core::intune::FIREWALL_RULE_ID)),
+    ];
+    leaf.prop_recursive(4, 64, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            proptest::collection::btree_map(
+                prop_oneof![
+                    Just("settingInstance".to_string()),
+                    Just("settingDefinitionId".to_string()),
+                    Just("choiceSettingValue".to_string()),
+                    Just("simpleSettingValue".to_string()),
+                    Just("groupSettingCollectionValue".to_string()),
+                    Just("simpleSettingCollectionValue".to_string()),
+                    Just("children".to_string()),
+                    Just("value".to_string()),
+                    Just("target".to_string()),
+                    "[a-z]{1,6}",
+                ],
+                inner,
+                0..6
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #[test]
+    fn no_input_makes_import_panic(settings in proptest::collection::vec(arbitrary_json(), 0..6), assignments in arbitrary_json()) {
+        let policy = json!({"name": "fuzz", "platforms": "windows10", "settings": settings, "assignments": assignments});
+        let _ = import_policy(&policy, Catalog::builtin(), &BTreeMap::new());
+        let _ = rampart_core::intune::policies_in(&policy.to_string());
+    }
+}
