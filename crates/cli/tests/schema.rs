@@ -152,3 +152,43 @@ fn the_schema_refuses_what_the_validator_refuses() {
         assert!(!errors.is_empty(), "{label} should be refused");
     }
 }
+
+#[test]
+fn imported_intune_policies_pass_the_schema() {
+    let exports = repo().join("../shared/intune-exports");
+    if !exports.is_dir() {
+        // crates/cli/tests/intune.rs requires the exports under CI.
+        eprintln!("skipping: {} is missing", exports.display());
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("rampart-schema-import-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&out);
+    let o = Command::new(env!("CARGO_BIN_EXE_rampart"))
+        .args([
+            "import",
+            "intune",
+            exports.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut docs = Vec::new();
+    for entry in fs::read_dir(&out).unwrap() {
+        let path = entry.unwrap().path();
+        for (i, d) in documents(&fs::read_to_string(&path).unwrap())
+            .into_iter()
+            .enumerate()
+        {
+            docs.push((format!("{} document {i}", path.display()), d));
+        }
+    }
+    assert!(!docs.is_empty());
+    let Some(results) = validate(&docs) else {
+        return;
+    };
+    for (label, errors) in results {
+        assert!(errors.is_empty(), "{label}: {errors:#?}");
+    }
+}

@@ -218,6 +218,30 @@ fn describe(d: &SettingDefinition) -> String {
             &rows,
         ));
     }
+    if !d.intune.is_empty() {
+        s.push('\n');
+        let rows: Vec<Vec<String>> = d
+            .intune
+            .iter()
+            .map(|m| {
+                let options = m
+                    .options
+                    .iter()
+                    .map(|(o, v)| format!("_{o} → {}", render::value(v)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                vec![
+                    m.id.clone(),
+                    join(m.platforms.iter().map(|p| p.as_str())),
+                    options,
+                ]
+            })
+            .collect();
+        s.push_str(&render::table(
+            &["INTUNE ID", "PLATFORMS", "OPTIONS"],
+            &rows,
+        ));
+    }
     if !d.keys.is_empty() {
         s.push('\n');
         let rows: Vec<Vec<String>> = d
