@@ -224,6 +224,25 @@ fn cases() -> Vec<(&'static str, Family, Value, Value)> {
             json!("sha256"),
         ),
         (
+            "firewall_stateful_ftp",
+            Firewall,
+            json!(false),
+            json!("ftp"),
+        ),
+        (
+            "firewall_crl_check",
+            Firewall,
+            json!("require"),
+            json!("strict"),
+        ),
+        ("firewall_sa_idle_time", Firewall, json!(600), json!(60)),
+        (
+            "firewall_preshared_key_encoding",
+            Firewall,
+            json!("utf8"),
+            json!("utf16"),
+        ),
+        (
             "asr_rule_exclusions",
             Asr,
             json!(["d4f940ab-401b-4efc-aadc-ad5f3c50688a=C:\\Tools\\macro.exe"]),
@@ -297,6 +316,18 @@ fn cases() -> Vec<(&'static str, Family, Value, Value)> {
                 Firewall,
                 json!(false),
                 json!(0),
+            ),
+            (
+                id("local_app_rules_merge"),
+                Firewall,
+                json!(false),
+                json!("no"),
+            ),
+            (
+                id("local_port_rules_merge"),
+                Firewall,
+                json!(true),
+                json!(1),
             ),
         ]);
     }
