@@ -110,3 +110,48 @@ pub fn write_new_directory(out: &Path, files: &[(String, String)]) -> Result<(),
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("rampart-pf-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn writes_a_new_directory_whole_and_leaves_no_temporary() {
+        let dir = scratch("new");
+        let out = dir.join("out");
+        let files = vec![
+            ("a.yaml".to_string(), "kind: Policy\n".to_string()),
+            ("sub/b.yaml".to_string(), "kind: Group\n".to_string()),
+        ];
+        write_new_directory(&out, &files).unwrap();
+        assert_eq!(
+            fs::read_to_string(out.join("sub/b.yaml")).unwrap(),
+            "kind: Group\n"
+        );
+        let names: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["out".to_string()]);
+    }
+
+    #[test]
+    fn an_empty_directory_is_filled_and_a_non_empty_one_refused() {
+        let dir = scratch("existing");
+        let empty = dir.join("empty");
+        fs::create_dir_all(&empty).unwrap();
+        write_new_directory(&empty, &[("a.yaml".into(), "x".into())]).unwrap();
+        assert!(empty.join("a.yaml").is_file());
+        let err = write_new_directory(&empty, &[("b.yaml".into(), "y".into())]).unwrap_err();
+        assert!(matches!(err, FilesError::NotEmpty(_)));
+        assert!(!empty.join("b.yaml").exists(), "nothing written");
+    }
+}
