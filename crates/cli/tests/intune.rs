@@ -495,7 +495,11 @@ fn asr_rules_per_profile_firewall_and_mixed_families_import() {
         "ASR",
         "windows10",
         "endpointSecurityAttackSurfaceReduction",
-        vec![asr_setting],
+        // Intune's ASR template carries controlled folder access too.
+        vec![
+            asr_setting,
+            choice(&format!("{D}enablecontrolledfolderaccess"), "2"),
+        ],
         json!([]),
     );
     let input = dir.join("in");
@@ -521,6 +525,11 @@ fn asr_rules_per_profile_firewall_and_mixed_families_import() {
     assert_eq!(
         asr["asr_rule_exclusions"],
         json!(["d4f940ab-401b-4efc-aadc-ad5f3c50688a=C:\\Tools\\macro.exe"])
+    );
+    assert_eq!(asr["controlled_folder_access"], "audit");
+    assert!(
+        !docs.iter().any(|d| d["name"] == "ASR-antivirus"),
+        "not split"
     );
     // The firewall template mixes profile settings and rules: two policies.
     let profile = &by_name(&docs, "Firewall baseline-firewall")["settings"];
