@@ -159,7 +159,17 @@ fn families_of_template(template_family: &str) -> Vec<Family> {
         "endpointSecurityEndpointDetectionAndResponse" => vec![Family::Edr],
         "endpointSecurityAttackSurfaceReduction"
         | "endpointSecurityAttackSurfaceReductionRules" => vec![Family::Asr],
-        _ => Vec::new(),
+        // A settings catalog policy (`none`) or a template Rampart does not
+        // know: every family, the narrower of two overlapping ones first, so
+        // that the family taking the most settings wins.
+        _ => vec![
+            Family::AntivirusExclusions,
+            Family::Antivirus,
+            Family::FirewallRules,
+            Family::Firewall,
+            Family::Asr,
+            Family::Edr,
+        ],
     }
 }
 
@@ -1019,7 +1029,7 @@ pub fn export_policy(
         instances.push(json!({
             "@odata.type": "#microsoft.graph.deviceManagementConfigurationGroupSettingCollectionInstance",
             "settingDefinitionId": parent,
-            "groupSettingCollectionValue": [{"children": children}],
+            "groupSettingCollectionValue": [{"@odata.type": GROUP_VALUE, "children": children}],
         }));
     }
     let settings: Vec<Value> = instances
@@ -1068,11 +1078,14 @@ pub fn export_policy(
     }
 }
 
+const CHOICE_VALUE: &str = "#microsoft.graph.deviceManagementConfigurationChoiceSettingValue";
+const GROUP_VALUE: &str = "#microsoft.graph.deviceManagementConfigurationGroupSettingValue";
+
 fn choice_instance(id: &str, option: &str, children: Vec<Value>) -> Value {
     json!({
         "@odata.type": "#microsoft.graph.deviceManagementConfigurationChoiceSettingInstance",
         "settingDefinitionId": id,
-        "choiceSettingValue": {"value": format!("{id}_{option}"), "children": children},
+        "choiceSettingValue": {"@odata.type": CHOICE_VALUE, "value": format!("{id}_{option}"), "children": children},
     })
 }
 
@@ -1109,7 +1122,7 @@ fn choice_collection(id: &str, options: &[String]) -> Value {
         "settingDefinitionId": id,
         "choiceSettingCollectionValue": options
             .iter()
-            .map(|o| json!({"value": format!("{id}_{o}"), "children": []}))
+            .map(|o| json!({"@odata.type": CHOICE_VALUE, "value": format!("{id}_{o}"), "children": []}))
             .collect::<Vec<_>>(),
     })
 }
@@ -1239,7 +1252,7 @@ fn export_firewall_rules(id: &str, value: &Value) -> Value {
                 .collect();
             children.push(choice_collection(&f("interfacetypes"), &options));
         }
-        items.push(json!({"children": children}));
+        items.push(json!({"@odata.type": GROUP_VALUE, "children": children}));
     }
     json!({
         "@odata.type": "#microsoft.graph.deviceManagementConfigurationGroupSettingCollectionInstance",
@@ -1274,7 +1287,7 @@ fn export_asr_rules(
     json!({
         "@odata.type": "#microsoft.graph.deviceManagementConfigurationGroupSettingCollectionInstance",
         "settingDefinitionId": id,
-        "groupSettingCollectionValue": [{"children": children}],
+        "groupSettingCollectionValue": [{"@odata.type": GROUP_VALUE, "children": children}],
     })
 }
 
@@ -1287,4 +1300,123 @@ pub fn with_assignments(body: &Value, assign: &Value) -> Value {
         o.insert("assignments".into(), a.clone());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    const D: &str = "device_vendor_msft_policy_config_defender_";
+
+    fn choice(id: &str, option: &str) -> Value {
+        json!({"settingInstance": {"settingDefinitionId": id,
+            "choiceSettingValue": {"value": format!("{id}_{option}"), "children": []}}})
+    }
+
+    fn list(id: &str, items: &[&str]) -> Value {
+        json!({"settingInstance": {"settingDefinitionId": id,
+            "simpleSettingCollectionValue": items.iter().map(|v| json!({"value": v})).collect::<Vec<_>>()}})
+    }
+
+    fn families_of(settings: Vec<Value>) -> Vec<(String, Vec<String>)> {
+        let p = json!({"name": "p", "platforms": "windows10", "settings": settings,
+            "templateReference": {"templateFamily": "none"}});
+        import_policy(&p, Catalog::builtin(), &BTreeMap::new())
+            .unwrap()
+            .policies
+            .iter()
+            .map(|d| {
+                let ids = d["settings"].as_object().unwrap().keys().cloned().collect();
+                (d["family"].as_str().unwrap().to_string(), ids)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_settings_catalog_policy_goes_to_the_family_that_takes_the_most_settings() {
+        let exclusions_only = families_of(vec![list(&format!("{D}excludedpaths"), &["C:\\x"])]);
+        assert_eq!(exclusions_only[0].0, "antivirus_exclusions");
+        let mixed = families_of(vec![
+            list(&format!("{D}excludedpaths"), &["C:\\x"]),
+            choice(&format!("{D}allowrealtimemonitoring"), "1"),
+        ]);
+        assert_eq!(mixed.len(), 1);
+        assert_eq!(mixed[0].0, "antivirus");
+        let asr = families_of(vec![
+            choice(&format!("{D}enablecontrolledfolderaccess"), "1"),
+            list(
+                &format!("{D}attacksurfacereductiononlyexclusions"),
+                &["C:\\x"],
+            ),
+        ]);
+        assert_eq!(asr.len(), 1);
+        assert_eq!(asr[0].0, "asr");
+        let split = families_of(vec![
+            choice(&format!("{D}allowrealtimemonitoring"), "1"),
+            choice(
+                "vendor_msft_firewall_mdmstore_domainprofile_enablefirewall",
+                "true",
+            ),
+        ]);
+        let names: Vec<&str> = split.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(names, ["antivirus", "firewall"]);
+    }
+
+    #[test]
+    fn profile_bitmasks_and_platforms() {
+        assert_eq!(profiles_from_mask(ALL_PROFILES).unwrap(), ["all"]);
+        assert_eq!(profiles_from_mask(5).unwrap(), ["domain", "public"]);
+        assert_eq!(
+            profiles_from_mask(7).unwrap(),
+            ["domain", "private", "public"]
+        );
+        assert!(profiles_from_mask(0).is_err());
+        assert!(profiles_from_mask(8).is_err());
+        assert_eq!(platform_from_intune("windows10"), Some(Platform::Windows));
+        assert_eq!(platform_from_intune("macOS"), Some(Platform::Macos));
+        assert_eq!(platform_from_intune("linux"), Some(Platform::Linux));
+        assert_eq!(platform_from_intune("windows10,macOS"), None);
+        assert_eq!(platform_from_intune("iOS"), None);
+    }
+
+    #[test]
+    fn export_files_of_every_shape_are_read_and_others_refused() {
+        let one = json!({"name": "a", "platforms": "linux", "settings": []}).to_string();
+        assert_eq!(policies_in(&format!("\u{feff}{one}")).unwrap().len(), 1);
+        assert_eq!(policies_in(&format!("[{one},{one}]")).unwrap().len(), 2);
+        assert_eq!(
+            policies_in(&format!("{{\"value\": [{one}]}}"))
+                .unwrap()
+                .len(),
+            1
+        );
+        for bad in [
+            "",
+            "nope",
+            "[]",
+            "42",
+            r#"{"displayName": "x"}"#,
+            r#"[{"name": "a", "settings": 3}]"#,
+        ] {
+            assert!(
+                matches!(policies_in(bad), Err(ImportError::NotAPolicy(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_choice_of_another_setting_is_not_taken_for_an_option() {
+        let p = json!({"name": "p", "platforms": "windows10", "settings": [
+            {"settingInstance": {"settingDefinitionId": format!("{D}puaprotection"),
+             "choiceSettingValue": {"value": format!("{D}cloudblocklevel_2"), "children": []}}}]});
+        let r = import_policy(&p, Catalog::builtin(), &BTreeMap::new()).unwrap();
+        assert_eq!(r.mapped, 0);
+        assert!(r.settings[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("is not an option"));
+    }
 }
