@@ -495,10 +495,13 @@ fn import_instance(inst: &Value, catalog: &Catalog, platform: Platform, found: &
                 match leaf_value(def, mapping, &leaf)
                     .and_then(|raw| check_value(def, &raw).map_err(|e| join_errors(&e)))
                 {
-                    Ok(v) => {
-                        found.values.insert(def.id.clone(), v);
-                        found.mapped(&id, &def.id);
-                    }
+                    Ok(v) => match merge_repeated(def, found.values.get(&def.id), v) {
+                        Ok(v) => {
+                            found.values.insert(def.id.clone(), v);
+                            found.mapped(&id, &def.id);
+                        }
+                        Err(reason) => found.unmapped(&id, reason),
+                    },
                     Err(reason) => found.unmapped(&id, format!("{}: {reason}", def.id)),
                 }
             }
@@ -506,6 +509,31 @@ fn import_instance(inst: &Value, catalog: &Catalog, platform: Platform, found: &
                 import_instance(child, catalog, platform, found);
             }
         }
+    }
+}
+
+/// A setting met a second time in one policy: lists are combined, an equal
+/// value is the same setting, a different one cannot be both.
+fn merge_repeated(
+    def: &SettingDefinition,
+    earlier: Option<&Value>,
+    value: Value,
+) -> Result<Value, String> {
+    let Some(earlier) = earlier else {
+        return Ok(value);
+    };
+    if *earlier == value {
+        return Ok(value);
+    }
+    match (earlier, &value) {
+        (Value::Array(a), Value::Array(b)) if def.kind == SettingKind::StringList => {
+            let both: Vec<Value> = a.iter().chain(b).cloned().collect();
+            check_value(def, &Value::Array(both)).map_err(|e| join_errors(&e))
+        }
+        _ => Err(format!(
+            "{} is set twice in this policy, to {earlier} and to {value}",
+            def.id
+        )),
     }
 }
 
@@ -1404,6 +1432,30 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_setting_met_twice_combines_lists_and_refuses_two_values() {
+        let p = json!({"name": "p", "platforms": "windows10", "settings": [
+            list(&format!("{D}excludedpaths"), &["C:\\a"]),
+            list(&format!("{D}excludedpaths"), &["C:\\b"]),
+            choice(&format!("{D}puaprotection"), "1"),
+            choice(&format!("{D}puaprotection"), "2"),
+        ]});
+        let r = import_policy(&p, Catalog::builtin(), &BTreeMap::new()).unwrap();
+        assert_eq!((r.mapped, r.total), (3, 4));
+        let av = r
+            .policies
+            .iter()
+            .find(|d| d["family"] == "antivirus")
+            .unwrap();
+        assert_eq!(av["settings"]["excluded_paths"], json!(["C:\\a", "C:\\b"]));
+        assert_eq!(av["settings"]["pua_protection"], "block");
+        assert!(r.settings[3]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("set twice"));
     }
 
     #[test]
