@@ -249,6 +249,62 @@ fn cases() -> Vec<(&'static str, Family, Value, Value)> {
             json!(["C:\\Tools\\macro.exe"]),
         ),
     ];
+    for area in [
+        "account_protection",
+        "app_browser_control",
+        "device_security",
+        "family_options",
+        "device_performance",
+        "firewall_network",
+        "virus_protection",
+        "notifications",
+        "enhanced_notifications",
+        "ransomware_recovery",
+        "tray_icon",
+        "clear_tpm",
+        "tpm_update_warning",
+    ] {
+        let id: &'static str = Box::leak(format!("security_center_hide_{area}").into_boxed_str());
+        cases.push((id, Antivirus, json!(true), json!("hidden")));
+    }
+    cases.extend([
+        (
+            "security_center_contact_company",
+            Antivirus,
+            json!("Example Ltd IT"),
+            json!(""),
+        ),
+        (
+            "security_center_contact_email",
+            Antivirus,
+            json!("it@example.com"),
+            json!(["it@example.com"]),
+        ),
+        (
+            "security_center_contact_phone",
+            Antivirus,
+            json!("+1 555 0100"),
+            json!(5550100),
+        ),
+        (
+            "security_center_contact_url",
+            Antivirus,
+            json!("https://help.example.com"),
+            json!("a\nb"),
+        ),
+        (
+            "security_center_customized_notifications",
+            Antivirus,
+            json!(true),
+            json!("on"),
+        ),
+        (
+            "security_center_customized_contact_card",
+            Antivirus,
+            json!(false),
+            json!(0),
+        ),
+    ]);
     for profile in ["domain", "private", "public"] {
         let id = |s: &str| -> &'static str {
             Box::leak(format!("firewall_{profile}_{s}").into_boxed_str())
