@@ -1,6 +1,6 @@
 //! `rampart`: the administrator's command line.
 //!
-//! `plan` and `catalog` work offline on files and on the catalog built into
+//! `plan`, `catalog`, `import` and `export` work offline on files and on the catalog built into
 //! this binary; the other commands talk to a `rampart-server`.
 
 mod client;
@@ -41,6 +41,12 @@ pub enum Format {
 enum Command {
     /// Resolve policy files offline and show what every device would get.
     Plan(commands::plan::Args),
+    /// Import policies from another product (`rampart import intune FILE|DIR... --out DIR`).
+    #[command(subcommand)]
+    Import(commands::intune::ImportCommand),
+    /// Export policy files for another product (`rampart export intune DIR --out DIR`).
+    #[command(subcommand)]
+    Export(commands::intune::ExportCommand),
     /// Browse the settings catalog.
     #[command(subcommand)]
     Catalog(commands::catalog::Command),
@@ -72,6 +78,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Plan(args) => commands::plan::run(args),
         Command::Catalog(cmd) => commands::catalog::run(cmd),
+        Command::Import(cmd) => commands::intune::run_import(cmd),
+        Command::Export(cmd) => commands::intune::run_export(cmd),
         Command::Apply(args) => commands::apply::run(&cli.target, args),
         Command::Device(args) => online(&cli.target, |c| commands::device::run(c, args)),
         Command::Group(args) => online(&cli.target, |c| commands::group::run(c, args)),

@@ -97,6 +97,8 @@ pub enum ItemKind {
     Cidr,
     /// One of the setting's `values`.
     Enum,
+    /// An ASR rule id and a path that rule ignores, `<rule id>=<path>`.
+    AsrRuleExclusion,
 }
 
 /// A backend that can carry a setting onto a device.
@@ -151,6 +153,39 @@ pub struct KeyDefinition {
     /// Device types the key applies to; empty means all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub device_types: Vec<String>,
+    /// The rule's name in Intune's settings catalog: the last part of the
+    /// child setting definition id under the setting's Intune id (for ASR,
+    /// `…_attacksurfacereductionrules_<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intune: Option<String>,
+}
+
+/// How a setting appears in Microsoft Intune's settings catalog (Graph
+/// `deviceManagement/configurationPolicies`), for `rampart import intune`
+/// and `rampart export intune`.
+///
+/// Intune names a setting by a setting definition id (e.g.
+/// `device_vendor_msft_policy_config_defender_cloudblocklevel`) and a choice
+/// by that id followed by `_` and an option (`…_cloudblocklevel_2`); the
+/// mapping below is read from Microsoft's definitions, not from any one
+/// export.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntuneMapping {
+    /// The setting definition id, lower case as Intune writes it.
+    pub id: String,
+    /// Platforms whose Intune policies use this id.
+    pub platforms: Vec<Platform>,
+    /// For choice settings (`bool`, `enum`, and `string_list` of kind
+    /// `enum`): option suffix → the Rampart value. Integer, string and list
+    /// settings have none: Intune's simple value is the Rampart value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, serde_json::Value>,
+    /// The group collection setting this one is a child of in Intune, when
+    /// Intune nests it (remediation actions under
+    /// `…_threatseveritydefaultaction`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
 
 /// One setting of the catalog.
@@ -198,6 +233,10 @@ pub struct SettingDefinition {
     pub keys: Vec<KeyDefinition>,
     #[serde(default)]
     pub backends: Vec<BackendMapping>,
+    /// Its Intune settings catalog definitions, one per platform family of
+    /// ids; empty when Intune has no equivalent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub intune: Vec<IntuneMapping>,
 }
 
 impl SettingDefinition {
@@ -295,7 +334,9 @@ impl Catalog {
                 settings.insert(def.id.clone(), def);
             }
         }
-        Ok(Catalog { settings })
+        let catalog = Catalog { settings };
+        catalog.check_intune_ids()?;
+        Ok(catalog)
     }
 
     pub fn get(&self, id: &str) -> Option<&SettingDefinition> {
@@ -311,6 +352,45 @@ impl Catalog {
     /// explained), in id order.
     pub fn in_family(&self, family: Family) -> impl Iterator<Item = &SettingDefinition> {
         self.iter().filter(move |d| d.allows_family(family))
+    }
+
+    /// The setting whose Intune definition id is `intune_id` on `platform`,
+    /// with that mapping.
+    pub fn by_intune_id(
+        &self,
+        intune_id: &str,
+        platform: Platform,
+    ) -> Option<(&SettingDefinition, &IntuneMapping)> {
+        self.iter().find_map(|d| {
+            d.intune
+                .iter()
+                .find(|m| m.id.eq_ignore_ascii_case(intune_id) && m.platforms.contains(&platform))
+                .map(|m| (d, m))
+        })
+    }
+
+    /// One Intune definition id maps to one setting per platform, or import
+    /// would have to guess.
+    fn check_intune_ids(&self) -> Result<(), CatalogError> {
+        let mut seen: BTreeMap<(String, Platform), &str> = BTreeMap::new();
+        for def in self.iter() {
+            for m in &def.intune {
+                for p in &m.platforms {
+                    if let Some(other) = seen.insert((m.id.clone(), *p), def.id.as_str()) {
+                        return Err(CatalogError::Invalid {
+                            file: "catalog".into(),
+                            id: def.id.clone(),
+                            reason: format!(
+                                "Intune id {} on {} is also mapped by {other}",
+                                m.id,
+                                p.as_str()
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Ids that may appear in `family` on `platform`, for error messages.
@@ -386,6 +466,7 @@ fn check_definition(def: &SettingDefinition) -> Result<(), String> {
             }
         }
     }
+    check_intune(def)?;
     if let Some(default) = &def.default {
         crate::value::check_value(def, default)
             .map_err(|errors| format!("default is invalid: {}", errors[0].message))?;
@@ -401,6 +482,63 @@ fn check_definition(def: &SettingDefinition) -> Result<(), String> {
         };
         if !valid {
             return Err(format!("security_order holds an invalid value {v}"));
+        }
+    }
+    Ok(())
+}
+
+/// An Intune mapping must name platforms the setting has, give options
+/// exactly for choice settings, and map every option to a valid value.
+fn check_intune(def: &SettingDefinition) -> Result<(), String> {
+    let choice = matches!(def.kind, SettingKind::Bool | SettingKind::Enum)
+        || (def.kind == SettingKind::StringList && def.item == Some(ItemKind::Enum));
+    for m in &def.intune {
+        if m.id.is_empty()
+            || m.id
+                .chars()
+                .any(|c| c.is_ascii_uppercase() || c.is_whitespace())
+        {
+            return Err(format!("Intune id {:?} must be lower case", m.id));
+        }
+        if m.platforms.is_empty() {
+            return Err(format!("Intune id {} names no platform", m.id));
+        }
+        if let Some(p) = m.platforms.iter().find(|p| !def.platforms.contains(p)) {
+            return Err(format!(
+                "Intune id {} names platform {} that the setting does not support",
+                m.id,
+                p.as_str()
+            ));
+        }
+        if choice && m.options.is_empty() {
+            return Err(format!("Intune id {} needs `options` for a choice", m.id));
+        }
+        if !choice && !m.options.is_empty() {
+            return Err(format!(
+                "Intune id {} has `options` but the setting is not a choice",
+                m.id
+            ));
+        }
+        let mut values = BTreeSet::new();
+        for (option, value) in &m.options {
+            let as_setting = if def.kind == SettingKind::StringList {
+                serde_json::Value::Array(vec![value.clone()])
+            } else {
+                value.clone()
+            };
+            if crate::value::check_value(def, &as_setting).is_err() {
+                return Err(format!(
+                    "Intune option {option} of {} maps to invalid value {value}",
+                    m.id
+                ));
+            }
+            // Export picks the option of a value: it must be unique.
+            if !values.insert(value.to_string()) {
+                return Err(format!(
+                    "Intune id {} maps two options to the value {value}",
+                    m.id
+                ));
+            }
         }
     }
     Ok(())

@@ -412,11 +412,37 @@ fn rule_not_applicable(rule: &Value, device: &Device) -> Option<String> {
                 .is_some_and(|v| !v.is_null() && v != &Value::Array(Vec::new()))
         })
         .collect();
-    (!fields.is_empty()).then(|| {
-        format!(
+    if !fields.is_empty() {
+        return Some(format!(
             "{} cannot express the rule field(s) {}; the rule is not applied",
             device.os,
             fields.join(", ")
+        ));
+    }
+    // Address keywords (LocalSubnet, DNS, …) and ranges are Windows Firewall
+    // constructs; elsewhere only CIDR blocks are carried.
+    let windows_addresses: Vec<&str> = ["local_addresses", "remote_addresses"]
+        .iter()
+        .filter_map(|f| rule.get(*f).and_then(Value::as_array))
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter(|a| crate::value::parse_cidr(a).is_err())
+        .collect();
+    if !windows_addresses.is_empty() {
+        return Some(format!(
+            "{} cannot express the address(es) {}; the rule is not applied",
+            device.os,
+            windows_addresses.join(", ")
+        ));
+    }
+    let protocol = rule
+        .get("protocol")
+        .and_then(Value::as_str)
+        .unwrap_or("any");
+    protocol.parse::<u8>().is_ok().then(|| {
+        format!(
+            "{} cannot filter on IP protocol number {protocol}; the rule is not applied",
+            device.os
         )
     })
 }

@@ -216,6 +216,7 @@ fn check_item(
         ItemKind::Path => check_path(text),
         ItemKind::Extension => check_extension(text),
         ItemKind::Cidr => parse_cidr(text),
+        ItemKind::AsrRuleExclusion => check_asr_rule_exclusion(text),
     };
     result
         .map_err(|m| errors.push(FieldError::new(path, m)))
@@ -238,6 +239,32 @@ fn check_path(text: &str) -> Result<String, String> {
             "{text:?} is not an absolute path (start with /, a drive letter, \\\\ or %VARIABLE%)"
         ))
     }
+}
+
+/// `<rule id>=<path>`: the rule id is a GUID (lower-cased so that two
+/// spellings compare equal), the path an absolute one.
+fn check_asr_rule_exclusion(text: &str) -> Result<String, String> {
+    let Some((rule, path)) = text.split_once('=') else {
+        return Err(format!(
+            "{text:?} is not `<rule id>=<path>` (like \"d4f940ab-401b-4efc-aadc-ad5f3c50688a=C:\\Tools\\app.exe\")"
+        ));
+    };
+    let rule = rule.trim().to_ascii_lowercase();
+    if !is_guid(&rule) {
+        return Err(format!("{rule:?} is not an ASR rule id (a GUID)"));
+    }
+    let path = check_path(path.trim())?;
+    Ok(format!("{rule}={path}"))
+}
+
+/// Whether `text` is a GUID in its 8-4-4-4-12 hexadecimal form.
+pub fn is_guid(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('-').collect();
+    parts.len() == 5
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 fn check_extension(text: &str) -> Result<String, String> {
@@ -374,6 +401,7 @@ const RULE_FIELDS: &[&str] = &[
     "profiles",
     "interface_types",
     "edge_traversal",
+    "icmp_types_and_codes",
 ];
 
 /// Rule fields only Windows can express; other platforms report the rule
@@ -385,7 +413,99 @@ pub const WINDOWS_ONLY_RULE_FIELDS: &[&str] = &[
     "profiles",
     "interface_types",
     "edge_traversal",
+    "icmp_types_and_codes",
 ];
+
+/// Address keywords of the Windows Firewall (Firewall CSP
+/// `RemoteAddressRanges`), in their canonical spelling. Only Windows can
+/// carry them; elsewhere a rule using one is reported not applicable.
+pub const ADDRESS_KEYWORDS: &[&str] = &[
+    "DefaultGateway",
+    "DHCP",
+    "DNS",
+    "WINS",
+    "Intranet",
+    "RmtIntranet",
+    "Internet",
+    "Ply2Renders",
+    "LocalSubnet",
+];
+
+/// IP protocol numbers that have a name in a rule; other numbers are kept as
+/// their decimal string.
+const PROTOCOL_NAMES: &[(u8, &str)] = &[(1, "icmp"), (6, "tcp"), (17, "udp"), (58, "icmpv6")];
+
+/// A rule's protocol: a name (`tcp`, `udp`, `icmp`, `icmpv6`, `any`) or an IP
+/// protocol number 0..255, as a number or a string. Numbers with a name
+/// become the name, so `6` and `tcp` are the same rule.
+pub fn parse_protocol(value: &Value) -> Result<String, String> {
+    let number = match value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => {
+            let s = s.trim().to_ascii_lowercase();
+            if matches!(s.as_str(), "tcp" | "udp" | "icmp" | "icmpv6" | "any") {
+                return Ok(s);
+            }
+            s.parse::<u64>().ok()
+        }
+        _ => None,
+    };
+    match number {
+        Some(n) if n <= 255 => Ok(PROTOCOL_NAMES
+            .iter()
+            .find(|(k, _)| u64::from(*k) == n)
+            .map_or_else(|| n.to_string(), |(_, name)| (*name).to_string())),
+        _ => Err(format!(
+            "expected tcp, udp, icmp, icmpv6, any or an IP protocol number 0..255, found {}",
+            describe(value)
+        )),
+    }
+}
+
+/// One address of a rule: a CIDR block, an ascending range `a-b` of one
+/// family, or a Windows address keyword; returned in canonical form.
+pub fn parse_rule_address(text: &str) -> Result<String, String> {
+    if let Some(k) = ADDRESS_KEYWORDS
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(text))
+    {
+        return Ok((*k).to_string());
+    }
+    if let Some((a, b)) = text.split_once('-') {
+        let (Ok(lo), Ok(hi)) = (a.trim().parse::<IpAddr>(), b.trim().parse::<IpAddr>()) else {
+            return Err(format!(
+                "{text:?} is not an address range (like 10.0.0.1-10.0.0.20)"
+            ));
+        };
+        if lo.is_ipv4() != hi.is_ipv4() {
+            return Err(format!("{text:?} mixes IPv4 and IPv6"));
+        }
+        if lo > hi {
+            return Err(format!("{text:?} is a descending range; write {hi}-{lo}"));
+        }
+        return Ok(format!("{lo}-{hi}"));
+    }
+    parse_cidr(text).map_err(|e| {
+        format!(
+            "{e}, an address range or one of {}",
+            ADDRESS_KEYWORDS.join(", ")
+        )
+    })
+}
+
+/// One ICMP type and code, `type:code` with numbers 0..255 or `*` for any
+/// code (Firewall CSP `IcmpTypesAndCodes`).
+pub fn parse_icmp_type_code(text: &str) -> Result<String, String> {
+    let bad = || format!("{text:?} is not an ICMP type and code (like \"8:*\" or \"3:4\")");
+    let (t, c) = text.split_once(':').ok_or_else(bad)?;
+    let t: u8 = t.trim().parse().map_err(|_| bad())?;
+    let c = c.trim();
+    if c == "*" {
+        return Ok(format!("{t}:*"));
+    }
+    let c: u8 = c.parse().map_err(|_| bad())?;
+    Ok(format!("{t}:{c}"))
+}
 
 fn strings(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
@@ -522,12 +642,12 @@ fn check_rule(rule: &Value, path: &str, errors: &mut Vec<FieldError>) -> Option<
     );
     let direction = choice("direction", &["in", "out"], None, errors);
     let action = choice("action", &["allow", "block"], None, errors);
-    let protocol = choice(
-        "protocol",
-        &["tcp", "udp", "icmp", "icmpv6", "any"],
-        Some("any"),
-        errors,
-    );
+    let protocol = match obj.get("protocol") {
+        None | Some(Value::Null) => Some("any".to_string()),
+        Some(v) => parse_protocol(v)
+            .map_err(|m| errors.push(FieldError::new(field("protocol"), m)))
+            .ok(),
+    };
     for (k, v) in [
         ("direction", &direction),
         ("action", &action),
@@ -584,14 +704,16 @@ fn check_rule(rule: &Value, path: &str, errors: &mut Vec<FieldError>) -> Option<
         };
         let mut parsed = Vec::new();
         for (i, item) in list.iter().enumerate() {
-            if let Some(ok) = check_item(
-                ItemKind::Cidr,
-                &[],
-                item,
-                &format!("{}[{i}]", field(addrs)),
-                errors,
-            ) {
-                parsed.push(ok);
+            let path = format!("{}[{i}]", field(addrs));
+            match item.as_str().map(str::trim) {
+                Some(text) if !text.is_empty() => match parse_rule_address(text) {
+                    Ok(ok) => parsed.push(ok),
+                    Err(m) => errors.push(FieldError::new(path, m)),
+                },
+                _ => errors.push(FieldError::new(
+                    path,
+                    format!("expected an address, found {}", describe(item)),
+                )),
             }
         }
         parsed.sort();
@@ -656,6 +778,37 @@ fn check_rule(rule: &Value, path: &str, errors: &mut Vec<FieldError>) -> Option<
             ));
         }
         out.insert(name.into(), Value::from(picked));
+    }
+    if let Some(raw) = obj.get("icmp_types_and_codes").filter(|v| !v.is_null()) {
+        match raw.as_array() {
+            Some(list) => {
+                let mut picked = Vec::new();
+                for (i, item) in list.iter().enumerate() {
+                    let path = format!("{}[{i}]", field("icmp_types_and_codes"));
+                    match item.as_str().map(parse_icmp_type_code) {
+                        Some(Ok(v)) => picked.push(v),
+                        Some(Err(m)) => errors.push(FieldError::new(path, m)),
+                        None => errors.push(FieldError::new(
+                            path,
+                            format!("expected a string like \"8:*\", found {}", describe(item)),
+                        )),
+                    }
+                }
+                if !matches!(protocol.as_deref(), Some("icmp" | "icmpv6")) {
+                    errors.push(FieldError::new(
+                        field("icmp_types_and_codes"),
+                        "ICMP types need protocol icmp or icmpv6",
+                    ));
+                }
+                picked.sort();
+                picked.dedup();
+                out.insert("icmp_types_and_codes".into(), Value::from(picked));
+            }
+            None => errors.push(FieldError::new(
+                field("icmp_types_and_codes"),
+                format!("expected a list like [\"8:*\"], found {}", describe(raw)),
+            )),
+        }
     }
     match obj.get("edge_traversal") {
         None | Some(Value::Null) => {}

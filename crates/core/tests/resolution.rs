@@ -258,6 +258,35 @@ fn a_rule_with_windows_only_fields_is_not_applicable_on_linux_with_the_reason() 
 }
 
 #[test]
+fn address_keywords_ranges_and_protocol_numbers_are_not_applicable_on_linux() {
+    let r = one(&format!(
+        "{LINUX_SERVER}{}",
+        rules("a", "    - {name: lan, direction: in, action: allow, remote_addresses: [LocalSubnet]}\n    - {name: range, direction: in, action: allow, remote_addresses: [10.0.0.1-10.0.0.9]}\n    - {name: gre, direction: in, action: allow, protocol: 47}\n    - {name: web, direction: in, action: allow, protocol: 6, local_ports: \"80\", remote_addresses: [10.0.0.0/8]}")
+    ));
+    let keys: Vec<&str> = r
+        .not_applicable
+        .iter()
+        .filter_map(|n| n.key.as_deref())
+        .collect();
+    assert_eq!(keys, ["gre", "lan", "range"]);
+    let reason = |k: &str| {
+        &r.not_applicable
+            .iter()
+            .find(|n| n.key.as_deref() == Some(k))
+            .unwrap()
+            .reason
+    };
+    assert!(reason("lan").contains("LocalSubnet"), "{}", reason("lan"));
+    assert!(
+        reason("gre").contains("protocol number 47"),
+        "{}",
+        reason("gre")
+    );
+    let s = setting(&r, "firewall_rules").expect("rules");
+    assert_eq!(s.value.as_array().map(Vec::len), Some(1));
+}
+
+#[test]
 fn exclusion_beats_inclusion() {
     let r = one(&format!(
         "{LINUX_SERVER}---\nkind: Group\nname: everyone-linux\nrule: os == \"linux\"\n---\nkind: Policy\nname: p\nfamily: antivirus\nplatform: linux\nsettings: {{scan_archives: true}}\nassignments: {{include: [all-devices], exclude: [web]}}\n"

@@ -22,6 +22,9 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t)]
         output: Format,
     },
+    /// Print the JSON Schema of policy files, generated from this catalog
+    /// (`schema/policy.schema.json` in the repository is its output).
+    Schema,
     /// Show one setting in full.
     Show {
         /// The setting id, e.g. real_time_protection.
@@ -82,6 +85,12 @@ pub fn run(cmd: Command) -> Result<ExitCode> {
                     );
                 }
             }
+        }
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&rampart_core::schema::policy_schema(catalog))?
+            );
         }
         Command::Show { setting, output } => {
             let Some(def) = catalog.get(&setting) else {
@@ -206,6 +215,30 @@ fn describe(d: &SettingDefinition) -> String {
             .collect();
         s.push_str(&render::table(
             &["BACKEND", "PLATFORMS", "TARGET", "VALUES"],
+            &rows,
+        ));
+    }
+    if !d.intune.is_empty() {
+        s.push('\n');
+        let rows: Vec<Vec<String>> = d
+            .intune
+            .iter()
+            .map(|m| {
+                let options = m
+                    .options
+                    .iter()
+                    .map(|(o, v)| format!("_{o} → {}", render::value(v)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                vec![
+                    m.id.clone(),
+                    join(m.platforms.iter().map(|p| p.as_str())),
+                    options,
+                ]
+            })
+            .collect();
+        s.push_str(&render::table(
+            &["INTUNE ID", "PLATFORMS", "OPTIONS"],
             &rows,
         ));
     }

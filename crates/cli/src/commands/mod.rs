@@ -5,6 +5,7 @@ pub mod audit;
 pub mod catalog;
 pub mod device;
 pub mod group;
+pub mod intune;
 pub mod onboarding;
 pub mod plan;
 pub mod policy;
