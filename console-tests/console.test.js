@@ -324,6 +324,12 @@ test('the console, end to end', { timeout: 300000 }, async (top) => {
     await visible(page.locator('#device-settings tr[data-setting="behavior_monitoring"]').getByText('Succeeded'), 30000);
     await page.getByRole('button', { name: 'Policy sync' }).click();
     await visible(page.getByText(/Sync requested: the device is connected/));
+    await page.getByRole('button', { name: 'Allow re-enrollment' }).click();
+    const approve = page.getByRole('dialog', { name: /Allow re-enrollment of live-web-01/ });
+    await visible(approve);
+    await approve.getByLabel('Approval lasts (hours)').fill('2');
+    await approve.getByRole('button', { name: 'Allow once' }).click();
+    await visible(page.getByText(/Re-enrollment allowed once until/));
     await page.getByRole('textbox', { name: 'Tags', exact: true }).fill('web, canary');
     await page.getByRole('button', { name: 'Save tags' }).click();
     await visible(page.getByText('Tags saved.'));

@@ -1,4 +1,5 @@
-// One device: its facts, enrollment, Policy sync, tags, delete, and each
+// One device: its facts, enrollment, Policy sync, re-enrollment approval,
+// tags, delete, and each
 // setting's status with its effective value and source policies; for a
 // conflict, the other policies that manage the same setting.
 
@@ -18,6 +19,7 @@ export async function render(main, ctx) {
   if (can('security_manager')) {
     actions.append(
       h('button', { type: 'button', class: 'btn btn-primary', id: 'policy-sync', onclick: sync }, 'Policy sync'),
+      h('button', { type: 'button', class: 'btn', id: 'reenroll-device', onclick: confirmReenroll }, 'Allow re-enrollment'),
       h('button', { type: 'button', class: 'btn btn-danger', id: 'delete-device', onclick: confirmDelete }, 'Delete'));
   }
   const summary = h('div', { class: 'card' });
@@ -147,10 +149,38 @@ export async function render(main, ctx) {
     }
   }
 
+  // A device name is not a credential: enrolling another machine under this
+  // name needs this one-shot, expiring approval (the device itself never
+  // does: it re-attests with its key).
+  function confirmReenroll() {
+    const hours = h('input', { type: 'number', id: 'reenroll-hours', min: '1', max: '168', value: '24', required: '' });
+    const dialog = h('dialog', { class: 'dialog', 'aria-labelledby': 'reenroll-h' },
+      h('h2', { id: 'reenroll-h' }, `Allow re-enrollment of ${name}?`),
+      h('p', {}, 'The next agent that onboards under this name with a valid onboarding package takes over this device: it keeps its id and history, and the certificate the device holds now stops working. Use it for a reinstalled machine that lost its key. It works once.'),
+      field({ path: 'expires_in_hours', label: 'Approval lasts (hours)', control: hours }),
+      h('div', { class: 'dialog-actions' },
+        h('button', { type: 'button', class: 'btn', onclick: () => dialog.close() }, 'Cancel'),
+        h('button', {
+          type: 'button', class: 'btn btn-primary', id: 'confirm-reenroll',
+          onclick: async () => {
+            try {
+              const r = await post(`${path}/reenroll`, { expires_in_hours: Number(hours.value) });
+              dialog.close();
+              replace(syncStatus, `Re-enrollment allowed once until ${dateTime(r.until)}.`);
+            } catch (err) {
+              dialog.append(errorBox(err));
+            }
+          },
+        }, 'Allow once')));
+    dialog.addEventListener('close', () => dialog.remove());
+    document.body.append(dialog);
+    dialog.showModal();
+  }
+
   function confirmDelete() {
     const dialog = h('dialog', { class: 'dialog', 'aria-labelledby': 'del-h' },
       h('h2', { id: 'del-h' }, `Delete ${name}?`),
-      h('p', {}, 'The device loses its trust at once: its certificate is refused and it must onboard again to be managed. Its reports are removed.'),
+      h('p', {}, 'The device loses its trust at once: at its next contact it gets a signed notice, removes the settings Rampart set and stops being managed. It must onboard again to be managed. Its reports are removed.'),
       h('div', { class: 'dialog-actions' },
         h('button', { type: 'button', class: 'btn', onclick: () => dialog.close() }, 'Cancel'),
         h('button', {
