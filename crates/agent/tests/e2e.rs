@@ -81,9 +81,14 @@ impl Agent {
     }
 
     fn start(&mut self) {
+        self.start_with_env(&[]);
+    }
+
+    fn start_with_env(&mut self, env: &[(&str, &str)]) {
         let log = std::fs::File::create(self.dir.join("agent.log")).unwrap();
         let child = self
             .cmd(&["run"])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -836,7 +841,7 @@ async fn corrupted_state_files_are_repaired_and_never_count_as_enforced() {
         "{st}"
     );
     assert_eq!(agent.enforced().unwrap()["real_time_protection"], true);
-    agent.start();
+    agent.start_with_env(&[("RAMPART_AGENT_LOG_FORMAT", "json")]);
     eventually(30, "the server sends the policy again", async || {
         agent.status()["policy"]["digest"] == digest
     })
@@ -844,6 +849,19 @@ async fn corrupted_state_files_are_repaired_and_never_count_as_enforced() {
     assert!(agent.status()["policy_problem"].is_null());
     assert_eq!(agent.enforced().unwrap()["real_time_protection"], true);
     agent.stop();
+    // What a log collector reads: one JSON object per line, the problem
+    // under its stable event code.
+    let lines: Vec<Value> = agent
+        .log()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["event"] == "held_policy_invalid" && l["level"] == "ERROR"),
+        "{lines:?}"
+    );
 
     // A certificate file that no longer parses: the agent proves itself
     // with its key and carries on.

@@ -16,6 +16,7 @@ pub mod fleet;
 pub mod listener;
 pub mod openapi;
 pub mod policy_cache;
+pub mod request_log;
 pub mod router;
 pub mod simulate;
 pub mod state;

@@ -75,6 +75,9 @@ struct Args {
     /// Requests one device may make per minute before it is answered 429.
     #[arg(long, default_value_t = 120)]
     device_requests_per_minute: u32,
+    /// How log lines are written: `text` for people, `json` (one object per line) for a log collector.
+    #[arg(long, env = "RAMPART_LOG_FORMAT", default_value_t, global = true)]
+    log_format: rampart_log::LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -107,13 +110,12 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
+    rampart_log::init(
+        args.log_format,
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    );
     let config = ServerConfig {
         data_dir: args.data_dir,
         listen: args.listen,

@@ -227,7 +227,7 @@ pub async fn enroll(
         Err(rampart_store::StoreError::Conflict(_)) => return Err(name_taken(&record.name)),
         Err(e) => return Err(e.into()),
     }
-    tracing::info!(tenant = %tenant_id, device = %record.name, status = %response.enrollment.status, action, "device enrolled");
+    tracing::info!(event = "device.enrolled", tenant = %tenant_id, device = %record.name, status = %response.enrollment.status, action, "device enrolled");
     Ok(Json(response))
 }
 
