@@ -24,6 +24,9 @@ pub enum ApiError {
     PayloadTooLarge(String),
     UnsupportedMediaType(String),
     Internal(String),
+    /// The database does not answer: 503 with `Retry-After`; the same call
+    /// may succeed in a few seconds.
+    Unavailable(String),
     /// A refusal with its own stable code (the device channel's
     /// `device_revoked`, `token_expired`, …).
     Coded {
@@ -32,6 +35,9 @@ pub enum ApiError {
         message: String,
     },
 }
+
+/// What a 503 asks the client to wait, in seconds.
+pub const RETRY_AFTER_SECS: &str = "5";
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
@@ -54,6 +60,7 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
         }
     }
 }
@@ -64,6 +71,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => ApiError::not_found(what),
             StoreError::Conflict(m) => ApiError::Conflict(m),
             StoreError::Backend(m) => ApiError::Internal(m),
+            StoreError::Unavailable(m) => ApiError::Unavailable(m),
         }
     }
 }
@@ -71,6 +79,7 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
+        let retry_after = matches!(self, ApiError::Unavailable(_));
         let (message, details) = match self {
             ApiError::Validation(errors) => (
                 format!(
@@ -90,6 +99,13 @@ impl IntoResponse for ApiError {
                 tracing::error!(%detail, "internal error");
                 ("the server failed; see its log".to_string(), Vec::new())
             }
+            ApiError::Unavailable(detail) => {
+                tracing::warn!(%detail, "database unavailable");
+                (
+                    "the database is unavailable; try again in a few seconds".to_string(),
+                    Vec::new(),
+                )
+            }
             ApiError::BadRequest(m)
             | ApiError::Unauthorized(m)
             | ApiError::Forbidden(m)
@@ -106,6 +122,13 @@ impl IntoResponse for ApiError {
                 details,
             },
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        response
     }
 }

@@ -144,6 +144,21 @@ fn current_objects_sql(filter: &str) -> String {
 
 #[async_trait]
 impl Store for PostgresStore {
+    async fn ready(&self) -> Result<()> {
+        let current: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+                .fetch_one(&self.pool)
+                .await
+                .or_backend()?;
+        let expected = migrate::MIGRATIONS.last().map_or(0, |m| m.version);
+        if current != expected {
+            return Err(StoreError::Backend(format!(
+                "the schema is at version {current}, this build expects {expected}"
+            )));
+        }
+        Ok(())
+    }
+
     async fn create_tenant(&self, name: &str, at: Timestamp) -> Result<Tenant> {
         let tenant = Tenant {
             id: uuid::Uuid::new_v4().to_string(),
@@ -230,6 +245,26 @@ impl Store for PostgresStore {
             .fetch_one(&self.pool)
             .await
             .or_backend()
+    }
+
+    async fn replace_server_secret(&self, name: &str, expected: &str, value: &str) -> Result<()> {
+        let done =
+            sqlx::query("UPDATE server_secrets SET value = $3 WHERE name = $1 AND value = $2")
+                .bind(name)
+                .bind(expected)
+                .bind(value)
+                .execute(&self.pool)
+                .await
+                .or_backend()?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        match self.server_secret(name).await? {
+            None => Err(StoreError::NotFound(format!("server secret {name}"))),
+            Some(_) => Err(StoreError::Conflict(format!(
+                "server secret {name} changed meanwhile"
+            ))),
+        }
     }
 
     async fn objects(&self, tenant: &str, kind: ObjectKind) -> Result<Vec<ObjectRecord>> {

@@ -17,8 +17,34 @@ pub(crate) trait OrBackend<T> {
 
 impl<T> OrBackend<T> for std::result::Result<T, sqlx::Error> {
     fn or_backend(self) -> Result<T> {
-        self.map_err(|err| StoreError::Backend(err.to_string()))
+        self.map_err(classify)
     }
+}
+
+/// Connection failures are `Unavailable` (the server answers 503 and the
+/// call may succeed later); everything else is a `Backend` failure.
+pub(crate) fn classify(err: sqlx::Error) -> StoreError {
+    let lost = match &err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| unavailable_code(&c)),
+        _ => false,
+    };
+    if lost {
+        StoreError::Unavailable(err.to_string())
+    } else {
+        StoreError::Backend(err.to_string())
+    }
+}
+
+/// SQLSTATE classes 08 (connection exception) and 57P (operator
+/// intervention: shutdown, cannot connect now), and 53300 (too many
+/// connections).
+fn unavailable_code(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("57P") || code == "53300"
 }
 
 pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {

@@ -67,6 +67,8 @@ macro_rules! contract_tests {
             tenants_are_isolated,
             tenant_secrets_round_trip,
             server_secrets_are_written_once,
+            a_migrated_store_is_ready,
+            server_secrets_are_replaced_only_from_the_expected_value,
             onboarding_tokens_round_trip,
             onboarding_tokens_are_consumed,
             revoked_onboarding_tokens_are_unknown,
@@ -1615,6 +1617,40 @@ pub async fn server_secrets_are_written_once(store: &dyn Store) {
     assert_eq!(
         store.server_secret(&other).await.expect("read"),
         Some("second".to_owned())
+    );
+}
+
+pub async fn a_migrated_store_is_ready(store: &dyn Store) {
+    store.ready().await.expect("ready");
+}
+
+pub async fn server_secrets_are_replaced_only_from_the_expected_value(store: &dyn Store) {
+    let name = unique("sealed-ca");
+    assert!(matches!(
+        store.replace_server_secret(&name, "a", "b").await,
+        Err(StoreError::NotFound(_))
+    ));
+    store
+        .put_server_secret_if_absent(&name, "sealed-1")
+        .await
+        .expect("put");
+    assert!(matches!(
+        store
+            .replace_server_secret(&name, "stale", "sealed-2")
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.server_secret(&name).await.expect("read").as_deref(),
+        Some("sealed-1")
+    );
+    store
+        .replace_server_secret(&name, "sealed-1", "sealed-2")
+        .await
+        .expect("replace");
+    assert_eq!(
+        store.server_secret(&name).await.expect("read").as_deref(),
+        Some("sealed-2")
     );
 }
 

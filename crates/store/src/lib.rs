@@ -31,6 +31,10 @@ pub enum StoreError {
     /// The database failed; not the caller's fault.
     #[error("storage backend error: {0}")]
     Backend(String),
+    /// The database cannot be reached (connection refused or lost, no
+    /// answer in time): the same call may succeed once it is back.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -403,6 +407,10 @@ pub enum Write {
 /// `a`) in every backend.
 #[async_trait]
 pub trait Store: Send + Sync {
+    /// Ok when the database answers and every migration this build knows
+    /// is applied (readiness); Unavailable or Backend otherwise.
+    async fn ready(&self) -> Result<()>;
+
     /// Creates a tenant; Conflict when the name is taken.
     async fn create_tenant(&self, name: &str, at: Timestamp) -> Result<Tenant>;
     /// Every tenant, sorted by name.
@@ -429,6 +437,10 @@ pub trait Store: Send + Sync {
     /// returns the stored value either way: of replicas racing to create a
     /// secret, every one gets the value of the one that won.
     async fn put_server_secret_if_absent(&self, name: &str, value: &str) -> Result<String>;
+    /// Replaces the value stored under `name` if it still is `expected`
+    /// (re-encryption under a new master key): NotFound when there is no
+    /// value, Conflict when another writer changed it first.
+    async fn replace_server_secret(&self, name: &str, expected: &str, value: &str) -> Result<()>;
 
     /// Current documents of a kind, sorted by name.
     async fn objects(&self, tenant: &str, kind: ObjectKind) -> Result<Vec<ObjectRecord>>;
