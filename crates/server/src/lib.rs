@@ -13,6 +13,7 @@ pub mod device;
 pub mod error;
 pub mod fanout;
 pub mod fleet;
+pub mod health;
 pub mod listener;
 pub mod openapi;
 pub mod policy_cache;

@@ -6,6 +6,7 @@ use axum::Router;
 
 use crate::api::{admin, catalog, changes, devices, groups, onboarding, policies, reports, tenant};
 use crate::body::MAX_BODY_BYTES;
+use crate::health;
 use crate::openapi;
 use crate::state::AppState;
 
@@ -60,7 +61,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .route("/openapi.json", get(openapi::serve))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(health::alive))
+        .route("/readyz", get(health::ready))
         .merge(crate::console::router())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
