@@ -37,6 +37,7 @@ pub async fn create_tenant(store: &dyn Store, name: &str, now: i64) -> Result<(T
         created_at: now,
         expires_at: None,
         created_by: "rampart-server".into(),
+        last_used_at: None,
     };
     let audit = NewAudit {
         actor: "rampart-server".into(),
@@ -92,6 +93,7 @@ pub async fn create_user(
         password_hash: hash,
         role: role.to_string(),
         created_at: now,
+        disabled: false,
     };
     let audit = NewAudit {
         actor: "rampart-server create-user".into(),

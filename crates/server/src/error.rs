@@ -27,6 +27,11 @@ pub enum ApiError {
     /// The database does not answer: 503 with `Retry-After`; the same call
     /// may succeed in a few seconds.
     Unavailable(String),
+    /// Too many attempts (failed logins): 429 with `Retry-After`.
+    TooManyRequests {
+        message: String,
+        retry_after_secs: i64,
+    },
     /// A refusal with its own stable code (the device channel's
     /// `device_revoked`, `token_expired`, …).
     Coded {
@@ -61,6 +66,9 @@ impl ApiError {
             }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
+            ApiError::TooManyRequests { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
+            }
         }
     }
 }
@@ -79,7 +87,13 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
-        let retry_after = matches!(self, ApiError::Unavailable(_));
+        let retry_after = match &self {
+            ApiError::Unavailable(_) => Some(RETRY_AFTER_SECS.to_string()),
+            ApiError::TooManyRequests {
+                retry_after_secs, ..
+            } => Some(retry_after_secs.max(&1).to_string()),
+            _ => None,
+        };
         let (message, details) = match self {
             ApiError::Validation(errors) => (
                 format!(
@@ -113,6 +127,7 @@ impl IntoResponse for ApiError {
             | ApiError::Conflict(m)
             | ApiError::PayloadTooLarge(m)
             | ApiError::UnsupportedMediaType(m)
+            | ApiError::TooManyRequests { message: m, .. }
             | ApiError::Coded { message: m, .. } => (m, Vec::new()),
         };
         let body = ErrorBody {
@@ -123,11 +138,10 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(body)).into_response();
-        if retry_after {
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static(RETRY_AFTER_SECS),
-            );
+        if let Some(value) = retry_after.and_then(|v| axum::http::HeaderValue::from_str(&v).ok()) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, value);
         }
         response
     }

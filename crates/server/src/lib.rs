@@ -15,6 +15,7 @@ pub mod fanout;
 pub mod fleet;
 pub mod health;
 pub mod listener;
+pub mod login_throttle;
 pub mod openapi;
 pub mod policy_cache;
 pub mod router;
@@ -166,6 +167,19 @@ impl RunningServer {
     }
 }
 
+/// Deletes expired tokens and idle console sessions, in every tenant.
+pub async fn purge_tokens(state: &AppState) -> Result<u64> {
+    let now = state.clock.now();
+    let purged = state
+        .store
+        .purge_tokens(now, now - auth::SESSION_IDLE_SECONDS)
+        .await?;
+    if purged > 0 {
+        tracing::info!(purged, "purged expired tokens and idle sessions");
+    }
+    Ok(purged)
+}
+
 /// Host names the device channel's certificate covers: the URL's host, plus
 /// loopback names so local agents and tests can always connect.
 fn device_hostnames(url: &str, extra: &[String]) -> Vec<String> {
@@ -293,6 +307,18 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Runnin
         device_rx,
     ));
     let mut background = vec![state.last_seen.spawn_flusher(state.store.clone())];
+    // Expired tokens and idle sessions are refused at once; this only
+    // clears them out of the database.
+    let purger = state.clone();
+    background.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            if let Err(e) = purge_tokens(&purger).await {
+                tracing::warn!(error = %e, "could not purge expired tokens");
+            }
+        }
+    }));
     if let Some(url) = postgres_url {
         background.push(fanout::spawn_listener(state.clone(), url));
     }

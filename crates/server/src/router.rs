@@ -50,6 +50,10 @@ pub fn router(state: AppState) -> Router {
         .route("/tokens", get(admin::list_tokens).post(admin::create_token))
         .route("/tokens/{id}", delete(admin::delete_token))
         .route("/users", get(admin::list_users).post(admin::create_user))
+        .route(
+            "/users/{username}",
+            put(admin::update_user).delete(admin::delete_user),
+        )
         .route("/login", post(admin::login))
         .route("/logout", post(admin::logout))
         .route(

@@ -295,6 +295,14 @@ impl Store for GuardedStore {
         self.bounded(self.inner.tokens(tenant)).await
     }
 
+    async fn touch_token(&self, tenant: &str, id: &str, at: Timestamp) -> Result<()> {
+        self.bounded(self.inner.touch_token(tenant, id, at)).await
+    }
+
+    async fn purge_tokens(&self, now: Timestamp, idle_since: Timestamp) -> Result<u64> {
+        self.bounded(self.inner.purge_tokens(now, idle_since)).await
+    }
+
     async fn users(&self, tenant: &str) -> Result<Vec<UserRecord>> {
         self.bounded(self.inner.users(tenant)).await
     }

@@ -398,6 +398,33 @@ impl Store for PostgresStore {
             .await
     }
 
+    async fn touch_token(&self, tenant: &str, id: &str, at: Timestamp) -> Result<()> {
+        sqlx::query(
+            "UPDATE tokens SET last_used_at = $1 WHERE tenant_id = $2 AND id = $3 \
+             AND (last_used_at IS NULL OR last_used_at < $1 - 60)",
+        )
+        .bind(at)
+        .bind(tenant)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .or_backend()?;
+        Ok(())
+    }
+
+    async fn purge_tokens(&self, now: Timestamp, idle_since: Timestamp) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM tokens WHERE expires_at <= $1 \
+             OR (kind = 'session' AND COALESCE(last_used_at, created_at) < $2)",
+        )
+        .bind(now)
+        .bind(idle_since)
+        .execute(&self.pool)
+        .await
+        .or_backend()?;
+        Ok(done.rows_affected())
+    }
+
     async fn users(&self, tenant: &str) -> Result<Vec<UserRecord>> {
         let sql = format!(
             "SELECT {} FROM users WHERE tenant_id = $1 ORDER BY username",
@@ -409,10 +436,12 @@ impl Store for PostgresStore {
 
     async fn user(&self, tenant: &str, username: &str) -> Result<Option<UserRecord>> {
         let sql = format!(
-            "SELECT {} FROM users WHERE tenant_id = $1 AND username = $2",
+            "SELECT {} FROM users WHERE tenant_id = $1 AND username_key = $2",
             rows::USER_COLUMNS
         );
-        let query = sqlx::query(&sql).bind(tenant).bind(username);
+        let query = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(rampart_store::name_key(username));
         self.fetch_optional(query, rows::user).await
     }
 

@@ -31,6 +31,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0003_device_names_and_tombstones.sql",
         sql: include_str!("../migrations/0003_device_names_and_tombstones.sql"),
     },
+    Migration {
+        version: 4,
+        file: "0004_accounts.sql",
+        sql: include_str!("../migrations/0004_accounts.sql"),
+    },
 ];
 
 /// The advisory lock key ("rampart" and a 1): advisory locks are per

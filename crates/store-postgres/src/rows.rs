@@ -180,7 +180,7 @@ pub(crate) fn status(row: &PgRow) -> Result<StatusRecord> {
 }
 
 pub(crate) const TOKEN_COLUMNS: &str =
-    "id, tenant_id, name, role, kind, hash, created_at, expires_at, created_by";
+    "id, tenant_id, name, role, kind, hash, created_at, expires_at, created_by, last_used_at";
 
 pub(crate) fn token(row: &PgRow) -> Result<TokenRecord> {
     Ok(TokenRecord {
@@ -193,10 +193,11 @@ pub(crate) fn token(row: &PgRow) -> Result<TokenRecord> {
         created_at: get(row, "created_at")?,
         expires_at: get(row, "expires_at")?,
         created_by: get(row, "created_by")?,
+        last_used_at: get(row, "last_used_at")?,
     })
 }
 
-pub(crate) const USER_COLUMNS: &str = "id, username, password_hash, role, created_at";
+pub(crate) const USER_COLUMNS: &str = "id, username, password_hash, role, created_at, disabled";
 
 pub(crate) fn user(row: &PgRow) -> Result<UserRecord> {
     Ok(UserRecord {
@@ -205,6 +206,7 @@ pub(crate) fn user(row: &PgRow) -> Result<UserRecord> {
         password_hash: get(row, "password_hash")?,
         role: get(row, "role")?,
         created_at: get(row, "created_at")?,
+        disabled: get(row, "disabled")?,
     })
 }
 

@@ -162,6 +162,39 @@ async fn one(conn: &mut PgConnection, tenant: &str, at: Timestamp, write: Write)
             found_one(done.rows_affected(), || format!("token {id:?}"))
         }
         Write::PutUser(user) => put_user(conn, tenant, &user).await,
+        Write::UpdateUser {
+            username,
+            role,
+            password_hash,
+            disabled,
+        } => {
+            let done = sqlx::query(
+                "UPDATE users SET role = COALESCE($1, role), \
+                 password_hash = COALESCE($2, password_hash), \
+                 disabled = COALESCE($3, disabled) \
+                 WHERE tenant_id = $4 AND username_key = $5",
+            )
+            .bind(role)
+            .bind(password_hash)
+            .bind(disabled)
+            .bind(tenant)
+            .bind(name_key(&username))
+            .execute(&mut *conn)
+            .await
+            .or_backend()?;
+            found_one(done.rows_affected(), || format!("user {username:?}"))?;
+            delete_sessions(conn, tenant, &username).await
+        }
+        Write::DeleteUser { username } => {
+            let done = sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND username_key = $2")
+                .bind(tenant)
+                .bind(name_key(&username))
+                .execute(&mut *conn)
+                .await
+                .or_backend()?;
+            found_one(done.rows_affected(), || format!("user {username:?}"))?;
+            delete_sessions(conn, tenant, &username).await
+        }
         Write::PutTenantSecrets(secrets) => put_tenant_secrets(conn, tenant, at, &secrets).await,
         Write::PutOnboardingToken(token) => put_onboarding_token(conn, tenant, &token).await,
         Write::DeleteOnboardingToken { id } => {
@@ -718,10 +751,24 @@ async fn put_token(conn: &mut PgConnection, tenant: &str, t: &TokenRecord) -> Re
     }
 }
 
+/// Ends the console sessions of a user (sessions are named after their
+/// user).
+async fn delete_sessions(conn: &mut PgConnection, tenant: &str, username: &str) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM tokens WHERE tenant_id = $1 AND kind = 'session' AND lower(name) = $2",
+    )
+    .bind(tenant)
+    .bind(name_key(username))
+    .execute(&mut *conn)
+    .await
+    .or_backend()?;
+    Ok(())
+}
+
 async fn put_user(conn: &mut PgConnection, tenant: &str, u: &UserRecord) -> Result<()> {
     let result = sqlx::query(
-        "INSERT INTO users (tenant_id, id, username, password_hash, role, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO users (tenant_id, id, username, password_hash, role, created_at, \
+         disabled, username_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(tenant)
     .bind(&u.id)
@@ -729,6 +776,8 @@ async fn put_user(conn: &mut PgConnection, tenant: &str, u: &UserRecord) -> Resu
     .bind(&u.password_hash)
     .bind(&u.role)
     .bind(u.created_at)
+    .bind(u.disabled)
+    .bind(name_key(&u.username))
     .execute(&mut *conn)
     .await;
     match result {

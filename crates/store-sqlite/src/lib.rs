@@ -494,6 +494,34 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn touch_token(&self, tenant: &str, id: &str, at: Timestamp) -> Result<()> {
+        sqlx::query(
+            "UPDATE tokens SET last_used_at = ? WHERE tenant_id = ? AND id = ? \
+             AND (last_used_at IS NULL OR last_used_at < ? - 60)",
+        )
+        .bind(at)
+        .bind(tenant)
+        .bind(id)
+        .bind(at)
+        .execute(&self.writer)
+        .await
+        .or_backend()?;
+        Ok(())
+    }
+
+    async fn purge_tokens(&self, now: Timestamp, idle_since: Timestamp) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM tokens WHERE expires_at <= ? \
+             OR (kind = 'session' AND COALESCE(last_used_at, created_at) < ?)",
+        )
+        .bind(now)
+        .bind(idle_since)
+        .execute(&self.writer)
+        .await
+        .or_backend()?;
+        Ok(done.rows_affected())
+    }
+
     async fn users(&self, tenant: &str) -> Result<Vec<UserRecord>> {
         let sql = format!(
             "SELECT {} FROM users WHERE tenant_id = ? ORDER BY username",
@@ -505,10 +533,12 @@ impl Store for SqliteStore {
 
     async fn user(&self, tenant: &str, username: &str) -> Result<Option<UserRecord>> {
         let sql = format!(
-            "SELECT {} FROM users WHERE tenant_id = ? AND username = ?",
+            "SELECT {} FROM users WHERE tenant_id = ? AND username_key = ?",
             rows::USER_COLUMNS
         );
-        let query = sqlx::query(&sql).bind(tenant).bind(username);
+        let query = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(rampart_store::name_key(username));
         self.fetch_optional(query, rows::user).await
     }
 
@@ -654,7 +684,7 @@ mod tests {
                 .fetch_all(&store.reader)
                 .await
                 .unwrap();
-        assert_eq!(versions, [1, 2, 3]);
+        assert_eq!(versions, [1, 2, 3, 4]);
         store.close().await;
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));

@@ -30,6 +30,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0003_device_names_and_tombstones.sql",
         sql: include_str!("../migrations/0003_device_names_and_tombstones.sql"),
     },
+    Migration {
+        version: 4,
+        file: "0004_accounts.sql",
+        sql: include_str!("../migrations/0004_accounts.sql"),
+    },
 ];
 
 /// Brings the schema up to date. Safe against another process opening the
