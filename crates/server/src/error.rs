@@ -73,6 +73,21 @@ impl ApiError {
     }
 }
 
+/// The answer to a known path with a method it does not have (axum's own
+/// 405 has an empty body).
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::Coded {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: "this path does not accept that method; see /openapi.json".into(),
+    }
+}
+
+/// The answer to a path that does not exist.
+pub async fn no_route() -> ApiError {
+    ApiError::not_found("route")
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {

@@ -6,9 +6,9 @@ use axum::Router;
 
 use crate::api::{admin, catalog, changes, devices, groups, onboarding, policies, reports, tenant};
 use crate::body::MAX_BODY_BYTES;
-use crate::health;
 use crate::openapi;
 use crate::state::AppState;
+use crate::{error, health};
 
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
@@ -61,13 +61,16 @@ pub fn router(state: AppState) -> Router {
             get(onboarding::list).post(onboarding::create),
         )
         .route("/onboarding/{id}", delete(onboarding::revoke))
-        .fallback(|| async { crate::error::ApiError::not_found("route") });
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .fallback(error::no_route);
     Router::new()
         .nest("/api/v1", api)
         .route("/openapi.json", get(openapi::serve))
         .route("/healthz", get(health::alive))
         .route("/readyz", get(health::ready))
         .merge(crate::console::router())
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .fallback(error::no_route)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

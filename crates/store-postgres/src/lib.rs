@@ -165,12 +165,15 @@ impl Store for PostgresStore {
             name: name.to_owned(),
             created_at: at,
         };
-        let result = sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
-            .bind(&tenant.id)
-            .bind(&tenant.name)
-            .bind(tenant.created_at)
-            .execute(&self.pool)
-            .await;
+        let result = sqlx::query(
+            "INSERT INTO tenants (id, name, created_at, name_key) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&tenant.id)
+        .bind(&tenant.name)
+        .bind(tenant.created_at)
+        .bind(rampart_store::name_key(name))
+        .execute(&self.pool)
+        .await;
         match result {
             Ok(_) => Ok(tenant),
             Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict(format!(
@@ -186,8 +189,8 @@ impl Store for PostgresStore {
     }
 
     async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
-        let query =
-            sqlx::query("SELECT id, name, created_at FROM tenants WHERE name = $1").bind(name);
+        let query = sqlx::query("SELECT id, name, created_at FROM tenants WHERE name_key = $1")
+            .bind(rampart_store::name_key(name));
         self.fetch_optional(query, rows::tenant).await
     }
 

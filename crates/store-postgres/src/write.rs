@@ -352,6 +352,18 @@ async fn lock_object(
     Ok(Some((from_db_u64(last, "last_version")?, current)))
 }
 
+/// A live object whose name has the same key exists (`objects_live_name_key`).
+fn same_name_taken(err: sqlx::Error, kind: ObjectKind, name: &str) -> StoreError {
+    if is_unique_violation(&err) {
+        StoreError::Conflict(format!(
+            "a {} named {name:?} already exists (names are compared ignoring case)",
+            kind.as_str()
+        ))
+    } else {
+        crate::rows::classify(err)
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn put_object(
     conn: &mut PgConnection,
@@ -367,12 +379,13 @@ async fn put_object(
     // this one wait until it commits (then it does nothing), so two creators
     // of one name are serialised like two updaters.
     sqlx::query(
-        "INSERT INTO objects (tenant_id, kind, name, last_version, current_version) \
-         VALUES ($1, $2, $3, 0, NULL) ON CONFLICT DO NOTHING",
+        "INSERT INTO objects (tenant_id, kind, name, last_version, current_version, name_key) \
+         VALUES ($1, $2, $3, 0, NULL, $4) ON CONFLICT DO NOTHING",
     )
     .bind(tenant)
     .bind(kind.as_str())
     .bind(name)
+    .bind(name_key(name))
     .execute(&mut *conn)
     .await
     .or_backend()?;
@@ -381,16 +394,17 @@ async fn put_object(
     check(kind, name, current, expect)?;
     let version = to_db_u64(last + 1)?;
     sqlx::query(
-        "UPDATE objects SET last_version = $4, current_version = $4 \
+        "UPDATE objects SET last_version = $4, current_version = $4, name_key = $5 \
          WHERE tenant_id = $1 AND kind = $2 AND name = $3",
     )
     .bind(tenant)
     .bind(kind.as_str())
     .bind(name)
     .bind(version)
+    .bind(name_key(name))
     .execute(&mut *conn)
     .await
-    .or_backend()?;
+    .map_err(|err| same_name_taken(err, kind, name))?;
     sqlx::query(
         "INSERT INTO object_versions \
          (tenant_id, kind, name, version, doc, modified_at, modified_by) \

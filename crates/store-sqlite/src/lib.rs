@@ -237,12 +237,14 @@ impl Store for SqliteStore {
             name: name.to_owned(),
             created_at: at,
         };
-        let result = sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)")
-            .bind(&tenant.id)
-            .bind(&tenant.name)
-            .bind(tenant.created_at)
-            .execute(&self.writer)
-            .await;
+        let result =
+            sqlx::query("INSERT INTO tenants (id, name, created_at, name_key) VALUES (?, ?, ?, ?)")
+                .bind(&tenant.id)
+                .bind(&tenant.name)
+                .bind(tenant.created_at)
+                .bind(rampart_store::name_key(name))
+                .execute(&self.writer)
+                .await;
         match result {
             Ok(_) => Ok(tenant),
             Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict(format!(
@@ -258,8 +260,8 @@ impl Store for SqliteStore {
     }
 
     async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
-        let query =
-            sqlx::query("SELECT id, name, created_at FROM tenants WHERE name = ?").bind(name);
+        let query = sqlx::query("SELECT id, name, created_at FROM tenants WHERE name_key = ?")
+            .bind(rampart_store::name_key(name));
         self.fetch_optional(query, rows::tenant).await
     }
 
@@ -684,7 +686,7 @@ mod tests {
                 .fetch_all(&store.reader)
                 .await
                 .unwrap();
-        assert_eq!(versions, [1, 2, 3, 4]);
+        assert_eq!(versions, [1, 2, 3, 4, 5]);
         store.close().await;
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));

@@ -366,18 +366,29 @@ async fn put_object(
     check(kind, name, current, expect)?;
     let version = to_db_u64(last + 1)?;
     sqlx::query(
-        "INSERT INTO objects (tenant_id, kind, name, last_version, current_version) \
-         VALUES (?1, ?2, ?3, ?4, ?4) \
+        "INSERT INTO objects (tenant_id, kind, name, last_version, current_version, name_key) \
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5) \
          ON CONFLICT (tenant_id, kind, name) DO UPDATE \
-         SET last_version = excluded.last_version, current_version = excluded.current_version",
+         SET last_version = excluded.last_version, current_version = excluded.current_version, \
+         name_key = excluded.name_key",
     )
     .bind(tenant)
     .bind(kind.as_str())
     .bind(name)
     .bind(version)
+    .bind(name_key(name))
     .execute(&mut *conn)
     .await
-    .or_backend()?;
+    .map_err(|err| {
+        if is_unique_violation(&err) {
+            StoreError::Conflict(format!(
+                "a {} named {name:?} already exists (names are compared ignoring case)",
+                kind.as_str()
+            ))
+        } else {
+            crate::rows::classify(err)
+        }
+    })?;
     sqlx::query(
         "INSERT INTO object_versions \
          (tenant_id, kind, name, version, doc, modified_at, modified_by) \

@@ -63,6 +63,7 @@ macro_rules! contract_tests {
             statuses_store_only_changes,
             tokens_are_found_by_hash,
             users_are_unique_per_tenant,
+            tenant_and_object_names_are_unique_whatever_their_case,
             users_are_updated_and_deleted_with_their_sessions,
             tokens_record_use_and_expired_ones_are_purged,
             audit_is_newest_first_and_paged,
@@ -1217,6 +1218,46 @@ pub async fn users_are_unique_per_tenant(store: &dyn Store) {
         store.user(t, "ADMIN").await.expect("read").map(|u| u.id),
         Some(admin.id)
     );
+}
+
+pub async fn tenant_and_object_names_are_unique_whatever_their_case(store: &dyn Store) {
+    let name = unique("Case-Tenant");
+    let tenant = store.create_tenant(&name, T0).await.expect("tenant");
+    assert_conflict(
+        store.create_tenant(&name.to_lowercase(), T0).await,
+        &["tenant"],
+    );
+    let found = store
+        .tenant_by_name(&name.to_uppercase())
+        .await
+        .expect("read")
+        .expect("found whatever the case");
+    assert_eq!(found.id, tenant.id);
+
+    let writes = vec![put_policy("Dup1", json!({ "n": 1 }), Expect::Absent)];
+    write(store, &tenant, writes).await.expect("create");
+    let writes = vec![put_policy("dup1", json!({ "n": 2 }), Expect::Absent)];
+    assert_conflict(write(store, &tenant, writes).await, &["\"dup1\""]);
+    // A group may share a policy's name: kinds are separate.
+    let writes = vec![Write::PutObject {
+        kind: ObjectKind::Group,
+        name: "DUP1".to_owned(),
+        doc: json!({}),
+        expect: Expect::Absent,
+        by: "alice".to_owned(),
+    }];
+    write(store, &tenant, writes).await.expect("group");
+    // Once deleted, the name is free in any case.
+    let writes = vec![Write::DeleteObject {
+        kind: ObjectKind::Policy,
+        name: "Dup1".to_owned(),
+        expect: Expect::Present,
+    }];
+    write(store, &tenant, writes).await.expect("delete");
+    let writes = vec![put_policy("dup1", json!({ "n": 3 }), Expect::Absent)];
+    write(store, &tenant, writes)
+        .await
+        .expect("re-create in another case");
 }
 
 pub async fn users_are_updated_and_deleted_with_their_sessions(store: &dyn Store) {

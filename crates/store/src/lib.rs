@@ -423,8 +423,9 @@ pub enum Write {
 /// installation-secret look-ups is scoped to one tenant id: a tenant's
 /// records are invisible to another.
 ///
-/// Names are compared and sorted byte by byte (case-sensitive, `B` before
-/// `a`) in every backend.
+/// Names are sorted byte by byte (`B` before `a`) in every backend. Tenants,
+/// users, devices and live policies and groups are unique by [`name_key`]
+/// (ignoring case): `DUP1` and `dup1` cannot both exist.
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Ok when the database answers and every migration this build knows

@@ -55,18 +55,15 @@ fn parse_role(role: &str) -> Result<Role, ApiError> {
     })
 }
 
+/// A username or token name: normalized (`names::normalize_name`) and,
+/// since people type it to sign in, without spaces.
 fn check_name(field: &str, name: &str) -> Result<String, ApiError> {
-    let name = name.trim();
-    if name.is_empty()
-        || name.chars().count() > 64
-        || name.chars().any(|c| c.is_control() || c.is_whitespace())
-    {
-        return Err(ApiError::Validation(vec![FieldError::new(
-            field,
-            "must be 1 to 64 characters without spaces",
-        )]));
+    let invalid = |m: String| ApiError::Validation(vec![FieldError::new(field, m)]);
+    let name = rampart_core::names::normalize_name(name, 64).map_err(invalid)?;
+    if name.chars().any(char::is_whitespace) {
+        return Err(invalid("must not contain spaces".into()));
     }
-    Ok(name.to_string())
+    Ok(name)
 }
 
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = TokenCreate,
