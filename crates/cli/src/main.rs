@@ -67,6 +67,8 @@ enum Command {
     Audit(commands::audit::Args),
     /// API tokens: create, list, delete.
     Token(commands::token::Args),
+    /// Console users: list, create, update, disable, enable, delete.
+    User(commands::user::Args),
     /// Onboarding packages that let devices establish a trust with the tenant.
     Onboarding(commands::onboarding::Args),
     /// Show which tenant and role the token gives.
@@ -88,6 +90,7 @@ fn main() -> ExitCode {
         Command::Report(args) => online(&cli.target, |c| commands::report::run(c, args)),
         Command::Audit(args) => online(&cli.target, |c| commands::audit::run(c, args)),
         Command::Token(args) => online(&cli.target, |c| commands::token::run(c, args)),
+        Command::User(args) => online(&cli.target, |c| commands::user::run(c, args)),
         Command::Onboarding(args) => online(&cli.target, |c| commands::onboarding::run(c, args)),
         Command::Whoami(args) => online(&cli.target, |c| commands::whoami::run(c, args)),
     };

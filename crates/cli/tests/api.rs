@@ -383,6 +383,94 @@ async fn a_new_token_is_printed_once_and_its_role_is_enforced() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn users_are_created_updated_disabled_and_deleted_and_the_last_admin_stays() {
+    let server = TestServer::start().await.unwrap();
+    let dir = tempdir();
+    let password = dir.join("password");
+    std::fs::write(&password, "correct horse battery\n").unwrap();
+    let password = password.to_str().unwrap();
+    ok(
+        &server,
+        &[
+            "user",
+            "create",
+            "grace",
+            "--role",
+            "security_manager",
+            "--password-file",
+            password,
+        ],
+    )
+    .await;
+    let users = json(&server, &["user", "list"]).await;
+    assert_eq!(users[0]["username"], "grace");
+    assert_eq!(users[0]["disabled"], false);
+    ok(&server, &["user", "update", "grace", "--role", "read_only"]).await;
+    let out = ok(&server, &["user", "disable", "grace"]).await;
+    assert!(out.contains("disabled"), "{out}");
+    let users = json(&server, &["user", "list"]).await;
+    assert_eq!(
+        (users[0]["role"].as_str(), users[0]["disabled"].as_bool()),
+        (Some("read_only"), Some(true))
+    );
+    ok(&server, &["user", "enable", "grace"]).await;
+    let out = rampart(&server, &["user", "update", "grace"]).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("nothing to change"),
+        "{}",
+        stderr(&out)
+    );
+    ok(&server, &["user", "delete", "grace"]).await;
+    assert_eq!(
+        json(&server, &["user", "list"]).await,
+        serde_json::json!([])
+    );
+
+    // The bootstrap token is the tenant's last global_admin.
+    let tokens = json(&server, &["token", "list"]).await;
+    let id = tokens[0]["id"].as_str().unwrap();
+    let out = rampart(&server, &["token", "delete", id]).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("last global_admin"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A token with an expiry shows it, and when it was last used.
+    let out = rampart(
+        &server,
+        &[
+            "token",
+            "create",
+            "--role",
+            "read_only",
+            "--name",
+            "temp",
+            "--expires-in-days",
+            "7",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tokens = json(&server, &["token", "list"]).await;
+    let temp = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "temp")
+        .unwrap();
+    assert!(temp["expires_at"].as_i64().unwrap() > 0);
+    assert!(
+        tokens[0]["last_used_at"].as_i64().is_some(),
+        "the admin token was used"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn reports_show_status_per_policy_device_and_setting() {
     let server = TestServer::with_examples().await.unwrap();
 
@@ -796,6 +884,8 @@ fn every_api_command_has_help() {
         &["token", "create", "--help"],
         &["token", "list", "--help"],
         &["token", "delete", "--help"],
+        &["user", "list", "--help"],
+        &["user", "update", "--help"],
         &["whoami", "--help"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_rampart"))

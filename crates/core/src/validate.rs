@@ -22,6 +22,13 @@ use crate::value::{check_value, describe};
 
 /// Longest object name accepted.
 pub const MAX_NAME_LEN: usize = 128;
+/// Most tags one device carries (set by administrators, or reported by
+/// its agent).
+pub const MAX_TAGS_PER_DEVICE: usize = 64;
+/// Longest tag, in characters.
+pub const MAX_TAG_CHARS: usize = 64;
+/// Most devices a static group lists.
+pub const MAX_GROUP_MEMBERS: usize = 10_000;
 /// Longest description accepted.
 pub const MAX_DESCRIPTION_LEN: usize = 2000;
 
@@ -95,13 +102,19 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// An object name, normalized (`names::normalize_name`): NFC, trimmed,
+    /// no control or invisible characters.
     fn name(&mut self) -> Option<String> {
-        let name = self.string("name", true, MAX_NAME_LEN)?;
-        if name.contains('\n') {
-            self.error("name", "must be a single line");
-            return None;
+        match self.present("name") {
+            Some(Value::String(raw)) => match crate::names::normalize_name(raw, MAX_NAME_LEN) {
+                Ok(name) => Some(name),
+                Err(message) => {
+                    self.error("name", message);
+                    None
+                }
+            },
+            _ => self.string("name", true, MAX_NAME_LEN),
         }
-        Some(name)
     }
 
     /// One of a closed set of spellings.
@@ -196,13 +209,7 @@ impl<'a> Reader<'a> {
 }
 
 fn plain_name(s: &str) -> Result<String, String> {
-    if s.chars().count() > MAX_NAME_LEN {
-        Err(format!("is longer than {MAX_NAME_LEN} characters"))
-    } else if s.chars().any(char::is_control) {
-        Err("must not contain control characters".into())
-    } else {
-        Ok(s.to_string())
-    }
+    crate::names::normalize_name(s, MAX_NAME_LEN)
 }
 
 /// Fields of a policy object (`kind` is the documents layer's business).
@@ -387,6 +394,15 @@ pub fn group_from_json(value: &Value) -> Result<Group, Vec<FieldError>> {
         }
         (None, Some(_)) => {
             let mut members = r.string_list("members", plain_name);
+            if members.len() > MAX_GROUP_MEMBERS {
+                r.error(
+                    "members",
+                    format!(
+                        "lists {} devices; a static group lists at most {MAX_GROUP_MEMBERS} (use a rule)",
+                        members.len()
+                    ),
+                );
+            }
             members.sort();
             members.dedup();
             Some(Membership::Static(members))
@@ -418,6 +434,12 @@ pub fn device_from_json(value: &Value) -> Result<Device, Vec<FieldError>> {
         Some(DeviceType::Workstation),
     );
     let tags = normalize_tags(r.string_list("tags", check_tag));
+    if tags.len() > MAX_TAGS_PER_DEVICE {
+        r.error(
+            "tags",
+            format!("a device carries at most {MAX_TAGS_PER_DEVICE} tags"),
+        );
+    }
     let device = match (name, os, device_type) {
         (Some(name), Some(os), Some(device_type)) => Some(Device {
             name,
@@ -431,21 +453,50 @@ pub fn device_from_json(value: &Value) -> Result<Device, Vec<FieldError>> {
     r.finish(device)
 }
 
-/// Checks one device tag.
+/// Checks one device tag and returns its normalized form
+/// (`names::normalize_name`, at most [`MAX_TAG_CHARS`], no commas).
 pub fn check_tag(tag: &str) -> Result<String, String> {
-    if tag.chars().count() > 64 {
-        Err("a tag is at most 64 characters".into())
-    } else if tag.chars().any(|c| c.is_control() || c == ',') {
-        Err("a tag must not contain commas or control characters".into())
+    let tag = crate::names::normalize_name(tag, MAX_TAG_CHARS)?;
+    if tag.contains(',') {
+        return Err("a tag must not contain commas".into());
+    }
+    Ok(tag)
+}
+
+/// Checks a list of tags as given for one device: at most
+/// [`MAX_TAGS_PER_DEVICE`], each one [`check_tag`]; every finding under
+/// `field[i]`.
+pub fn check_tags(field: &str, tags: &[String]) -> Result<Vec<String>, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    if tags.len() > MAX_TAGS_PER_DEVICE {
+        errors.push(FieldError::new(
+            field,
+            format!(
+                "has {} tags; a device carries at most {MAX_TAGS_PER_DEVICE}",
+                tags.len()
+            ),
+        ));
+        return Err(errors);
+    }
+    let mut out = Vec::new();
+    for (i, tag) in tags.iter().enumerate() {
+        match check_tag(tag) {
+            Ok(t) => out.push(t),
+            Err(m) => errors.push(FieldError::new(format!("{field}[{i}]"), m)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(normalize_tags(out))
     } else {
-        Ok(tag.to_string())
+        Err(errors)
     }
 }
 
-/// Sorts tags and drops duplicates (tags compare case-insensitively).
+/// Sorts tags and drops duplicates (tags compare by `names::name_key`,
+/// ignoring case).
 pub fn normalize_tags(mut tags: Vec<String>) -> Vec<String> {
-    tags.sort_by_key(|t| t.to_lowercase());
-    tags.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+    tags.sort_by_key(|t| crate::names::name_key(t));
+    tags.dedup_by(|a, b| crate::names::name_key(a) == crate::names::name_key(b));
     tags
 }
 

@@ -403,6 +403,10 @@ pub struct TokenCreate {
     pub name: String,
     /// `global_admin`, `security_manager` or `read_only`.
     pub role: String,
+    /// When the token stops working (Unix seconds, in the future); never
+    /// when absent.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
 }
 
 /// A new token. `token` is shown this once; the server keeps only its hash.
@@ -423,6 +427,8 @@ pub struct TokenView {
     pub created_at: i64,
     pub created_by: String,
     pub expires_at: Option<i64>,
+    /// When the token was last used (to the minute); `null` if never.
+    pub last_used_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -439,6 +445,23 @@ pub struct UserView {
     pub username: String,
     pub role: String,
     pub created_at: i64,
+    /// A disabled user cannot sign in.
+    pub disabled: bool,
+}
+
+/// A change to a user: only what is given changes. Any change ends the
+/// user's console sessions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserUpdate {
+    /// `global_admin`, `security_manager` or `read_only`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// A new password, at least 12 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

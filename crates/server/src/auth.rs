@@ -16,6 +16,11 @@ use sha2::{Digest, Sha256};
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// A console session ends this long after sign-in, however busy.
+pub const SESSION_SECONDS: i64 = 12 * 3600;
+/// A console session not used for this long ends.
+pub const SESSION_IDLE_SECONDS: i64 = 3600;
+
 /// The prefix of every Rampart token, so a leaked one is recognizable.
 pub const TOKEN_PREFIX: &str = "rmp_";
 
@@ -109,10 +114,24 @@ impl FromRequestParts<AppState> for Principal {
             .token_by_hash(&hash_token(token))
             .await?
             .ok_or_else(|| ApiError::Unauthorized("unknown or revoked token".into()))?;
-        if record.expires_at.is_some_and(|at| at <= state.clock.now()) {
+        let now = state.clock.now();
+        if record.expires_at.is_some_and(|at| at <= now) {
             return Err(ApiError::Unauthorized(
                 "the token has expired; log in again".into(),
             ));
+        }
+        let last_used = record.last_used_at.unwrap_or(record.created_at);
+        if record.kind == "session" && now - last_used >= SESSION_IDLE_SECONDS {
+            return Err(ApiError::Unauthorized(
+                "the session was idle too long; log in again".into(),
+            ));
+        }
+        // The store records use to the minute; skip the call in between.
+        if record.last_used_at.is_none_or(|at| now - at >= 60) {
+            state
+                .store
+                .touch_token(&record.tenant_id, &record.id, now)
+                .await?;
         }
         let role = Role::parse(&record.role).ok_or_else(|| {
             ApiError::Internal(format!(

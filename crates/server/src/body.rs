@@ -45,9 +45,39 @@ where
                 ApiError::BadRequest(format!("cannot read the body: {e}"))
             }
         })?;
-        serde_json::from_slice(&bytes)
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
+        // Every body is an object: serde would otherwise read a struct from
+        // an array (`[]` as "all fields left out").
+        if !value.is_object() {
+            return Err(ApiError::BadRequest(format!(
+                "the body must be a JSON object, not {}",
+                json_kind(&value)
+            )));
+        }
+        serde_path_to_error::deserialize(value)
             .map(JsonBody)
-            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                if path == "." {
+                    ApiError::BadRequest(format!("invalid body: {inner}"))
+                } else {
+                    ApiError::BadRequest(format!("invalid body: {path}: {inner}"))
+                }
+            })
+    }
+}
+
+/// "an array", "a string", … for messages.
+pub fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
     }
 }
 

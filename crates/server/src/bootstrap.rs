@@ -25,6 +25,10 @@ pub fn admin_token_path(data_dir: &Path) -> PathBuf {
 /// Creates a tenant and a `global_admin` token for it; returns both. The
 /// token text exists only in the return value.
 pub async fn create_tenant(store: &dyn Store, name: &str, now: i64) -> Result<(Tenant, String)> {
+    let name =
+        rampart_core::names::normalize_name(name, rampart_core::names::MAX_OBJECT_NAME_CHARS)
+            .map_err(|m| anyhow::anyhow!("the tenant name {m}"))?;
+    let name = name.as_str();
     let tenant = store.create_tenant(name, now).await?;
     let token = new_token();
     let record = TokenRecord {
@@ -37,6 +41,7 @@ pub async fn create_tenant(store: &dyn Store, name: &str, now: i64) -> Result<(T
         created_at: now,
         expires_at: None,
         created_by: "rampart-server".into(),
+        last_used_at: None,
     };
     let audit = NewAudit {
         actor: "rampart-server".into(),
@@ -73,15 +78,12 @@ pub async fn create_user(
             Role::expected()
         );
     };
-    let username = username.trim();
-    if username.is_empty()
-        || username.chars().count() > 64
-        || username
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace())
-    {
-        bail!("the username must be 1 to 64 characters without spaces");
+    let username = rampart_core::names::normalize_name(username, 64)
+        .map_err(|m| anyhow::anyhow!("the username {m}"))?;
+    if username.chars().any(char::is_whitespace) {
+        bail!("the username must not contain spaces");
     }
+    let username = username.as_str();
     if password.chars().count() < MIN_PASSWORD_CHARS {
         bail!("the password must be at least {MIN_PASSWORD_CHARS} characters");
     }
@@ -92,6 +94,7 @@ pub async fn create_user(
         password_hash: hash,
         role: role.to_string(),
         created_at: now,
+        disabled: false,
     };
     let audit = NewAudit {
         actor: "rampart-server create-user".into(),

@@ -46,6 +46,11 @@ pub struct ServerConfig {
     /// Requests a device may make per minute (a burst of as many is
     /// allowed); more are answered 429 with `Retry-After`.
     pub device_requests_per_minute: u32,
+    /// The master key file that seals the private keys in the database;
+    /// see [`ServerConfig::master_key_path`] for the default.
+    pub master_key_file: Option<PathBuf>,
+    /// The longest one database call may take before the API answers 503.
+    pub database_timeout: std::time::Duration,
 }
 
 /// Device certificates live a day by default: short enough that a stolen
@@ -72,6 +77,8 @@ impl ServerConfig {
             admin_max_connections: None,
             handshake_timeout_secs: 10,
             device_requests_per_minute: 120,
+            master_key_file: None,
+            database_timeout: crate::store_guard::DEFAULT_TIMEOUT,
         }
     }
 }
@@ -91,6 +98,8 @@ impl fmt::Debug for ServerConfig {
             .field("device_listen", &self.device_listen)
             .field("device_url", &self.device_url)
             .field("cert_lifetime_secs", &self.cert_lifetime_secs)
+            .field("master_key_file", &self.master_key_file)
+            .field("database_timeout", &self.database_timeout)
             .finish()
     }
 }
@@ -109,7 +118,28 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The file name of the master key a systemd unit passes with
+/// `LoadCredential=rampart-master-key:/path`.
+pub const MASTER_KEY_CREDENTIAL: &str = "rampart-master-key";
+
 impl ServerConfig {
+    /// The master key file: `--master-key-file` (or `RAMPART_MASTER_KEY_FILE`)
+    /// when given, else a systemd credential named `rampart-master-key` when
+    /// the unit passes one, else `master.key` in the data directory
+    /// (created on the first start).
+    pub fn master_key_path(&self) -> PathBuf {
+        if let Some(path) = &self.master_key_file {
+            return path.clone();
+        }
+        if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+            let path = PathBuf::from(dir).join(MASTER_KEY_CREDENTIAL);
+            if path.exists() {
+                return path;
+            }
+        }
+        self.data_dir.join("master.key")
+    }
+
     /// Checks what flags alone cannot express.
     pub fn validate(&self) -> Result<()> {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
@@ -135,6 +165,9 @@ impl ServerConfig {
         }
         if self.device_max_connections == Some(0) || self.admin_max_connections == Some(0) {
             bail!("connection caps must be at least 1");
+        }
+        if self.database_timeout < std::time::Duration::from_millis(100) {
+            bail!("--database-timeout must be at least 0.1 seconds");
         }
         if self.cert_lifetime_secs < 60 {
             bail!("the device certificate lifetime must be at least 60 seconds");

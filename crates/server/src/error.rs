@@ -24,6 +24,14 @@ pub enum ApiError {
     PayloadTooLarge(String),
     UnsupportedMediaType(String),
     Internal(String),
+    /// The database does not answer: 503 with `Retry-After`; the same call
+    /// may succeed in a few seconds.
+    Unavailable(String),
+    /// Too many attempts (failed logins): 429 with `Retry-After`.
+    TooManyRequests {
+        message: String,
+        retry_after_secs: i64,
+    },
     /// A refusal with its own stable code (the device channel's
     /// `device_revoked`, `token_expired`, …).
     Coded {
@@ -32,6 +40,9 @@ pub enum ApiError {
         message: String,
     },
 }
+
+/// What a 503 asks the client to wait, in seconds.
+pub const RETRY_AFTER_SECS: &str = "5";
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
@@ -54,8 +65,27 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
+            ApiError::TooManyRequests { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
+            }
         }
     }
+}
+
+/// The answer to a known path with a method it does not have (axum's own
+/// 405 has an empty body).
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::Coded {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: "this path does not accept that method; see /openapi.json".into(),
+    }
+}
+
+/// The answer to a path that does not exist.
+pub async fn no_route() -> ApiError {
+    ApiError::not_found("route")
 }
 
 impl From<StoreError> for ApiError {
@@ -64,6 +94,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => ApiError::not_found(what),
             StoreError::Conflict(m) => ApiError::Conflict(m),
             StoreError::Backend(m) => ApiError::Internal(m),
+            StoreError::Unavailable(m) => ApiError::Unavailable(m),
         }
     }
 }
@@ -71,6 +102,13 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
+        let retry_after = match &self {
+            ApiError::Unavailable(_) => Some(RETRY_AFTER_SECS.to_string()),
+            ApiError::TooManyRequests {
+                retry_after_secs, ..
+            } => Some(retry_after_secs.max(&1).to_string()),
+            _ => None,
+        };
         let (message, details) = match self {
             ApiError::Validation(errors) => (
                 format!(
@@ -90,6 +128,13 @@ impl IntoResponse for ApiError {
                 tracing::error!(%detail, "internal error");
                 ("the server failed; see its log".to_string(), Vec::new())
             }
+            ApiError::Unavailable(detail) => {
+                tracing::warn!(%detail, "database unavailable");
+                (
+                    "the database is unavailable; try again in a few seconds".to_string(),
+                    Vec::new(),
+                )
+            }
             ApiError::BadRequest(m)
             | ApiError::Unauthorized(m)
             | ApiError::Forbidden(m)
@@ -97,6 +142,7 @@ impl IntoResponse for ApiError {
             | ApiError::Conflict(m)
             | ApiError::PayloadTooLarge(m)
             | ApiError::UnsupportedMediaType(m)
+            | ApiError::TooManyRequests { message: m, .. }
             | ApiError::Coded { message: m, .. } => (m, Vec::new()),
         };
         let body = ErrorBody {
@@ -106,6 +152,12 @@ impl IntoResponse for ApiError {
                 details,
             },
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(value) = retry_after.and_then(|v| axum::http::HeaderValue::from_str(&v).ok()) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, value);
+        }
+        response
     }
 }

@@ -13,13 +13,17 @@ pub mod device;
 pub mod error;
 pub mod fanout;
 pub mod fleet;
+pub mod health;
 pub mod listener;
+pub mod login_throttle;
 pub mod openapi;
 pub mod policy_cache;
 pub mod request_log;
 pub mod router;
+pub mod sealing;
 pub mod simulate;
 pub mod state;
+pub mod store_guard;
 pub mod views;
 
 use std::net::SocketAddr;
@@ -34,9 +38,9 @@ use crate::clock::Clock;
 use crate::config::{redact_url, ServerConfig};
 use crate::state::AppState;
 
-/// Opens the store the URL names: `sqlite:PATH` or `postgres://…`; SQLite in
-/// the data directory when there is none.
-pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>> {
+/// Opens the backend the URL names: `sqlite:PATH` or `postgres://…`;
+/// SQLite in the data directory when there is none.
+async fn open_backend(config: &ServerConfig) -> Result<Arc<dyn Store>> {
     match &config.database_url {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             let store = rampart_store_postgres::PostgresStore::connect(url)
@@ -61,6 +65,79 @@ pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>> {
             Ok(Arc::new(store))
         }
     }
+}
+
+/// Creates the data directory, or makes an existing one private (0700): it
+/// holds the database, the admin token and, by default, the master key.
+pub fn prepare_data_dir(dir: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make {} private (0700)", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// The store the server uses: the backend behind [`store_guard::GuardedStore`]
+/// (timeouts, sealed keys) with the master key of the configuration, and
+/// every stored private key sealed with it.
+pub async fn open_store(config: &ServerConfig) -> Result<Arc<store_guard::GuardedStore>> {
+    prepare_data_dir(&config.data_dir)?;
+    let keys = sealing::Keyring::load_or_create(&config.master_key_path())?;
+    open_store_with(config, keys).await
+}
+
+/// [`open_store`] with a given keyring (a master key rotation).
+pub async fn open_store_with(
+    config: &ServerConfig,
+    keys: sealing::Keyring,
+) -> Result<Arc<store_guard::GuardedStore>> {
+    let backend = open_backend(config).await?;
+    let store = Arc::new(store_guard::GuardedStore::new(
+        backend,
+        keys,
+        config.database_timeout,
+    ));
+    let sealed = store
+        .reseal_all(&[device::trust::SERVER_CA])
+        .await
+        .context("cannot seal the stored private keys")?;
+    if sealed > 0 {
+        tracing::info!(sealed, "sealed stored private keys with the master key");
+    }
+    Ok(store)
+}
+
+/// Seals every stored private key with a new master key, then makes it the
+/// master key file: `<file>.next` holds the new key until every value is
+/// sealed with it, so an interrupted rotation resumes at the next start or
+/// run. Servers sharing the database must be stopped first and given the new
+/// key file.
+pub async fn rotate_master_key(config: &ServerConfig) -> Result<String> {
+    prepare_data_dir(&config.data_dir)?;
+    let path = config.master_key_path();
+    let current = sealing::MasterKey::read(&path)?;
+    let next_path = sealing::next_key_path(&path);
+    let next = if next_path.exists() {
+        sealing::MasterKey::read(&next_path)?
+    } else {
+        let key = sealing::MasterKey::generate();
+        key.write_new(&next_path)?;
+        key
+    };
+    let id = next.id().to_owned();
+    let store = open_store_with(config, sealing::Keyring::rotating(next, current)).await?;
+    drop(store);
+    std::fs::rename(&next_path, &path).with_context(|| {
+        format!(
+            "every key is sealed with {}; rename it to {} to finish",
+            next_path.display(),
+            path.display()
+        )
+    })?;
+    Ok(id)
 }
 
 /// A server running in this process.
@@ -89,6 +166,19 @@ impl RunningServer {
         self.state.last_seen.flush(self.state.store.as_ref()).await;
         Ok(())
     }
+}
+
+/// Deletes expired tokens and idle console sessions, in every tenant.
+pub async fn purge_tokens(state: &AppState) -> Result<u64> {
+    let now = state.clock.now();
+    let purged = state
+        .store
+        .purge_tokens(now, now - auth::SESSION_IDLE_SECONDS)
+        .await?;
+    if purged > 0 {
+        tracing::info!(purged, "purged expired tokens and idle sessions");
+    }
+    Ok(purged)
 }
 
 /// Host names the device channel's certificate covers: the URL's host, plus
@@ -123,9 +213,7 @@ fn device_hostnames(url: &str, extra: &[String]) -> Vec<String> {
 /// starts serving. Returns once the listener is bound.
 pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<RunningServer> {
     config.validate()?;
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-    let store = open_store(&config).await?;
+    let store: Arc<dyn Store> = open_store(&config).await?;
     let tenant =
         bootstrap::ensure_default_tenant(store.as_ref(), &config.data_dir, clock.now()).await?;
     let mut simulated_devices = Vec::new();
@@ -220,6 +308,18 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Runnin
         device_rx,
     ));
     let mut background = vec![state.last_seen.spawn_flusher(state.store.clone())];
+    // Expired tokens and idle sessions are refused at once; this only
+    // clears them out of the database.
+    let purger = state.clone();
+    background.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            if let Err(e) = purge_tokens(&purger).await {
+                tracing::warn!(error = %e, "could not purge expired tokens");
+            }
+        }
+    }));
     if let Some(url) = postgres_url {
         background.push(fanout::spawn_listener(state.clone(), url));
     }

@@ -9,6 +9,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use rampart_server::clock::SystemClock;
 use rampart_server::config::ServerConfig;
+use rampart_store::Store as _;
 
 #[derive(Parser)]
 #[command(
@@ -78,6 +79,17 @@ struct Args {
     /// How log lines are written: `text` for people, `json` (one object per line) for a log collector.
     #[arg(long, env = "RAMPART_LOG_FORMAT", default_value_t, global = true)]
     log_format: rampart_log::LogFormat,
+    /// The master key that seals the private keys in the database (64 hex characters, mode 0600); <data-dir>/master.key, created on the first start, by default. Back it up apart from the database.
+    #[arg(long, env = "RAMPART_MASTER_KEY_FILE", global = true)]
+    master_key_file: Option<PathBuf>,
+    /// Seconds one database call may take before the API answers 503 database_unavailable.
+    #[arg(
+        long,
+        env = "RAMPART_DATABASE_TIMEOUT",
+        default_value_t = 5.0,
+        global = true
+    )]
+    database_timeout: f64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -106,6 +118,10 @@ enum Command {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Seal every private key in the database with a new master key and
+    /// replace the master key file with it. Stop every server on the
+    /// database first, and start them with the new key file.
+    RotateMasterKey,
 }
 
 #[tokio::main]
@@ -133,7 +149,19 @@ async fn main() -> Result<()> {
         admin_max_connections: args.admin_max_connections,
         handshake_timeout_secs: args.handshake_timeout,
         device_requests_per_minute: args.device_requests_per_minute,
+        master_key_file: args.master_key_file,
+        database_timeout: std::time::Duration::try_from_secs_f64(args.database_timeout)
+            .map_err(|_| anyhow::anyhow!("--database-timeout must be a number of seconds"))?,
     };
+    config.validate()?;
+    if let Some(Command::RotateMasterKey) = args.command {
+        let id = rampart_server::rotate_master_key(&config).await?;
+        println!(
+            "every private key is sealed with the new master key {id}, now in {}; back it up",
+            config.master_key_path().display()
+        );
+        return Ok(());
+    }
     let clock = Arc::new(SystemClock);
     if let Some(Command::CreateTenant { name, token_file }) = args.command {
         std::fs::create_dir_all(&config.data_dir)?;

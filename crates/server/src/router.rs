@@ -8,6 +8,7 @@ use crate::api::{admin, catalog, changes, devices, groups, onboarding, policies,
 use crate::body::MAX_BODY_BYTES;
 use crate::openapi;
 use crate::state::AppState;
+use crate::{error, health};
 
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
@@ -49,6 +50,10 @@ pub fn router(state: AppState) -> Router {
         .route("/tokens", get(admin::list_tokens).post(admin::create_token))
         .route("/tokens/{id}", delete(admin::delete_token))
         .route("/users", get(admin::list_users).post(admin::create_user))
+        .route(
+            "/users/{username}",
+            put(admin::update_user).delete(admin::delete_user),
+        )
         .route("/login", post(admin::login))
         .route("/logout", post(admin::logout))
         .route(
@@ -56,12 +61,16 @@ pub fn router(state: AppState) -> Router {
             get(onboarding::list).post(onboarding::create),
         )
         .route("/onboarding/{id}", delete(onboarding::revoke))
-        .fallback(|| async { crate::error::ApiError::not_found("route") });
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .fallback(error::no_route);
     Router::new()
         .nest("/api/v1", api)
         .route("/openapi.json", get(openapi::serve))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(health::alive))
+        .route("/readyz", get(health::ready))
         .merge(crate::console::router())
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .fallback(error::no_route)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(crate::request_log::trace))
         .with_state(state)

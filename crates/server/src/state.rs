@@ -36,6 +36,12 @@ pub struct AppState {
     pub last_seen: LastSeen,
     /// Nudges to and from the other replicas.
     pub fanout: crate::fanout::Fanout,
+    /// Failed logins per username and per address.
+    pub logins: crate::login_throttle::LoginThrottle,
+    /// Serializes the changes that could remove a tenant's last
+    /// global_admin, so two concurrent ones cannot each leave the other
+    /// as the last and both proceed (within this process).
+    pub admin_changes: Arc<tokio::sync::Mutex<()>>,
     /// Tenant id → name. Tenants are never renamed, so entries never go stale.
     tenant_names: Arc<RwLock<HashMap<String, String>>>,
 }
@@ -57,6 +63,8 @@ impl AppState {
             policies: PolicyCache::default(),
             last_seen: LastSeen::default(),
             fanout: crate::fanout::Fanout::default(),
+            logins: Default::default(),
+            admin_changes: Arc::default(),
             tenant_names: Arc::default(),
         }
     }

@@ -158,6 +158,7 @@ pub fn token_view(t: TokenRecord) -> TokenView {
         created_at: t.created_at,
         created_by: t.created_by,
         expires_at: t.expires_at,
+        last_used_at: t.last_used_at,
     }
 }
 
@@ -167,5 +168,6 @@ pub fn user_view(u: UserRecord) -> UserView {
         username: u.username,
         role: u.role,
         created_at: u.created_at,
+        disabled: u.disabled,
     }
 }

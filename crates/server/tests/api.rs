@@ -1035,7 +1035,7 @@ async fn users_log_in_with_passwords_and_sessions_expire() {
     );
     server
         .clock
-        .advance(rampart_server::api::admin::SESSION_SECONDS + 1);
+        .advance(rampart_server::auth::SESSION_SECONDS + 1);
     let (s, e) = session.get("/whoami").await.unwrap();
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert!(e["error"]["message"].as_str().unwrap().contains("expired"));

@@ -125,6 +125,8 @@ async fn a_sync_on_one_replica_reaches_a_device_waiting_on_another() {
     let b = TestServer::start_with(Options {
         database_url: Some(url.clone()),
         admin_token: Some(a.admin_token.clone()),
+        // Replicas share the master key that seals the tenant keys.
+        master_key_file: Some(a.master_key_path()),
         ..Options::default()
     })
     .await

@@ -144,18 +144,36 @@ fn current_objects_sql(filter: &str) -> String {
 
 #[async_trait]
 impl Store for PostgresStore {
+    async fn ready(&self) -> Result<()> {
+        let current: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+                .fetch_one(&self.pool)
+                .await
+                .or_backend()?;
+        let expected = migrate::MIGRATIONS.last().map_or(0, |m| m.version);
+        if current != expected {
+            return Err(StoreError::Backend(format!(
+                "the schema is at version {current}, this build expects {expected}"
+            )));
+        }
+        Ok(())
+    }
+
     async fn create_tenant(&self, name: &str, at: Timestamp) -> Result<Tenant> {
         let tenant = Tenant {
             id: uuid::Uuid::new_v4().to_string(),
             name: name.to_owned(),
             created_at: at,
         };
-        let result = sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
-            .bind(&tenant.id)
-            .bind(&tenant.name)
-            .bind(tenant.created_at)
-            .execute(&self.pool)
-            .await;
+        let result = sqlx::query(
+            "INSERT INTO tenants (id, name, created_at, name_key) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&tenant.id)
+        .bind(&tenant.name)
+        .bind(tenant.created_at)
+        .bind(rampart_store::name_key(name))
+        .execute(&self.pool)
+        .await;
         match result {
             Ok(_) => Ok(tenant),
             Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict(format!(
@@ -171,8 +189,8 @@ impl Store for PostgresStore {
     }
 
     async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
-        let query =
-            sqlx::query("SELECT id, name, created_at FROM tenants WHERE name = $1").bind(name);
+        let query = sqlx::query("SELECT id, name, created_at FROM tenants WHERE name_key = $1")
+            .bind(rampart_store::name_key(name));
         self.fetch_optional(query, rows::tenant).await
     }
 
@@ -230,6 +248,26 @@ impl Store for PostgresStore {
             .fetch_one(&self.pool)
             .await
             .or_backend()
+    }
+
+    async fn replace_server_secret(&self, name: &str, expected: &str, value: &str) -> Result<()> {
+        let done =
+            sqlx::query("UPDATE server_secrets SET value = $3 WHERE name = $1 AND value = $2")
+                .bind(name)
+                .bind(expected)
+                .bind(value)
+                .execute(&self.pool)
+                .await
+                .or_backend()?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        match self.server_secret(name).await? {
+            None => Err(StoreError::NotFound(format!("server secret {name}"))),
+            Some(_) => Err(StoreError::Conflict(format!(
+                "server secret {name} changed meanwhile"
+            ))),
+        }
     }
 
     async fn objects(&self, tenant: &str, kind: ObjectKind) -> Result<Vec<ObjectRecord>> {
@@ -363,6 +401,33 @@ impl Store for PostgresStore {
             .await
     }
 
+    async fn touch_token(&self, tenant: &str, id: &str, at: Timestamp) -> Result<()> {
+        sqlx::query(
+            "UPDATE tokens SET last_used_at = $1 WHERE tenant_id = $2 AND id = $3 \
+             AND (last_used_at IS NULL OR last_used_at < $1 - 60)",
+        )
+        .bind(at)
+        .bind(tenant)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .or_backend()?;
+        Ok(())
+    }
+
+    async fn purge_tokens(&self, now: Timestamp, idle_since: Timestamp) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM tokens WHERE expires_at <= $1 \
+             OR (kind = 'session' AND COALESCE(last_used_at, created_at) < $2)",
+        )
+        .bind(now)
+        .bind(idle_since)
+        .execute(&self.pool)
+        .await
+        .or_backend()?;
+        Ok(done.rows_affected())
+    }
+
     async fn users(&self, tenant: &str) -> Result<Vec<UserRecord>> {
         let sql = format!(
             "SELECT {} FROM users WHERE tenant_id = $1 ORDER BY username",
@@ -374,10 +439,12 @@ impl Store for PostgresStore {
 
     async fn user(&self, tenant: &str, username: &str) -> Result<Option<UserRecord>> {
         let sql = format!(
-            "SELECT {} FROM users WHERE tenant_id = $1 AND username = $2",
+            "SELECT {} FROM users WHERE tenant_id = $1 AND username_key = $2",
             rows::USER_COLUMNS
         );
-        let query = sqlx::query(&sql).bind(tenant).bind(username);
+        let query = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(rampart_store::name_key(username));
         self.fetch_optional(query, rows::user).await
     }
 

@@ -17,8 +17,34 @@ pub(crate) trait OrBackend<T> {
 
 impl<T> OrBackend<T> for std::result::Result<T, sqlx::Error> {
     fn or_backend(self) -> Result<T> {
-        self.map_err(|err| StoreError::Backend(err.to_string()))
+        self.map_err(classify)
     }
+}
+
+/// Connection failures are `Unavailable` (the server answers 503 and the
+/// call may succeed later); everything else is a `Backend` failure.
+pub(crate) fn classify(err: sqlx::Error) -> StoreError {
+    let lost = match &err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| unavailable_code(&c)),
+        _ => false,
+    };
+    if lost {
+        StoreError::Unavailable(err.to_string())
+    } else {
+        StoreError::Backend(err.to_string())
+    }
+}
+
+/// SQLSTATE classes 08 (connection exception) and 57P (operator
+/// intervention: shutdown, cannot connect now), and 53300 (too many
+/// connections).
+fn unavailable_code(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("57P") || code == "53300"
 }
 
 pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
@@ -154,7 +180,7 @@ pub(crate) fn status(row: &PgRow) -> Result<StatusRecord> {
 }
 
 pub(crate) const TOKEN_COLUMNS: &str =
-    "id, tenant_id, name, role, kind, hash, created_at, expires_at, created_by";
+    "id, tenant_id, name, role, kind, hash, created_at, expires_at, created_by, last_used_at";
 
 pub(crate) fn token(row: &PgRow) -> Result<TokenRecord> {
     Ok(TokenRecord {
@@ -167,10 +193,11 @@ pub(crate) fn token(row: &PgRow) -> Result<TokenRecord> {
         created_at: get(row, "created_at")?,
         expires_at: get(row, "expires_at")?,
         created_by: get(row, "created_by")?,
+        last_used_at: get(row, "last_used_at")?,
     })
 }
 
-pub(crate) const USER_COLUMNS: &str = "id, username, password_hash, role, created_at";
+pub(crate) const USER_COLUMNS: &str = "id, username, password_hash, role, created_at, disabled";
 
 pub(crate) fn user(row: &PgRow) -> Result<UserRecord> {
     Ok(UserRecord {
@@ -179,6 +206,7 @@ pub(crate) fn user(row: &PgRow) -> Result<UserRecord> {
         password_hash: get(row, "password_hash")?,
         role: get(row, "role")?,
         created_at: get(row, "created_at")?,
+        disabled: get(row, "disabled")?,
     })
 }
 

@@ -162,6 +162,39 @@ async fn one(conn: &mut PgConnection, tenant: &str, at: Timestamp, write: Write)
             found_one(done.rows_affected(), || format!("token {id:?}"))
         }
         Write::PutUser(user) => put_user(conn, tenant, &user).await,
+        Write::UpdateUser {
+            username,
+            role,
+            password_hash,
+            disabled,
+        } => {
+            let done = sqlx::query(
+                "UPDATE users SET role = COALESCE($1, role), \
+                 password_hash = COALESCE($2, password_hash), \
+                 disabled = COALESCE($3, disabled) \
+                 WHERE tenant_id = $4 AND username_key = $5",
+            )
+            .bind(role)
+            .bind(password_hash)
+            .bind(disabled)
+            .bind(tenant)
+            .bind(name_key(&username))
+            .execute(&mut *conn)
+            .await
+            .or_backend()?;
+            found_one(done.rows_affected(), || format!("user {username:?}"))?;
+            delete_sessions(conn, tenant, &username).await
+        }
+        Write::DeleteUser { username } => {
+            let done = sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND username_key = $2")
+                .bind(tenant)
+                .bind(name_key(&username))
+                .execute(&mut *conn)
+                .await
+                .or_backend()?;
+            found_one(done.rows_affected(), || format!("user {username:?}"))?;
+            delete_sessions(conn, tenant, &username).await
+        }
         Write::PutTenantSecrets(secrets) => put_tenant_secrets(conn, tenant, at, &secrets).await,
         Write::PutOnboardingToken(token) => put_onboarding_token(conn, tenant, &token).await,
         Write::DeleteOnboardingToken { id } => {
@@ -319,6 +352,18 @@ async fn lock_object(
     Ok(Some((from_db_u64(last, "last_version")?, current)))
 }
 
+/// A live object whose name has the same key exists (`objects_live_name_key`).
+fn same_name_taken(err: sqlx::Error, kind: ObjectKind, name: &str) -> StoreError {
+    if is_unique_violation(&err) {
+        StoreError::Conflict(format!(
+            "a {} named {name:?} already exists (names are compared ignoring case)",
+            kind.as_str()
+        ))
+    } else {
+        crate::rows::classify(err)
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn put_object(
     conn: &mut PgConnection,
@@ -334,12 +379,13 @@ async fn put_object(
     // this one wait until it commits (then it does nothing), so two creators
     // of one name are serialised like two updaters.
     sqlx::query(
-        "INSERT INTO objects (tenant_id, kind, name, last_version, current_version) \
-         VALUES ($1, $2, $3, 0, NULL) ON CONFLICT DO NOTHING",
+        "INSERT INTO objects (tenant_id, kind, name, last_version, current_version, name_key) \
+         VALUES ($1, $2, $3, 0, NULL, $4) ON CONFLICT DO NOTHING",
     )
     .bind(tenant)
     .bind(kind.as_str())
     .bind(name)
+    .bind(name_key(name))
     .execute(&mut *conn)
     .await
     .or_backend()?;
@@ -348,16 +394,17 @@ async fn put_object(
     check(kind, name, current, expect)?;
     let version = to_db_u64(last + 1)?;
     sqlx::query(
-        "UPDATE objects SET last_version = $4, current_version = $4 \
+        "UPDATE objects SET last_version = $4, current_version = $4, name_key = $5 \
          WHERE tenant_id = $1 AND kind = $2 AND name = $3",
     )
     .bind(tenant)
     .bind(kind.as_str())
     .bind(name)
     .bind(version)
+    .bind(name_key(name))
     .execute(&mut *conn)
     .await
-    .or_backend()?;
+    .map_err(|err| same_name_taken(err, kind, name))?;
     sqlx::query(
         "INSERT INTO object_versions \
          (tenant_id, kind, name, version, doc, modified_at, modified_by) \
@@ -718,10 +765,24 @@ async fn put_token(conn: &mut PgConnection, tenant: &str, t: &TokenRecord) -> Re
     }
 }
 
+/// Ends the console sessions of a user (sessions are named after their
+/// user).
+async fn delete_sessions(conn: &mut PgConnection, tenant: &str, username: &str) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM tokens WHERE tenant_id = $1 AND kind = 'session' AND lower(name) = $2",
+    )
+    .bind(tenant)
+    .bind(name_key(username))
+    .execute(&mut *conn)
+    .await
+    .or_backend()?;
+    Ok(())
+}
+
 async fn put_user(conn: &mut PgConnection, tenant: &str, u: &UserRecord) -> Result<()> {
     let result = sqlx::query(
-        "INSERT INTO users (tenant_id, id, username, password_hash, role, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO users (tenant_id, id, username, password_hash, role, created_at, \
+         disabled, username_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(tenant)
     .bind(&u.id)
@@ -729,6 +790,8 @@ async fn put_user(conn: &mut PgConnection, tenant: &str, u: &UserRecord) -> Resu
     .bind(&u.password_hash)
     .bind(&u.role)
     .bind(u.created_at)
+    .bind(u.disabled)
+    .bind(name_key(&u.username))
     .execute(&mut *conn)
     .await;
     match result {

@@ -59,6 +59,7 @@ impl SqliteStore {
     /// its schema up to date. Fails if the file's schema is newer than this
     /// build knows.
     pub async fn open(path: &Path) -> Result<SqliteStore> {
+        make_private(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -132,6 +133,39 @@ impl SqliteStore {
     }
 }
 
+/// The database holds hashes of credentials and (sealed) keys: its file,
+/// created here if new, and its `-wal` and `-shm` files are readable by
+/// their owner only. SQLite gives the files it creates later the mode of
+/// the database file.
+fn make_private(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let fail = |err: std::io::Error| {
+            StoreError::Backend(format!("cannot make {} private: {err}", path.display()))
+        };
+        if !path.exists() {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .map_err(fail)?;
+        }
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            let file = PathBuf::from(name);
+            if file.exists() {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .map_err(fail)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The file a `sqlite:` URL names, or `None` for an in-memory database.
 fn parse_url(url: &str) -> Result<Option<PathBuf>> {
     let invalid = |why: &str| StoreError::Backend(format!("invalid SQLite URL {url:?}: {why}"));
@@ -182,18 +216,35 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn ready(&self) -> Result<()> {
+        let current: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+                .fetch_one(&self.reader)
+                .await
+                .or_backend()?;
+        let expected = migrate::MIGRATIONS.last().map_or(0, |m| m.version);
+        if current != expected {
+            return Err(StoreError::Backend(format!(
+                "the schema is at version {current}, this build expects {expected}"
+            )));
+        }
+        Ok(())
+    }
+
     async fn create_tenant(&self, name: &str, at: Timestamp) -> Result<Tenant> {
         let tenant = Tenant {
             id: uuid::Uuid::new_v4().to_string(),
             name: name.to_owned(),
             created_at: at,
         };
-        let result = sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)")
-            .bind(&tenant.id)
-            .bind(&tenant.name)
-            .bind(tenant.created_at)
-            .execute(&self.writer)
-            .await;
+        let result =
+            sqlx::query("INSERT INTO tenants (id, name, created_at, name_key) VALUES (?, ?, ?, ?)")
+                .bind(&tenant.id)
+                .bind(&tenant.name)
+                .bind(tenant.created_at)
+                .bind(rampart_store::name_key(name))
+                .execute(&self.writer)
+                .await;
         match result {
             Ok(_) => Ok(tenant),
             Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict(format!(
@@ -209,8 +260,8 @@ impl Store for SqliteStore {
     }
 
     async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
-        let query =
-            sqlx::query("SELECT id, name, created_at FROM tenants WHERE name = ?").bind(name);
+        let query = sqlx::query("SELECT id, name, created_at FROM tenants WHERE name_key = ?")
+            .bind(rampart_store::name_key(name));
         self.fetch_optional(query, rows::tenant).await
     }
 
@@ -285,6 +336,25 @@ impl Store for SqliteStore {
             .or_backend()?;
         tx.commit().await.or_backend()?;
         Ok(stored)
+    }
+
+    async fn replace_server_secret(&self, name: &str, expected: &str, value: &str) -> Result<()> {
+        let done = sqlx::query("UPDATE server_secrets SET value = ? WHERE name = ? AND value = ?")
+            .bind(value)
+            .bind(name)
+            .bind(expected)
+            .execute(&self.writer)
+            .await
+            .or_backend()?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        match self.server_secret(name).await? {
+            None => Err(StoreError::NotFound(format!("server secret {name}"))),
+            Some(_) => Err(StoreError::Conflict(format!(
+                "server secret {name} changed meanwhile"
+            ))),
+        }
     }
 
     async fn objects(&self, tenant: &str, kind: ObjectKind) -> Result<Vec<ObjectRecord>> {
@@ -426,6 +496,34 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn touch_token(&self, tenant: &str, id: &str, at: Timestamp) -> Result<()> {
+        sqlx::query(
+            "UPDATE tokens SET last_used_at = ? WHERE tenant_id = ? AND id = ? \
+             AND (last_used_at IS NULL OR last_used_at < ? - 60)",
+        )
+        .bind(at)
+        .bind(tenant)
+        .bind(id)
+        .bind(at)
+        .execute(&self.writer)
+        .await
+        .or_backend()?;
+        Ok(())
+    }
+
+    async fn purge_tokens(&self, now: Timestamp, idle_since: Timestamp) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM tokens WHERE expires_at <= ? \
+             OR (kind = 'session' AND COALESCE(last_used_at, created_at) < ?)",
+        )
+        .bind(now)
+        .bind(idle_since)
+        .execute(&self.writer)
+        .await
+        .or_backend()?;
+        Ok(done.rows_affected())
+    }
+
     async fn users(&self, tenant: &str) -> Result<Vec<UserRecord>> {
         let sql = format!(
             "SELECT {} FROM users WHERE tenant_id = ? ORDER BY username",
@@ -437,10 +535,12 @@ impl Store for SqliteStore {
 
     async fn user(&self, tenant: &str, username: &str) -> Result<Option<UserRecord>> {
         let sql = format!(
-            "SELECT {} FROM users WHERE tenant_id = ? AND username = ?",
+            "SELECT {} FROM users WHERE tenant_id = ? AND username_key = ?",
             rows::USER_COLUMNS
         );
-        let query = sqlx::query(&sql).bind(tenant).bind(username);
+        let query = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(rampart_store::name_key(username));
         self.fetch_optional(query, rows::user).await
     }
 
@@ -586,7 +686,7 @@ mod tests {
                 .fetch_all(&store.reader)
                 .await
                 .unwrap();
-        assert_eq!(versions, [1, 2, 3]);
+        assert_eq!(versions, [1, 2, 3, 4, 5]);
         store.close().await;
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));

@@ -30,6 +30,16 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0003_device_names_and_tombstones.sql",
         sql: include_str!("../migrations/0003_device_names_and_tombstones.sql"),
     },
+    Migration {
+        version: 4,
+        file: "0004_accounts.sql",
+        sql: include_str!("../migrations/0004_accounts.sql"),
+    },
+    Migration {
+        version: 5,
+        file: "0005_name_keys.sql",
+        sql: include_str!("../migrations/0005_name_keys.sql"),
+    },
 ];
 
 /// Brings the schema up to date. Safe against another process opening the

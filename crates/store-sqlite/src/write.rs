@@ -163,6 +163,39 @@ async fn one(conn: &mut SqliteConnection, tenant: &str, at: Timestamp, write: Wr
             found_one(done.rows_affected(), || format!("token {id:?}"))
         }
         Write::PutUser(user) => put_user(conn, tenant, &user).await,
+        Write::UpdateUser {
+            username,
+            role,
+            password_hash,
+            disabled,
+        } => {
+            let done = sqlx::query(
+                "UPDATE users SET role = COALESCE(?, role), \
+                 password_hash = COALESCE(?, password_hash), \
+                 disabled = COALESCE(?, disabled) \
+                 WHERE tenant_id = ? AND username_key = ?",
+            )
+            .bind(role)
+            .bind(password_hash)
+            .bind(disabled)
+            .bind(tenant)
+            .bind(name_key(&username))
+            .execute(&mut *conn)
+            .await
+            .or_backend()?;
+            found_one(done.rows_affected(), || format!("user {username:?}"))?;
+            delete_sessions(conn, tenant, &username).await
+        }
+        Write::DeleteUser { username } => {
+            let done = sqlx::query("DELETE FROM users WHERE tenant_id = ? AND username_key = ?")
+                .bind(tenant)
+                .bind(name_key(&username))
+                .execute(&mut *conn)
+                .await
+                .or_backend()?;
+            found_one(done.rows_affected(), || format!("user {username:?}"))?;
+            delete_sessions(conn, tenant, &username).await
+        }
         Write::PutTenantSecrets(secrets) => put_tenant_secrets(conn, tenant, at, &secrets).await,
         Write::PutOnboardingToken(token) => put_onboarding_token(conn, tenant, &token).await,
         Write::DeleteOnboardingToken { id } => {
@@ -333,18 +366,29 @@ async fn put_object(
     check(kind, name, current, expect)?;
     let version = to_db_u64(last + 1)?;
     sqlx::query(
-        "INSERT INTO objects (tenant_id, kind, name, last_version, current_version) \
-         VALUES (?1, ?2, ?3, ?4, ?4) \
+        "INSERT INTO objects (tenant_id, kind, name, last_version, current_version, name_key) \
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5) \
          ON CONFLICT (tenant_id, kind, name) DO UPDATE \
-         SET last_version = excluded.last_version, current_version = excluded.current_version",
+         SET last_version = excluded.last_version, current_version = excluded.current_version, \
+         name_key = excluded.name_key",
     )
     .bind(tenant)
     .bind(kind.as_str())
     .bind(name)
     .bind(version)
+    .bind(name_key(name))
     .execute(&mut *conn)
     .await
-    .or_backend()?;
+    .map_err(|err| {
+        if is_unique_violation(&err) {
+            StoreError::Conflict(format!(
+                "a {} named {name:?} already exists (names are compared ignoring case)",
+                kind.as_str()
+            ))
+        } else {
+            crate::rows::classify(err)
+        }
+    })?;
     sqlx::query(
         "INSERT INTO object_versions \
          (tenant_id, kind, name, version, doc, modified_at, modified_by) \
@@ -688,10 +732,22 @@ async fn put_token(conn: &mut SqliteConnection, tenant: &str, t: &TokenRecord) -
     }
 }
 
+/// Ends the console sessions of a user (sessions are named after their
+/// user).
+async fn delete_sessions(conn: &mut SqliteConnection, tenant: &str, username: &str) -> Result<()> {
+    sqlx::query("DELETE FROM tokens WHERE tenant_id = ? AND kind = 'session' AND lower(name) = ?")
+        .bind(tenant)
+        .bind(name_key(username))
+        .execute(&mut *conn)
+        .await
+        .or_backend()?;
+    Ok(())
+}
+
 async fn put_user(conn: &mut SqliteConnection, tenant: &str, u: &UserRecord) -> Result<()> {
     let result = sqlx::query(
-        "INSERT INTO users (tenant_id, id, username, password_hash, role, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO users (tenant_id, id, username, password_hash, role, created_at, \
+         disabled, username_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(tenant)
     .bind(&u.id)
@@ -699,6 +755,8 @@ async fn put_user(conn: &mut SqliteConnection, tenant: &str, u: &UserRecord) -> 
     .bind(&u.password_hash)
     .bind(&u.role)
     .bind(u.created_at)
+    .bind(u.disabled)
+    .bind(name_key(&u.username))
     .execute(&mut *conn)
     .await;
     match result {

@@ -63,10 +63,15 @@ macro_rules! contract_tests {
             statuses_store_only_changes,
             tokens_are_found_by_hash,
             users_are_unique_per_tenant,
+            tenant_and_object_names_are_unique_whatever_their_case,
+            users_are_updated_and_deleted_with_their_sessions,
+            tokens_record_use_and_expired_ones_are_purged,
             audit_is_newest_first_and_paged,
             tenants_are_isolated,
             tenant_secrets_round_trip,
             server_secrets_are_written_once,
+            a_migrated_store_is_ready,
+            server_secrets_are_replaced_only_from_the_expected_value,
             onboarding_tokens_round_trip,
             onboarding_tokens_are_consumed,
             revoked_onboarding_tokens_are_unknown,
@@ -198,6 +203,7 @@ fn token(tenant: &Tenant, name: &str) -> TokenRecord {
         created_at: T0,
         expires_at: Some(T0 + 3600),
         created_by: "alice".to_owned(),
+        last_used_at: None,
     }
 }
 
@@ -208,6 +214,7 @@ fn user(username: &str) -> UserRecord {
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
         role: "global_admin".to_owned(),
         created_at: T0,
+        disabled: false,
     }
 }
 
@@ -1200,10 +1207,184 @@ pub async fn users_are_unique_per_tenant(store: &dyn Store) {
     assert_eq!(store.user(t, "nobody").await.expect("read"), None);
     let mut listed = store.users(t).await.expect("list");
     listed.sort_by(|a, b| a.username.cmp(&b.username));
-    assert_eq!(listed, [admin, viewer]);
+    assert_eq!(listed, [admin.clone(), viewer]);
 
     let writes = vec![Write::PutUser(user("admin"))];
     assert_conflict(write(store, &tenant, writes).await, &["user", "\"admin\""]);
+    // Whatever the case: `Admin` is `admin`.
+    let writes = vec![Write::PutUser(user("Admin"))];
+    assert_conflict(write(store, &tenant, writes).await, &["user", "\"Admin\""]);
+    assert_eq!(
+        store.user(t, "ADMIN").await.expect("read").map(|u| u.id),
+        Some(admin.id)
+    );
+}
+
+pub async fn tenant_and_object_names_are_unique_whatever_their_case(store: &dyn Store) {
+    let name = unique("Case-Tenant");
+    let tenant = store.create_tenant(&name, T0).await.expect("tenant");
+    assert_conflict(
+        store.create_tenant(&name.to_lowercase(), T0).await,
+        &["tenant"],
+    );
+    let found = store
+        .tenant_by_name(&name.to_uppercase())
+        .await
+        .expect("read")
+        .expect("found whatever the case");
+    assert_eq!(found.id, tenant.id);
+
+    let writes = vec![put_policy("Dup1", json!({ "n": 1 }), Expect::Absent)];
+    write(store, &tenant, writes).await.expect("create");
+    let writes = vec![put_policy("dup1", json!({ "n": 2 }), Expect::Absent)];
+    assert_conflict(write(store, &tenant, writes).await, &["\"dup1\""]);
+    // A group may share a policy's name: kinds are separate.
+    let writes = vec![Write::PutObject {
+        kind: ObjectKind::Group,
+        name: "DUP1".to_owned(),
+        doc: json!({}),
+        expect: Expect::Absent,
+        by: "alice".to_owned(),
+    }];
+    write(store, &tenant, writes).await.expect("group");
+    // Once deleted, the name is free in any case.
+    let writes = vec![Write::DeleteObject {
+        kind: ObjectKind::Policy,
+        name: "Dup1".to_owned(),
+        expect: Expect::Present,
+    }];
+    write(store, &tenant, writes).await.expect("delete");
+    let writes = vec![put_policy("dup1", json!({ "n": 3 }), Expect::Absent)];
+    write(store, &tenant, writes)
+        .await
+        .expect("re-create in another case");
+}
+
+pub async fn users_are_updated_and_deleted_with_their_sessions(store: &dyn Store) {
+    let tenant = new_tenant(store, "user-life").await;
+    let t = &tenant.id;
+    let alice = user("alice");
+    let mut session = token(&tenant, "alice");
+    session.kind = "session".to_owned();
+    let api = token(&tenant, "alice");
+    let writes = vec![
+        Write::PutUser(alice.clone()),
+        Write::PutToken(session.clone()),
+        Write::PutToken(api.clone()),
+    ];
+    write(store, &tenant, writes).await.expect("create");
+
+    let writes = vec![Write::UpdateUser {
+        username: "ALICE".to_owned(),
+        role: Some("read_only".to_owned()),
+        password_hash: None,
+        disabled: Some(true),
+    }];
+    write(store, &tenant, writes).await.expect("update");
+    let updated = store.user(t, "alice").await.expect("read").expect("there");
+    assert_eq!(
+        (
+            updated.role.as_str(),
+            updated.disabled,
+            &updated.password_hash
+        ),
+        ("read_only", true, &alice.password_hash)
+    );
+    let tokens = store.tokens(t).await.expect("tokens");
+    assert_eq!(
+        tokens.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        [api.id.as_str()],
+        "the session ended, the API token of the same name stays"
+    );
+
+    let writes = vec![Write::DeleteUser {
+        username: "alice".to_owned(),
+    }];
+    write(store, &tenant, writes).await.expect("delete");
+    assert_eq!(store.user(t, "alice").await.expect("read"), None);
+    let writes = vec![Write::DeleteUser {
+        username: "alice".to_owned(),
+    }];
+    assert_not_found(write(store, &tenant, writes).await, "alice");
+    let writes = vec![Write::UpdateUser {
+        username: "nobody".to_owned(),
+        role: None,
+        password_hash: None,
+        disabled: Some(false),
+    }];
+    assert_not_found(write(store, &tenant, writes).await, "nobody");
+}
+
+pub async fn tokens_record_use_and_expired_ones_are_purged(store: &dyn Store) {
+    let tenant = new_tenant(store, "token-life").await;
+    let t = &tenant.id;
+    // Long before the other tests' tokens, which run on the same database
+    // and must not be purged here.
+    const B: Timestamp = T0 - 100_000;
+    let mut idle = token(&tenant, "idle-session");
+    idle.kind = "session".to_owned();
+    idle.expires_at = Some(B + 100_000);
+    idle.created_at = B;
+    let mut active = token(&tenant, "active-session");
+    active.kind = "session".to_owned();
+    active.expires_at = Some(B + 100_000);
+    active.created_at = B;
+    let mut expired = token(&tenant, "expired-api");
+    expired.expires_at = Some(B + 10);
+    expired.created_at = B;
+    let mut forever = token(&tenant, "forever-api");
+    forever.expires_at = None;
+    forever.created_at = B;
+    let writes = vec![
+        Write::PutToken(idle.clone()),
+        Write::PutToken(active.clone()),
+        Write::PutToken(expired.clone()),
+        Write::PutToken(forever.clone()),
+    ];
+    write(store, &tenant, writes).await.expect("tokens");
+
+    store
+        .touch_token(t, &active.id, B + 500)
+        .await
+        .expect("touch");
+    // Within a minute of the last record: not written again.
+    store
+        .touch_token(t, &active.id, B + 530)
+        .await
+        .expect("touch");
+    store
+        .touch_token(t, "unknown", B + 530)
+        .await
+        .expect("ignored");
+    let used = |tokens: &[TokenRecord], id: &str| {
+        tokens
+            .iter()
+            .find(|t| t.id == id)
+            .and_then(|t| t.last_used_at)
+    };
+    let tokens = store.tokens(t).await.expect("tokens");
+    assert_eq!(used(&tokens, &active.id), Some(B + 500));
+    assert_eq!(used(&tokens, &idle.id), None);
+    store
+        .touch_token(t, &active.id, B + 600)
+        .await
+        .expect("touch");
+    let tokens = store.tokens(t).await.expect("tokens");
+    assert_eq!(used(&tokens, &active.id), Some(B + 600));
+
+    // Now B + 1000; sessions idle since before B + 400 go, and so do
+    // expired tokens.
+    let purged = store.purge_tokens(B + 1000, B + 400).await.expect("purge");
+    assert!(purged >= 2, "{purged}");
+    let mut left: Vec<String> = store
+        .tokens(t)
+        .await
+        .expect("tokens")
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    left.sort();
+    assert_eq!(left, ["active-session", "forever-api"]);
 }
 
 pub async fn audit_is_newest_first_and_paged(store: &dyn Store) {
@@ -1615,6 +1796,40 @@ pub async fn server_secrets_are_written_once(store: &dyn Store) {
     assert_eq!(
         store.server_secret(&other).await.expect("read"),
         Some("second".to_owned())
+    );
+}
+
+pub async fn a_migrated_store_is_ready(store: &dyn Store) {
+    store.ready().await.expect("ready");
+}
+
+pub async fn server_secrets_are_replaced_only_from_the_expected_value(store: &dyn Store) {
+    let name = unique("sealed-ca");
+    assert!(matches!(
+        store.replace_server_secret(&name, "a", "b").await,
+        Err(StoreError::NotFound(_))
+    ));
+    store
+        .put_server_secret_if_absent(&name, "sealed-1")
+        .await
+        .expect("put");
+    assert!(matches!(
+        store
+            .replace_server_secret(&name, "stale", "sealed-2")
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.server_secret(&name).await.expect("read").as_deref(),
+        Some("sealed-1")
+    );
+    store
+        .replace_server_secret(&name, "sealed-1", "sealed-2")
+        .await
+        .expect("replace");
+    assert_eq!(
+        store.server_secret(&name).await.expect("read").as_deref(),
+        Some("sealed-2")
     );
 }
 

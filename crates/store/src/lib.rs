@@ -31,6 +31,10 @@ pub enum StoreError {
     /// The database failed; not the caller's fault.
     #[error("storage backend error: {0}")]
     Backend(String),
+    /// The database cannot be reached (connection refused or lost, no
+    /// answer in time): the same call may succeed once it is back.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -172,6 +176,9 @@ pub struct TokenRecord {
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
     pub created_by: String,
+    /// When the token was last used, to the minute ([`Store::touch_token`]);
+    /// `None` if never. A session idle too long is refused and purged.
+    pub last_used_at: Option<Timestamp>,
 }
 
 /// A local user of the console.
@@ -183,6 +190,8 @@ pub struct UserRecord {
     pub password_hash: String,
     pub role: String,
     pub created_at: Timestamp,
+    /// A disabled user cannot sign in; the account and its history stay.
+    pub disabled: bool,
 }
 
 /// A tenant's key material, written when the tenant is created: the CA that
@@ -335,8 +344,23 @@ pub enum Write {
     DeleteToken {
         id: String,
     },
-    /// Inserts a user; Conflict if the username exists in the tenant.
+    /// Inserts a user; Conflict if a username with the same [`name_key`]
+    /// exists in the tenant.
     PutUser(UserRecord),
+    /// Changes what is given of a user (found by [`name_key`]) and ends its
+    /// console sessions, which carry the role and password they were opened
+    /// with. NotFound when absent.
+    UpdateUser {
+        username: String,
+        role: Option<String>,
+        password_hash: Option<String>,
+        disabled: Option<bool>,
+    },
+    /// Deletes a user (found by [`name_key`]) and its sessions. NotFound
+    /// when absent.
+    DeleteUser {
+        username: String,
+    },
     /// Inserts or replaces the tenant's key material.
     PutTenantSecrets(TenantSecrets),
     /// Inserts an onboarding token into the batch's tenant; Conflict if its
@@ -399,10 +423,15 @@ pub enum Write {
 /// installation-secret look-ups is scoped to one tenant id: a tenant's
 /// records are invisible to another.
 ///
-/// Names are compared and sorted byte by byte (case-sensitive, `B` before
-/// `a`) in every backend.
+/// Names are sorted byte by byte (`B` before `a`) in every backend. Tenants,
+/// users, devices and live policies and groups are unique by [`name_key`]
+/// (ignoring case): `DUP1` and `dup1` cannot both exist.
 #[async_trait]
 pub trait Store: Send + Sync {
+    /// Ok when the database answers and every migration this build knows
+    /// is applied (readiness); Unavailable or Backend otherwise.
+    async fn ready(&self) -> Result<()>;
+
     /// Creates a tenant; Conflict when the name is taken.
     async fn create_tenant(&self, name: &str, at: Timestamp) -> Result<Tenant>;
     /// Every tenant, sorted by name.
@@ -429,6 +458,10 @@ pub trait Store: Send + Sync {
     /// returns the stored value either way: of replicas racing to create a
     /// secret, every one gets the value of the one that won.
     async fn put_server_secret_if_absent(&self, name: &str, value: &str) -> Result<String>;
+    /// Replaces the value stored under `name` if it still is `expected`
+    /// (re-encryption under a new master key): NotFound when there is no
+    /// value, Conflict when another writer changed it first.
+    async fn replace_server_secret(&self, name: &str, expected: &str, value: &str) -> Result<()>;
 
     /// Current documents of a kind, sorted by name.
     async fn objects(&self, tenant: &str, kind: ObjectKind) -> Result<Vec<ObjectRecord>>;
@@ -480,8 +513,17 @@ pub trait Store: Send + Sync {
     /// The tenant's tokens, oldest first (by `created_at`, then name, then
     /// id).
     async fn tokens(&self, tenant: &str) -> Result<Vec<TokenRecord>>;
+    /// Records that a token was used at `at`, unless it was recorded less
+    /// than a minute before (one write a minute per token, not one per
+    /// request). Unknown ids are ignored.
+    async fn touch_token(&self, tenant: &str, id: &str, at: Timestamp) -> Result<()>;
+    /// Deletes, in every tenant, the tokens that expired (`expires_at <=
+    /// now`) and the sessions last used (or, if never, created) before
+    /// `idle_since`; returns how many.
+    async fn purge_tokens(&self, now: Timestamp, idle_since: Timestamp) -> Result<u64>;
     /// The tenant's users, sorted by username.
     async fn users(&self, tenant: &str) -> Result<Vec<UserRecord>>;
+    /// The user whose username has the same [`name_key`] as `username`.
     async fn user(&self, tenant: &str, username: &str) -> Result<Option<UserRecord>>;
 
     /// The tenant's onboarding tokens, oldest first (by `created_at`, then

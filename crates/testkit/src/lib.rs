@@ -48,6 +48,11 @@ pub struct Options {
     /// Requests a device may make per minute; the server's default when
     /// `None`.
     pub device_requests_per_minute: Option<u32>,
+    /// The master key file; the data directory's own when `None`. Replicas
+    /// on one database share the first one's (`TestServer::master_key_path`).
+    pub master_key_file: Option<PathBuf>,
+    /// Bound on one database call; the server's default when `None`.
+    pub database_timeout: Option<std::time::Duration>,
 }
 
 impl TestServer {
@@ -79,6 +84,10 @@ impl TestServer {
                 .cert_lifetime_secs
                 .unwrap_or(rampart_server::config::DEFAULT_CERT_LIFETIME_SECS),
             device_requests_per_minute: options.device_requests_per_minute.unwrap_or(120),
+            master_key_file: options.master_key_file,
+            database_timeout: options
+                .database_timeout
+                .unwrap_or(rampart_server::store_guard::DEFAULT_TIMEOUT),
             ..ServerConfig::new(data_dir.clone())
         };
         // Real time at start, then moved only by the test: certificates are
@@ -110,6 +119,16 @@ impl TestServer {
             },
             server: Some(server),
         })
+    }
+
+    /// The master key file the server seals its private keys with.
+    pub fn master_key_path(&self) -> PathBuf {
+        self.config.master_key_path()
+    }
+
+    /// The configuration the server runs with.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
     }
 
     pub fn store(&self) -> Option<Arc<dyn rampart_store::Store>> {

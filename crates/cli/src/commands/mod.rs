@@ -12,4 +12,5 @@ pub mod policy;
 pub mod report;
 pub mod tenant;
 pub mod token;
+pub mod user;
 pub mod whoami;

@@ -32,6 +32,9 @@ enum Command {
         /// (default: the role).
         #[arg(long)]
         name: Option<String>,
+        /// The token stops working after this many days (never by default).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
     },
     /// List the tenant's tokens (never their text).
     List,
@@ -48,10 +51,18 @@ fn parse_role(s: &str) -> Result<Role, String> {
 
 pub async fn run(client: Client, args: Args) -> Result<ExitCode> {
     match args.command {
-        Command::Create { role, name } => {
+        Command::Create {
+            role,
+            name,
+            expires_in_days,
+        } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
             let body = TokenCreate {
                 name: name.unwrap_or_else(|| role.as_str().to_string()),
                 role: role.as_str().to_string(),
+                expires_at: expires_in_days.map(|days| now + i64::from(days) * 86_400),
             };
             let created: TokenCreated = client.post(&["tokens"], &body).await?;
             match args.output {
@@ -82,12 +93,25 @@ pub async fn run(client: Client, args: Args) -> Result<ExitCode> {
                                 t.kind.clone(),
                                 format!("{} by {}", render::time(Some(t.created_at)), t.created_by),
                                 t.expires_at.map_or("-".into(), |at| render::time(Some(at))),
+                                t.last_used_at
+                                    .map_or("never".into(), |at| render::time(Some(at))),
                             ]
                         })
                         .collect();
                     print!(
                         "{}",
-                        render::table(&["ID", "NAME", "ROLE", "KIND", "CREATED", "EXPIRES"], &rows)
+                        render::table(
+                            &[
+                                "ID",
+                                "NAME",
+                                "ROLE",
+                                "KIND",
+                                "CREATED",
+                                "EXPIRES",
+                                "LAST USED"
+                            ],
+                            &rows
+                        )
                     );
                 }
             }

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use rampart_core::error::FieldError;
 use rampart_core::model::Role;
-use rampart_core::validate::{check_tag, normalize_tags};
+use rampart_core::validate::check_tags;
 use rampart_proto::{
     DeviceFilter, DeviceView, EffectivePolicyView, ErrorBody, ReenrollApproval, ReenrollApprove,
     SetTags, SyncAccepted,
@@ -83,19 +83,7 @@ pub async fn set_tags(
     JsonBody(body): JsonBody<SetTags>,
 ) -> ApiResult<Json<DeviceView>> {
     who.require(Role::SecurityManager, "tagging a device")?;
-    let mut errors = Vec::new();
-    let mut tags = Vec::new();
-    for (i, tag) in body.tags.iter().enumerate() {
-        match check_tag(tag.trim()) {
-            Ok(t) if !t.is_empty() => tags.push(t),
-            Ok(_) => errors.push(FieldError::new(format!("tags[{i}]"), "must not be empty")),
-            Err(m) => errors.push(FieldError::new(format!("tags[{i}]"), m)),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
-    let tags = normalize_tags(tags);
+    let tags = check_tags("tags", &body.tags).map_err(ApiError::Validation)?;
     let before = find(&state, &who.tenant_id, &name).await?;
     state
         .store

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use rampart_core::error::FieldError;
 use rampart_core::resolve::Resolution;
-use rampart_core::validate::normalize_tags;
+use rampart_core::validate::{check_tags, normalize_tags};
 use rampart_proto::device::{
     codes, CheckIn, CheckInResponse, EnrollRequest, EnrollResponse, ReattestRequest, RenewRequest,
     RenewResponse, StatusAck, StatusReport, WaitResponse, MAX_STATUSES_PER_REPORT,
@@ -130,14 +130,8 @@ async fn issue(
     )
     .map_err(|e| ApiError::Validation(vec![FieldError::new("csr_pem", e.to_string())]))?;
     let fleet = state.policies.get(state, tenant_id).await?;
-    let tags = normalize_tags(
-        record
-            .tags
-            .iter()
-            .cloned()
-            .chain(facts.tags.iter().cloned())
-            .collect(),
-    );
+    let reported = check_tags("facts.tags", &facts.tags).map_err(ApiError::Validation)?;
+    let tags = normalize_tags(record.tags.iter().cloned().chain(reported).collect());
     let enrollment = enrollment_state(facts, survey, &tags, &fleet.settings);
     apply_facts(&mut record, facts, &tags, &enrollment, now);
     record.cert_serial = Some(issued.serial_hex.clone());
@@ -417,14 +411,8 @@ pub async fn checkin(
     let fleet = state.policies.get(&state, &tenant).await?;
     // Tags from the agent's configuration are added to the ones the
     // administrators set; an agent never removes an administrator's tag.
-    let tags = normalize_tags(
-        record
-            .tags
-            .iter()
-            .cloned()
-            .chain(req.facts.tags.iter().cloned())
-            .collect(),
-    );
+    let reported = check_tags("facts.tags", &req.facts.tags).map_err(ApiError::Validation)?;
+    let tags = normalize_tags(record.tags.iter().cloned().chain(reported).collect());
     let enrollment = enrollment_state(&req.facts, &req.survey, &tags, &fleet.settings);
     let before = record.clone();
     apply_facts(&mut record, &req.facts, &tags, &enrollment, now);

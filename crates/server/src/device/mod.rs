@@ -184,6 +184,7 @@ pub fn router(state: AppState) -> Router {
         .route("/device/v1/status", post(api::status))
         .route("/device/v1/renew", post(api::renew))
         .route("/device/v1/offboard", post(api::offboard))
+        .method_not_allowed_fallback(crate::error::method_not_allowed)
         .fallback(|| async { ApiError::not_found("route") })
         .layer(axum::extract::DefaultBodyLimit::max(
             crate::body::MAX_BODY_BYTES,

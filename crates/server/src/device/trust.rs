@@ -10,7 +10,7 @@ use rampart_pki::{CaBundle, ClientCaRoots};
 use rampart_store::{Store, TenantSecrets, Write};
 
 /// Name of the installation CA in the store's installation secrets.
-const SERVER_CA: &str = "device_channel_ca";
+pub const SERVER_CA: &str = "device_channel_ca";
 /// How long the device channel's own certificate is valid; it is reissued at
 /// every start.
 const SERVER_CERT_DAYS: i64 = 90;

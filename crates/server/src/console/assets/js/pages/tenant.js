@@ -3,7 +3,7 @@
 // refuses anyone else, whatever this page shows.
 
 import { h, replace, announce, append } from '../dom.js';
-import { get, put, post, can, ApiError } from '../api.js';
+import { get, put, post, del, seg, can, ApiError } from '../api.js';
 import { PLATFORMS, when } from '../format.js';
 import { field, fieldset, showErrors, clearErrors, errorBox, focusFirstError, select } from '../forms.js';
 
@@ -65,9 +65,43 @@ export async function render(main, ctx) {
 
 async function usersSection() {
   const users = await get('/users');
+  const ROLES = [['read_only', 'Read only'], ['security_manager', 'Security manager'], ['global_admin', 'Global admin']];
+  const listStatus = h('div', { class: 'form-status', role: 'status', id: 'users-status' });
   const table = h('tbody', {}, users.map(row));
+  // Each change goes to the API, which ends the user's sessions and refuses
+  // (409 last_global_admin) to leave the tenant without a global admin;
+  // the row is redrawn from the answer, so it shows what the server holds.
+  async function change(tr, u, body, done) {
+    replace(listStatus);
+    try {
+      const updated = await put(`/users/${seg(u.username)}`, body);
+      tr.replaceWith(row(updated));
+      replace(listStatus, h('p', { class: 'ok-text' }, `${done}; the user's sessions have ended.`));
+    } catch (err) {
+      tr.replaceWith(row(u));
+      replace(listStatus, errorBox(err, []));
+    }
+  }
   function row(u) {
-    return h('tr', {}, h('th', { scope: 'row' }, u.username), h('td', {}, u.role), h('td', {}, when(u.created_at)));
+    const tr = h('tr', { dataset: { user: u.username } });
+    const roleSel = select(ROLES, u.role, { 'aria-label': `Role of ${u.username}` });
+    roleSel.addEventListener('change', () => change(tr, u, { role: roleSel.value }, `${u.username} is now ${roleSel.value.replace('_', ' ')}`));
+    const toggle = h('button', { type: 'button', class: 'btn', onclick: () =>
+      change(tr, u, { disabled: !u.disabled }, `${u.username} ${u.disabled ? 'enabled' : 'disabled'}`) }, u.disabled ? 'Enable' : 'Disable');
+    const remove = h('button', { type: 'button', class: 'btn btn-danger', onclick: async () => {
+      if (!window.confirm(`Delete user ${u.username}? Their sessions end at once.`)) return;
+      replace(listStatus);
+      try {
+        await del(`/users/${seg(u.username)}`);
+        tr.remove();
+        replace(listStatus, h('p', { class: 'ok-text' }, `User ${u.username} deleted.`));
+      } catch (err) {
+        replace(listStatus, errorBox(err, []));
+      }
+    } }, 'Delete');
+    append(tr, [h('th', { scope: 'row' }, u.username), h('td', {}, roleSel), h('td', {}, u.disabled ? 'Disabled' : 'Enabled'),
+      h('td', {}, when(u.created_at)), h('td', {}, toggle, ' ', remove)]);
+    return tr;
   }
   const username = h('input', { type: 'text', autocomplete: 'off', spellcheck: 'false' });
   const password = h('input', { type: 'password', autocomplete: 'new-password' });
@@ -102,8 +136,10 @@ async function usersSection() {
     h('h2', { id: 'users-h' }, 'Console users'),
     h('p', { class: 'help' }, 'Read only: sees everything. Security manager: also devices, groups and policies. Global admin: also tenant settings, users and API tokens.'),
     h('div', { class: 'table-wrap' }, h('table', { class: 'data compact' },
-      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'User'), h('th', { scope: 'col' }, 'Role'), h('th', { scope: 'col' }, 'Created'))),
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'User'), h('th', { scope: 'col' }, 'Role'), h('th', { scope: 'col' }, 'State'),
+        h('th', { scope: 'col' }, 'Created'), h('th', { scope: 'col' }, 'Actions'))),
       table)),
+    listStatus,
     h('h3', { class: 'spaced' }, 'Add a user'),
     form);
 }

@@ -1,0 +1,331 @@
+//! The store as the server uses it: every call to the backend bounded by a
+//! short timeout (a database that does not answer is `Unavailable`, and the
+//! API says 503 instead of hanging), and the private keys sealed with the
+//! master key on their way in and opened on their way out (`sealing.rs`),
+//! so no caller handles ciphertext and no backend sees a key in clear.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rampart_store::{
+    AuditRecord, DeviceRecord, DeviceTombstone, NewAudit, ObjectKind, ObjectRecord,
+    OnboardingTokenRecord, Result, StatusRecord, Store, StoreError, Tenant, TenantSecrets,
+    Timestamp, TokenRecord, TokenUse, UserRecord, Write,
+};
+use serde_json::Value;
+
+use crate::sealing::Keyring;
+
+/// The default bound on one database call.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct GuardedStore {
+    inner: Arc<dyn Store>,
+    keys: Keyring,
+    timeout: Duration,
+}
+
+fn ca_key_context(tenant: &str) -> String {
+    format!("tenant:{tenant}:ca_key")
+}
+
+fn signing_key_context(tenant: &str) -> String {
+    format!("tenant:{tenant}:signing_key")
+}
+
+fn server_context(name: &str) -> String {
+    format!("server:{name}")
+}
+
+fn sealing_failed(e: anyhow::Error) -> StoreError {
+    StoreError::Backend(format!("{e:#}"))
+}
+
+impl GuardedStore {
+    pub fn new(inner: Arc<dyn Store>, keys: Keyring, timeout: Duration) -> GuardedStore {
+        GuardedStore {
+            inner,
+            keys,
+            timeout,
+        }
+    }
+
+    /// Runs one backend call, or gives up after the timeout.
+    async fn bounded<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no answer from the database within {} ms",
+                self.timeout.as_millis()
+            ))),
+        }
+    }
+
+    fn seal_tenant(&self, tenant: &str, mut secrets: TenantSecrets) -> Result<TenantSecrets> {
+        secrets.ca_key_pem = self
+            .keys
+            .seal(&ca_key_context(tenant), &secrets.ca_key_pem)
+            .map_err(sealing_failed)?;
+        secrets.signing_key = self
+            .keys
+            .seal(&signing_key_context(tenant), &secrets.signing_key)
+            .map_err(sealing_failed)?;
+        Ok(secrets)
+    }
+
+    fn open_tenant(&self, tenant: &str, mut secrets: TenantSecrets) -> Result<TenantSecrets> {
+        secrets.ca_key_pem = self
+            .keys
+            .open(&ca_key_context(tenant), &secrets.ca_key_pem)
+            .map_err(sealing_failed)?;
+        secrets.signing_key = self
+            .keys
+            .open(&signing_key_context(tenant), &secrets.signing_key)
+            .map_err(sealing_failed)?;
+        Ok(secrets)
+    }
+
+    /// Seals, with the primary master key, every stored secret that is not
+    /// sealed with it yet: values from before encryption, and all of them
+    /// after a new master key was made (rotation). `server_secrets` names
+    /// the installation secrets to check. Returns how many were sealed.
+    pub async fn reseal_all(&self, server_secrets: &[&str]) -> Result<usize> {
+        let mut resealed = 0;
+        for tenant in self.bounded(self.inner.tenants()).await? {
+            let Some(stored) = self.bounded(self.inner.tenant_secrets(&tenant.id)).await? else {
+                continue;
+            };
+            if !self.keys.needs_reseal(&stored.ca_key_pem)
+                && !self.keys.needs_reseal(&stored.signing_key)
+            {
+                continue;
+            }
+            let plain = self.open_tenant(&tenant.id, stored)?;
+            let sealed = self.seal_tenant(&tenant.id, plain)?;
+            let audit = NewAudit {
+                actor: "rampart-server".to_owned(),
+                action: "tenant.secrets.seal".to_owned(),
+                object_kind: "tenant".to_owned(),
+                object_name: tenant.name.clone(),
+                before: None,
+                after: Some(serde_json::json!({ "master_key": self.keys.primary_id() })),
+            };
+            self.bounded(self.inner.write(
+                &tenant.id,
+                tenant.created_at,
+                vec![Write::PutTenantSecrets(sealed)],
+                vec![audit],
+            ))
+            .await?;
+            resealed += 1;
+        }
+        for name in server_secrets {
+            let Some(stored) = self.bounded(self.inner.server_secret(name)).await? else {
+                continue;
+            };
+            if !self.keys.needs_reseal(&stored) {
+                continue;
+            }
+            let context = server_context(name);
+            let plain = self.keys.open(&context, &stored).map_err(sealing_failed)?;
+            let sealed = self.keys.seal(&context, &plain).map_err(sealing_failed)?;
+            self.bounded(self.inner.replace_server_secret(name, &stored, &sealed))
+                .await?;
+            resealed += 1;
+        }
+        Ok(resealed)
+    }
+}
+
+#[async_trait]
+impl Store for GuardedStore {
+    async fn ready(&self) -> Result<()> {
+        self.bounded(self.inner.ready()).await
+    }
+
+    async fn create_tenant(&self, name: &str, at: Timestamp) -> Result<Tenant> {
+        self.bounded(self.inner.create_tenant(name, at)).await
+    }
+
+    async fn tenants(&self) -> Result<Vec<Tenant>> {
+        self.bounded(self.inner.tenants()).await
+    }
+
+    async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
+        self.bounded(self.inner.tenant_by_name(name)).await
+    }
+
+    async fn write(
+        &self,
+        tenant: &str,
+        at: Timestamp,
+        writes: Vec<Write>,
+        audit: Vec<NewAudit>,
+    ) -> Result<()> {
+        let writes = writes
+            .into_iter()
+            .map(|w| match w {
+                Write::PutTenantSecrets(s) => {
+                    self.seal_tenant(tenant, s).map(Write::PutTenantSecrets)
+                }
+                other => Ok(other),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.bounded(self.inner.write(tenant, at, writes, audit))
+            .await
+    }
+
+    async fn tenant_settings(&self, tenant: &str) -> Result<Option<Value>> {
+        self.bounded(self.inner.tenant_settings(tenant)).await
+    }
+
+    async fn tenant_secrets(&self, tenant: &str) -> Result<Option<TenantSecrets>> {
+        self.bounded(self.inner.tenant_secrets(tenant))
+            .await?
+            .map(|s| self.open_tenant(tenant, s))
+            .transpose()
+    }
+
+    async fn server_secret(&self, name: &str) -> Result<Option<String>> {
+        self.bounded(self.inner.server_secret(name))
+            .await?
+            .map(|v| {
+                self.keys
+                    .open(&server_context(name), &v)
+                    .map_err(sealing_failed)
+            })
+            .transpose()
+    }
+
+    async fn put_server_secret_if_absent(&self, name: &str, value: &str) -> Result<String> {
+        let context = server_context(name);
+        let sealed = self.keys.seal(&context, value).map_err(sealing_failed)?;
+        let stored = self
+            .bounded(self.inner.put_server_secret_if_absent(name, &sealed))
+            .await?;
+        self.keys.open(&context, &stored).map_err(sealing_failed)
+    }
+
+    async fn replace_server_secret(&self, name: &str, expected: &str, value: &str) -> Result<()> {
+        // Callers give plain values; compare against the stored one opened.
+        let context = server_context(name);
+        let Some(stored) = self.bounded(self.inner.server_secret(name)).await? else {
+            return Err(StoreError::NotFound(format!("server secret {name}")));
+        };
+        let current = self.keys.open(&context, &stored).map_err(sealing_failed)?;
+        if current != expected {
+            return Err(StoreError::Conflict(format!(
+                "server secret {name} changed meanwhile"
+            )));
+        }
+        let sealed = self.keys.seal(&context, value).map_err(sealing_failed)?;
+        self.bounded(self.inner.replace_server_secret(name, &stored, &sealed))
+            .await
+    }
+
+    async fn objects(&self, tenant: &str, kind: ObjectKind) -> Result<Vec<ObjectRecord>> {
+        self.bounded(self.inner.objects(tenant, kind)).await
+    }
+
+    async fn object(
+        &self,
+        tenant: &str,
+        kind: ObjectKind,
+        name: &str,
+    ) -> Result<Option<ObjectRecord>> {
+        self.bounded(self.inner.object(tenant, kind, name)).await
+    }
+
+    async fn object_history(
+        &self,
+        tenant: &str,
+        kind: ObjectKind,
+        name: &str,
+    ) -> Result<Vec<ObjectRecord>> {
+        self.bounded(self.inner.object_history(tenant, kind, name))
+            .await
+    }
+
+    async fn devices(&self, tenant: &str) -> Result<Vec<DeviceRecord>> {
+        self.bounded(self.inner.devices(tenant)).await
+    }
+
+    async fn device(&self, tenant: &str, name: &str) -> Result<Option<DeviceRecord>> {
+        self.bounded(self.inner.device(tenant, name)).await
+    }
+
+    async fn device_by_id(&self, tenant: &str, id: &str) -> Result<Option<DeviceRecord>> {
+        self.bounded(self.inner.device_by_id(tenant, id)).await
+    }
+
+    async fn device_tombstone(&self, tenant: &str, id: &str) -> Result<Option<DeviceTombstone>> {
+        self.bounded(self.inner.device_tombstone(tenant, id)).await
+    }
+
+    async fn touch_devices(&self, tenant: &str, seen: Vec<(String, Timestamp)>) -> Result<()> {
+        self.bounded(self.inner.touch_devices(tenant, seen)).await
+    }
+
+    async fn record_statuses(
+        &self,
+        tenant: &str,
+        device: &str,
+        statuses: Vec<StatusRecord>,
+    ) -> Result<usize> {
+        self.bounded(self.inner.record_statuses(tenant, device, statuses))
+            .await
+    }
+
+    async fn statuses(&self, tenant: &str) -> Result<Vec<StatusRecord>> {
+        self.bounded(self.inner.statuses(tenant)).await
+    }
+
+    async fn device_statuses(&self, tenant: &str, device: &str) -> Result<Vec<StatusRecord>> {
+        self.bounded(self.inner.device_statuses(tenant, device))
+            .await
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        self.bounded(self.inner.token_by_hash(hash)).await
+    }
+
+    async fn tokens(&self, tenant: &str) -> Result<Vec<TokenRecord>> {
+        self.bounded(self.inner.tokens(tenant)).await
+    }
+
+    async fn touch_token(&self, tenant: &str, id: &str, at: Timestamp) -> Result<()> {
+        self.bounded(self.inner.touch_token(tenant, id, at)).await
+    }
+
+    async fn purge_tokens(&self, now: Timestamp, idle_since: Timestamp) -> Result<u64> {
+        self.bounded(self.inner.purge_tokens(now, idle_since)).await
+    }
+
+    async fn users(&self, tenant: &str) -> Result<Vec<UserRecord>> {
+        self.bounded(self.inner.users(tenant)).await
+    }
+
+    async fn user(&self, tenant: &str, username: &str) -> Result<Option<UserRecord>> {
+        self.bounded(self.inner.user(tenant, username)).await
+    }
+
+    async fn onboarding_tokens(&self, tenant: &str) -> Result<Vec<OnboardingTokenRecord>> {
+        self.bounded(self.inner.onboarding_tokens(tenant)).await
+    }
+
+    async fn consume_onboarding_token(&self, hash: &str, now: Timestamp) -> Result<TokenUse> {
+        self.bounded(self.inner.consume_onboarding_token(hash, now))
+            .await
+    }
+
+    async fn audit(
+        &self,
+        tenant: &str,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Vec<AuditRecord>> {
+        self.bounded(self.inner.audit(tenant, limit, before)).await
+    }
+}
