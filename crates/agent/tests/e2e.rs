@@ -895,8 +895,8 @@ async fn corrupted_state_files_are_repaired_and_never_count_as_enforced() {
 /// Where the restore test keeps its server's data, and how it backs that
 /// data up and restores it as an operator would.
 enum Backend {
-    /// The embedded default: the database files, copied with the server
-    /// stopped.
+    /// The embedded default: `rampart-server backup` while the server runs,
+    /// `rampart-server restore` with it stopped.
     Sqlite,
     /// A database of its own on the machine's PostgreSQL: `pg_dump` while
     /// the server runs, `pg_restore` into a recreated database.
@@ -934,9 +934,15 @@ impl Backend {
     async fn backup(&self, server: &mut TestServer, dir: &Path) {
         match self {
             Backend::Sqlite => {
-                server.halt().await.unwrap();
-                copy_database(&server.data_dir, dir);
-                server.resume().await.unwrap();
+                let file = dir.join("rampart.backup");
+                rampart_server::backup::backup(server.config(), &file)
+                    .await
+                    .unwrap();
+                // No restore under a running server.
+                let refused = rampart_server::backup::restore(server.config(), &file, 0)
+                    .await
+                    .unwrap_err();
+                assert!(refused.to_string().contains("stop it first"), "{refused:#}");
             }
             Backend::Postgres { admin_url, name } => {
                 let out = Command::new("pg_dump")
@@ -951,9 +957,17 @@ impl Backend {
     }
 
     /// Puts the backup in `dir` back under the halted server.
-    fn restore(&self, server: &TestServer, dir: &Path) {
+    async fn restore(&self, server: &TestServer, dir: &Path) {
         match self {
-            Backend::Sqlite => copy_database(dir, &server.data_dir),
+            Backend::Sqlite => {
+                let now = rampart_agent_now();
+                rampart_server::backup::restore(server.config(), &dir.join("rampart.backup"), now)
+                    .await
+                    .unwrap();
+                rampart_server::backup::check(server.config())
+                    .await
+                    .unwrap();
+            }
             Backend::Postgres { admin_url, name } => {
                 psql(admin_url, &format!("DROP DATABASE {name} WITH (FORCE)"));
                 psql(admin_url, &format!("CREATE DATABASE {name}"));
@@ -1001,22 +1015,6 @@ fn psql(url: &str, sql: &str) {
         .output()
         .expect("psql runs (package postgresql-client)");
     assert!(out.status.success(), "psql {sql}: {}", stderr(&out));
-}
-
-/// Copies the server's SQLite files (the database and its WAL; the
-/// shared-memory index is rebuilt on open) from one directory to another,
-/// with the server stopped: a backup, or its restore.
-fn copy_database(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(to.join(format!("rampart.db{suffix}")));
-    }
-    for suffix in ["", "-wal"] {
-        let name = format!("rampart.db{suffix}");
-        if from.join(&name).exists() {
-            std::fs::copy(from.join(&name), to.join(&name)).unwrap();
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1117,7 +1115,7 @@ async fn restore_under_running_agents(backend: Backend) {
     // One device goes offline; the old database comes back under the other.
     offline.stop();
     server.halt().await.unwrap();
-    backend.restore(&server, &backup);
+    backend.restore(&server, &backup).await;
     if let Err(e) = server.resume().await {
         panic!("resume on the restored database: {e:#}");
     }

@@ -907,7 +907,7 @@ async fn onboarding_create_writes_a_private_package_and_refuses_to_overwrite() {
     let dir = tempdir();
     let out_path = dir.join("package.json");
     let out = out_path.to_str().unwrap();
-    ok(
+    let created = rampart(
         &server,
         &[
             "onboarding",
@@ -921,6 +921,23 @@ async fn onboarding_create_writes_a_private_package_and_refuses_to_overwrite() {
         ],
     )
     .await;
+    assert!(created.status.success(), "{}", stderr(&created));
+    // The hint a person reads: a date, and the agent's own state directory.
+    let hint = stderr(&created);
+    let until = hint
+        .split("valid until ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_default();
+    assert!(
+        until.len() == 20 && until.ends_with('Z') && until.as_bytes()[4] == b'-',
+        "{hint}"
+    );
+    assert!(
+        hint.contains(&format!("rampart-agent onboard --package {out}\n")),
+        "{hint}"
+    );
+    assert!(hint.contains("/var/lib/rampart-agent"), "{hint}");
     let package: Value =
         serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
     assert_eq!(package["version"], 1);

@@ -123,6 +123,19 @@ pub fn redact_url(url: &str) -> String {
 pub const MASTER_KEY_CREDENTIAL: &str = "rampart-master-key";
 
 impl ServerConfig {
+    /// The SQLite database file: the `sqlite:` URL's, or `rampart.db` in the
+    /// data directory; `None` on PostgreSQL.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        match self.database_url.as_deref() {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => None,
+            Some(url) => Some(PathBuf::from(
+                url.trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:"),
+            )),
+            None => Some(self.data_dir.join("rampart.db")),
+        }
+    }
+
     /// The master key file: `--master-key-file` (or `RAMPART_MASTER_KEY_FILE`)
     /// when given, else a systemd credential named `rampart-master-key` when
     /// the unit passes one, else `master.key` in the data directory

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod body;
 pub mod bootstrap;
 pub mod clock;
@@ -41,24 +42,15 @@ use crate::state::AppState;
 /// Opens the backend the URL names: `sqlite:PATH` or `postgres://…`;
 /// SQLite in the data directory when there is none.
 async fn open_backend(config: &ServerConfig) -> Result<Arc<dyn Store>> {
-    match &config.database_url {
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+    match config.sqlite_path() {
+        None => {
+            let url = config.database_url.as_deref().unwrap_or_default();
             let store = rampart_store_postgres::PostgresStore::connect(url)
                 .await
                 .with_context(|| format!("cannot open PostgreSQL at {}", redact_url(url)))?;
             Ok(Arc::new(store))
         }
-        Some(url) => {
-            let path = url
-                .trim_start_matches("sqlite://")
-                .trim_start_matches("sqlite:");
-            let store = rampart_store_sqlite::SqliteStore::open(std::path::Path::new(path))
-                .await
-                .with_context(|| format!("cannot open SQLite database {path}"))?;
-            Ok(Arc::new(store))
-        }
-        None => {
-            let path = config.data_dir.join("rampart.db");
+        Some(path) => {
             let store = rampart_store_sqlite::SqliteStore::open(&path)
                 .await
                 .with_context(|| format!("cannot open SQLite database {}", path.display()))?;
@@ -151,6 +143,8 @@ pub struct RunningServer {
     task: JoinHandle<std::io::Result<()>>,
     device_task: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
+    /// Released when the server stops.
+    _lock: backup::DataDirLock,
 }
 
 impl RunningServer {
@@ -213,6 +207,10 @@ fn device_hostnames(url: &str, extra: &[String]) -> Vec<String> {
 /// starts serving. Returns once the listener is bound.
 pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<RunningServer> {
     config.validate()?;
+    // One server per data directory: a second one, or a restore, is
+    // refused while this one runs.
+    prepare_data_dir(&config.data_dir)?;
+    let lock = backup::DataDirLock::acquire(&config.data_dir)?;
     let store: Arc<dyn Store> = open_store(&config).await?;
     let tenant =
         bootstrap::ensure_default_tenant(store.as_ref(), &config.data_dir, clock.now()).await?;
@@ -360,6 +358,7 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Runnin
         task,
         device_task,
         background,
+        _lock: lock,
     })
 }
 

@@ -122,6 +122,24 @@ enum Command {
     /// replace the master key file with it. Stop every server on the
     /// database first, and start them with the new key file.
     RotateMasterKey,
+    /// Write a consistent copy of the embedded database to a new file while
+    /// the server runs (SQLite; on PostgreSQL use pg_dump). The master key
+    /// is not in it: back it up once, apart.
+    Backup {
+        /// The backup file to create (mode 0600); an existing file is never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Replace the embedded database with a backup after checking it; no
+    /// server may be running on the data directory. The replaced database
+    /// is kept beside it.
+    Restore {
+        /// A file written by `rampart-server backup`.
+        file: PathBuf,
+    },
+    /// Check the database (after a restore, say): integrity, schema, and
+    /// that the master key opens every sealed private key.
+    Check,
 }
 
 #[tokio::main]
@@ -154,6 +172,25 @@ async fn main() -> Result<()> {
             .map_err(|_| anyhow::anyhow!("--database-timeout must be a number of seconds"))?,
     };
     config.validate()?;
+    match &args.command {
+        Some(Command::Backup { out }) => {
+            println!("{}", rampart_server::backup::backup(&config, out).await?);
+            return Ok(());
+        }
+        Some(Command::Restore { file }) => {
+            let now = rampart_server::clock::Clock::now(&SystemClock);
+            println!(
+                "{}",
+                rampart_server::backup::restore(&config, file, now).await?
+            );
+            return Ok(());
+        }
+        Some(Command::Check) => {
+            println!("{}", rampart_server::backup::check(&config).await?);
+            return Ok(());
+        }
+        _ => {}
+    }
     if let Some(Command::RotateMasterKey) = args.command {
         let id = rampart_server::rotate_master_key(&config).await?;
         println!(
