@@ -46,6 +46,9 @@ pub struct ServerConfig {
     /// Requests a device may make per minute (a burst of as many is
     /// allowed); more are answered 429 with `Retry-After`.
     pub device_requests_per_minute: u32,
+    /// Where `/metrics` is served (plain HTTP, no token: keep it on
+    /// loopback or a monitoring network); not served when `None`.
+    pub metrics_listen: Option<SocketAddr>,
     /// The master key file that seals the private keys in the database;
     /// see [`ServerConfig::master_key_path`] for the default.
     pub master_key_file: Option<PathBuf>,
@@ -77,6 +80,7 @@ impl ServerConfig {
             admin_max_connections: None,
             handshake_timeout_secs: 10,
             device_requests_per_minute: 120,
+            metrics_listen: None,
             master_key_file: None,
             database_timeout: crate::store_guard::DEFAULT_TIMEOUT,
         }

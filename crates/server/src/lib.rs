@@ -17,6 +17,7 @@ pub mod fleet;
 pub mod health;
 pub mod listener;
 pub mod login_throttle;
+pub mod metrics;
 pub mod openapi;
 pub mod policy_cache;
 pub mod request_log;
@@ -138,6 +139,8 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// The device channel (TLS).
     pub device_addr: SocketAddr,
+    /// `/metrics`, when served.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: AppState,
     device_shutdown: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
@@ -306,6 +309,23 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Runnin
         device_rx,
     ));
     let mut background = vec![state.last_seen.spawn_flusher(state.store.clone())];
+    let mut metrics_addr = None;
+    if let Some(at) = config.metrics_listen {
+        let metrics_listener = tokio::net::TcpListener::bind(at)
+            .await
+            .with_context(|| format!("cannot listen on --metrics-listen {at}"))?;
+        metrics_addr = Some(metrics_listener.local_addr()?);
+        background.push(tokio::spawn(listener::serve(
+            metrics_listener,
+            None,
+            metrics::router(state.clone()),
+            listener::Limits {
+                handshake_timeout: handshake,
+                ..listener::Limits::with_cap(64)
+            },
+            device_shutdown.subscribe(),
+        )));
+    }
     // Expired tokens and idle sessions are refused at once; this only
     // clears them out of the database.
     let purger = state.clone();
@@ -353,6 +373,7 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Runnin
     Ok(RunningServer {
         addr,
         device_addr,
+        metrics_addr,
         state,
         device_shutdown,
         task,

@@ -76,6 +76,9 @@ struct Args {
     /// Requests one device may make per minute before it is answered 429.
     #[arg(long, default_value_t = 120)]
     device_requests_per_minute: u32,
+    /// Serve Prometheus metrics on this address at /metrics (plain HTTP without a token: loopback or a monitoring network).
+    #[arg(long, env = "RAMPART_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// How log lines are written: `text` for people, `json` (one object per line) for a log collector.
     #[arg(long, env = "RAMPART_LOG_FORMAT", default_value_t, global = true)]
     log_format: rampart_log::LogFormat,
@@ -167,6 +170,7 @@ async fn main() -> Result<()> {
         admin_max_connections: args.admin_max_connections,
         handshake_timeout_secs: args.handshake_timeout,
         device_requests_per_minute: args.device_requests_per_minute,
+        metrics_listen: args.metrics_listen,
         master_key_file: args.master_key_file,
         database_timeout: std::time::Duration::try_from_secs_f64(args.database_timeout)
             .map_err(|_| anyhow::anyhow!("--database-timeout must be a number of seconds"))?,
@@ -267,6 +271,9 @@ async fn main() -> Result<()> {
         "Device channel (mutual TLS) on https://{}",
         server.device_addr
     );
+    if let Some(metrics) = server.metrics_addr {
+        println!("Metrics on http://{metrics}/metrics");
+    }
     println!("Point the CLI at it:");
     println!("  export RAMPART_SERVER={scheme}://{}", server.addr);
     println!(

@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -20,7 +20,17 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// The longest caller-chosen request id kept.
 const MAX_REQUEST_ID_LEN: usize = 64;
 
-pub async fn trace(request: Request, next: Next) -> Response {
+/// The admin listener's requests.
+pub async fn trace_admin(request: Request, next: Next) -> Response {
+    trace("admin", request, next).await
+}
+
+/// The device channel's requests.
+pub async fn trace_device(request: Request, next: Next) -> Response {
+    trace("device", request, next).await
+}
+
+async fn trace(listener: &'static str, request: Request, next: Next) -> Response {
     let id = request
         .headers()
         .get(REQUEST_ID_HEADER)
@@ -29,6 +39,11 @@ pub async fn trace(request: Request, next: Next) -> Response {
         .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_string);
     let path = request.uri().path().to_string();
     let method = request.method().to_string();
+    // The route's template keeps the metrics' label values few.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
     let span = tracing::info_span!(
         "request",
         request_id = %id,
@@ -40,7 +55,9 @@ pub async fn trace(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let seconds = started.elapsed().as_secs_f64();
+    crate::metrics::observe_request(listener, &route, &method, status, seconds);
+    let latency_ms = seconds * 1000.0;
     span.in_scope(|| {
         // The admin API's answers and every refusal are worth a line; a
         // device's routine check-in or a console asset only when asked for.

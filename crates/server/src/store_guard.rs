@@ -54,13 +54,16 @@ impl GuardedStore {
 
     /// Runs one backend call, or gives up after the timeout.
     async fn bounded<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
-        match tokio::time::timeout(self.timeout, call).await {
+        let started = std::time::Instant::now();
+        let result = match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::Unavailable(format!(
                 "no answer from the database within {} ms",
                 self.timeout.as_millis()
             ))),
-        }
+        };
+        crate::metrics::observe_store_call(started.elapsed().as_secs_f64(), &result);
+        result
     }
 
     fn seal_tenant(&self, tenant: &str, mut secrets: TenantSecrets) -> Result<TenantSecrets> {

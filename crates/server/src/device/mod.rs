@@ -193,6 +193,6 @@ pub fn router(state: AppState) -> Router {
             rate_limit::RateLimiter::per_minute(state.device.requests_per_minute),
             rate_limit::limit,
         ))
-        .layer(axum::middleware::from_fn(crate::request_log::trace))
+        .layer(axum::middleware::from_fn(crate::request_log::trace_device))
         .with_state(state)
 }

@@ -20,6 +20,8 @@ pub struct ServerProcess {
     pub device: String,
     pub token: String,
     pub log: PathBuf,
+    /// `http://ADDR` of `/metrics`, when `--metrics-listen` was given.
+    pub metrics: Option<String>,
 }
 
 impl ServerProcess {
@@ -48,8 +50,8 @@ impl ServerProcess {
             .unwrap();
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        let (mut admin, mut device) = (String::new(), String::new());
-        for _ in 0..2 {
+        let (mut admin, mut device, mut metrics) = (String::new(), String::new(), None);
+        for _ in 0..3 {
             line.clear();
             out.read_line(&mut line).unwrap();
             if let Some(a) = line.trim().strip_prefix("rampart-server is listening on ") {
@@ -57,6 +59,9 @@ impl ServerProcess {
             }
             if let Some(d) = line.trim().strip_prefix("Device channel (mutual TLS) on ") {
                 device = d.to_string();
+            }
+            if let Some(m) = line.trim().strip_prefix("Metrics on ") {
+                metrics = Some(m.trim_end_matches("/metrics").to_string());
             }
         }
         assert!(
@@ -75,6 +80,7 @@ impl ServerProcess {
             device,
             token,
             log,
+            metrics,
         }
     }
 
@@ -189,6 +195,27 @@ impl Device {
             self.enrolled = Some(serde_json::from_value(v).unwrap());
         }
         Ok(s)
+    }
+
+    /// Sends a status report for the policy of a check-in's answer: every
+    /// setting of it with `status`.
+    pub async fn report(&self, url: &str, ca: &str, answer: &Value, status: &str) -> StatusCode {
+        let e = self.enrolled.as_ref().unwrap();
+        let payload: Value =
+            serde_json::from_str(answer["policy"]["payload"].as_str().unwrap()).unwrap();
+        let settings = payload["resolution"]["settings"].as_array().unwrap();
+        let statuses: Vec<Value> = settings
+            .iter()
+            .map(|s| json!({"setting": s["setting"], "key": null, "status": status, "observed": null, "error_code": null, "error_message": null}))
+            .collect();
+        let body = json!({"report_id": uuid::Uuid::new_v4().to_string(), "digest": payload["digest"], "version": payload["version"], "statuses": statuses});
+        client(ca, Some((&e.certificate_pem, &self.key.key_pem)))
+            .post(format!("{url}/device/v1/status"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status()
     }
 
     pub async fn check_in(&self, url: &str, ca: &str) -> Result<(StatusCode, Value), String> {
