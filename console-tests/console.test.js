@@ -311,6 +311,9 @@ test('the console, end to end', { timeout: 300000 }, async (top) => {
     await visible(page.getByRole('heading', { name: 'live-web-01', level: 1 }));
     const pua = page.locator('#device-settings tr[data-setting="pua_protection"]');
     await visible(pua.getByText('Conflict'));
+    // Each side of the conflict with the value it asks for.
+    assert.match(await pua.locator('.conflicting').textContent(),
+      /Conflict: linux-av-baseline sets block; linux-av-web sets audit/);
     const toggle = pua.getByRole('button', { name: /PUA/ });
     assert.equal(await toggle.getAttribute('aria-expanded'), 'false');
     await toggle.click();

@@ -490,6 +490,35 @@ async fn reports_show_status_per_policy_device_and_setting() {
     let device = json(&server, &["report", "device", "web-01"]).await;
     assert_eq!(device["managed"], true);
     assert!(device["counts"]["conflict"].as_u64().unwrap() >= 1);
+    // The table: the conflict first with both values, each firewall rule on
+    // its own row with its own policies.
+    let table = ok(&server, &["report", "device", "web-01"]).await;
+    let lines: Vec<&str> = table.lines().collect();
+    let first_row = lines
+        .iter()
+        .position(|l| l.starts_with("SETTING"))
+        .map(|i| lines[i + 1])
+        .unwrap_or_default();
+    assert!(first_row.starts_with("pua_protection"), "{table}");
+    assert!(
+        table.contains("conflict: linux-av-baseline=block, linux-av-web=audit"),
+        "{table}"
+    );
+    let web_rule = lines
+        .iter()
+        .find(|l| l.starts_with("firewall_rules[allow-web]"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(web_rule.contains("linux-firewall-web-rules"), "{table}");
+    assert!(
+        !web_rule.contains("linux-firewall-baseline-rules"),
+        "{table}"
+    );
+    // ASR rules by their names.
+    let fin = ok(&server, &["report", "device", "fin-ws-01"]).await;
+    assert!(
+        fin.contains("asr_rules[Block execution of potentially obfuscated scripts]"),
+        "{fin}"
+    );
     let device = ok(&server, &["report", "device", "mac-design-01"]).await;
     assert!(device.contains("not managed"), "{device}");
 

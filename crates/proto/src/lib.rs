@@ -296,7 +296,12 @@ pub struct StatusCounts {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SettingStatusView {
     pub setting: String,
+    /// The ASR rule id or firewall rule name of a row about one entry of a
+    /// `per_key` setting (each entry has its own row, status and sources).
     pub key: Option<String>,
+    /// The entry's name when the catalog knows one (an ASR rule's title).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_name: Option<String>,
     /// `succeeded`, `error`, `conflict`, `not_applicable`, `pending`.
     pub status: String,
     /// The effective value the device should hold.
@@ -311,7 +316,18 @@ pub struct SettingStatusView {
     /// For a conflict (or when several policies set it): the other policies
     /// that manage this setting.
     pub other_policies: Vec<String>,
+    /// For a conflict: each policy with the value it asks for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicting: Vec<PolicyValue>,
     pub reason: Option<String>,
+}
+
+/// A policy and the value it sets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PolicyValue {
+    pub policy: String,
+    #[schema(value_type = Object)]
+    pub value: Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -1075,3 +1075,93 @@ async fn revoked_tokens_are_refused_at_once() {
     );
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn device_reports_give_each_rule_its_own_row_and_conflicts_their_values() {
+    let server = TestServer::with_examples().await.unwrap();
+    let admin = server.admin();
+
+    // web-01: the allow-ssh rule comes from both rule policies, the others
+    // from one each; each row says which.
+    let (s, web) = admin.get("/reports/devices/web-01").await.unwrap();
+    assert_eq!(s, StatusCode::OK, "{web}");
+    let rows = web["settings"].as_array().unwrap();
+    let rule = |name: &str| {
+        rows.iter()
+            .find(|r| r["setting"] == "firewall_rules" && r["key"] == name)
+            .unwrap_or_else(|| panic!("no row for rule {name}: {web}"))
+            .clone()
+    };
+    assert_eq!(
+        rule("allow-ssh")["sources"],
+        json!(["linux-firewall-baseline-rules", "linux-firewall-web-rules"])
+    );
+    assert_eq!(
+        rule("allow-node-exporter")["sources"],
+        json!(["linux-firewall-baseline-rules"])
+    );
+    assert_eq!(
+        rule("allow-web")["sources"],
+        json!(["linux-firewall-web-rules"])
+    );
+    assert_eq!(rule("allow-web")["value"]["local_ports"], "80,443");
+    assert_eq!(rule("allow-web")["status"], "pending");
+    // The conflict comes first, with each policy's value.
+    assert_eq!(rows[0]["status"], "conflict", "{web}");
+    assert_eq!(rows[0]["setting"], "pua_protection");
+    assert_eq!(
+        rows[0]["conflicting"],
+        json!([
+            {"policy": "linux-av-baseline", "value": "block"},
+            {"policy": "linux-av-web", "value": "audit"}
+        ])
+    );
+    assert!(
+        rows[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("linux-av-web asks for \"audit\""),
+        "{}",
+        rows[0]
+    );
+
+    // fin-ws-01: one ASR rule conflicts, the others have rows of their own,
+    // named by the catalog.
+    let (_, fin) = admin.get("/reports/devices/fin-ws-01").await.unwrap();
+    let rows = fin["settings"].as_array().unwrap();
+    let asr: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["setting"] == "asr_rules")
+        .collect();
+    let conflicting: Vec<&&Value> = asr.iter().filter(|r| r["status"] == "conflict").collect();
+    assert_eq!(conflicting.len(), 1, "{fin}");
+    assert_eq!(
+        conflicting[0]["key"],
+        "d4f940ab-401b-4efc-aadc-ad5f3c50688a"
+    );
+    assert!(
+        conflicting[0]["key_name"]
+            .as_str()
+            .unwrap()
+            .contains("Office"),
+        "{}",
+        conflicting[0]
+    );
+    let obfuscated = asr
+        .iter()
+        .find(|r| r["key"] == "5beb7efe-fd9a-4556-801d-275e5ffc04cc")
+        .unwrap_or_else(|| panic!("{fin}"));
+    assert_eq!(obfuscated["status"], "pending");
+    assert_eq!(obfuscated["value"], "block");
+    assert_eq!(obfuscated["sources"].as_array().unwrap().len(), 1);
+    assert!(
+        obfuscated["key_name"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("obfuscated"),
+        "{obfuscated}"
+    );
+    assert!(asr.len() >= 4, "one row per rule: {fin}");
+    server.stop().await.unwrap();
+}

@@ -74,8 +74,17 @@ fn counts(c: &StatusCounts) -> String {
     )
 }
 
-/// Why a setting is in its status: the agent's error, or the server's reason.
+/// Why a setting is in its status: each conflicting policy's value, the
+/// agent's error, or the server's reason.
 fn detail(s: &SettingStatusView) -> String {
+    if !s.conflicting.is_empty() {
+        let sides: Vec<String> = s
+            .conflicting
+            .iter()
+            .map(|c| format!("{}={}", c.policy, render::value(&c.value)))
+            .collect();
+        return format!("conflict: {}", sides.join(", "));
+    }
     match (&s.error_message, &s.error_code, &s.reason) {
         (Some(m), Some(code), _) => format!("{code}: {m}"),
         (Some(m), None, _) => m.clone(),
@@ -189,7 +198,8 @@ fn device_text(r: &DeviceReport) -> String {
         .iter()
         .map(|s| {
             vec![
-                render::keyed(&s.setting, s.key.as_deref()),
+                // An ASR rule by its name; its id is in `-o json`.
+                render::keyed(&s.setting, s.key_name.as_deref().or(s.key.as_deref())),
                 s.status.clone(),
                 opt_value(s.value.as_ref()),
                 opt_value(s.observed.as_ref()),

@@ -13,8 +13,8 @@ use axum::extract::{Path, State};
 use axum::Json;
 use rampart_core::resolve::Resolution;
 use rampart_proto::{
-    DeviceReport, ErrorBody, PolicyDeviceStatus, PolicyReport, SettingDeviceStatus, SettingReport,
-    SettingStatusView, StatusCounts,
+    DeviceReport, ErrorBody, PolicyDeviceStatus, PolicyReport, PolicyValue, SettingDeviceStatus,
+    SettingReport, SettingStatusView, StatusCounts,
 };
 use rampart_store::{DeviceRecord, StatusRecord};
 
@@ -57,48 +57,66 @@ pub fn count(counts: &mut StatusCounts, status: &str) {
 }
 
 /// Every setting row of one device: effective settings with their reported
-/// status, conflicts, and not-applicable entries.
+/// status, conflicts with each policy's value, and not-applicable entries;
+/// problems (conflicts and errors) first. A `per_key` setting (firewall
+/// rules, ASR rules) has one row per entry, with that entry's own sources,
+/// value and reported status.
 pub fn device_settings(
     resolution: &Resolution,
     reports: &[StatusRecord],
 ) -> Vec<SettingStatusView> {
+    let catalog = rampart_core::catalog::Catalog::builtin();
     let current: Vec<&StatusRecord> = reports
         .iter()
         .filter(|r| r.digest == resolution.digest)
         .collect();
     let mut rows = Vec::new();
     for s in &resolution.settings {
-        let mine: Vec<&&StatusRecord> = current.iter().filter(|r| r.setting == s.setting).collect();
-        let whole = mine.iter().find(|r| r.key.is_empty());
-        let status = if mine.is_empty() {
-            PENDING
-        } else {
-            worst(mine.iter().map(|r| r.status.as_str()))
-        };
-        let failing = mine
+        let mine: Vec<&StatusRecord> = current
             .iter()
-            .find(|r| r.status == status && r.error_message.is_some());
-        rows.push(SettingStatusView {
-            setting: s.setting.clone(),
-            key: None,
-            status: status.to_string(),
-            value: Some(s.value.clone()),
-            observed: whole.and_then(|r| r.observed.clone()),
-            sources: s.sources.clone(),
-            error_code: failing.and_then(|r| r.error_code.clone()),
-            error_message: failing.and_then(|r| r.error_message.clone()),
-            other_policies: if s.sources.len() > 1 {
-                s.sources.clone()
-            } else {
-                Vec::new()
-            },
-            reason: None,
-        });
+            .copied()
+            .filter(|r| r.setting == s.setting)
+            .collect();
+        let per_key = catalog
+            .get(&s.setting)
+            .is_some_and(|d| d.merge == rampart_core::catalog::MergeStrategy::PerKey);
+        if per_key && !s.entries.is_empty() {
+            for entry in &s.entries {
+                // The agent reports an entry under its key, or the whole
+                // setting at once.
+                let reported: Vec<&StatusRecord> = mine
+                    .iter()
+                    .copied()
+                    .filter(|r| r.key == entry.key)
+                    .collect();
+                let reported = if reported.is_empty() {
+                    mine.iter().copied().filter(|r| r.key.is_empty()).collect()
+                } else {
+                    reported
+                };
+                rows.push(status_row(
+                    &s.setting,
+                    Some(&entry.key),
+                    &entry.value,
+                    &entry.sources,
+                    &reported,
+                ));
+            }
+        } else {
+            rows.push(status_row(&s.setting, None, &s.value, &s.sources, &mine));
+        }
     }
     for c in &resolution.conflicts {
+        let asks: Vec<String> = c
+            .policies
+            .iter()
+            .zip(&c.values)
+            .map(|(p, v)| format!("{p} asks for {v}"))
+            .collect();
         rows.push(SettingStatusView {
             setting: c.setting.clone(),
             key: c.key.clone(),
+            key_name: key_name(&c.setting, c.key.as_deref()),
             status: CONFLICT.into(),
             value: None,
             observed: None,
@@ -106,16 +124,23 @@ pub fn device_settings(
             error_code: None,
             error_message: None,
             other_policies: c.policies.clone(),
-            reason: Some(format!(
-                "policies {} set different values; the setting is not applied",
-                c.policies.join(", ")
-            )),
+            conflicting: c
+                .policies
+                .iter()
+                .zip(&c.values)
+                .map(|(policy, value)| PolicyValue {
+                    policy: policy.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+            reason: Some(format!("{}; the setting is not applied", asks.join(", "))),
         });
     }
     for n in &resolution.not_applicable {
         rows.push(SettingStatusView {
             setting: n.setting.clone(),
             key: n.key.clone(),
+            key_name: key_name(&n.setting, n.key.as_deref()),
             status: NOT_APPLICABLE.into(),
             value: None,
             observed: None,
@@ -123,10 +148,65 @@ pub fn device_settings(
             error_code: None,
             error_message: None,
             other_policies: Vec::new(),
+            conflicting: Vec::new(),
             reason: Some(n.reason.clone()),
         });
     }
+    // What needs attention comes first; the rest keeps the catalog order.
+    rows.sort_by_key(|r| u8::from(!(r.status == CONFLICT || r.status == ERROR)));
     rows
+}
+
+/// One effective setting (or entry) with the worst status the agent
+/// reported for it, `pending` when it reported nothing about this policy.
+fn status_row(
+    setting: &str,
+    key: Option<&str>,
+    value: &serde_json::Value,
+    sources: &[String],
+    reported: &[&StatusRecord],
+) -> SettingStatusView {
+    let status = if reported.is_empty() {
+        PENDING
+    } else {
+        worst(reported.iter().map(|r| r.status.as_str()))
+    };
+    let failing = reported
+        .iter()
+        .find(|r| r.status == status && r.error_message.is_some());
+    let observed = reported
+        .iter()
+        .find(|r| r.key == key.unwrap_or_default())
+        .and_then(|r| r.observed.clone());
+    SettingStatusView {
+        setting: setting.to_string(),
+        key: key.map(str::to_string),
+        key_name: key_name(setting, key),
+        status: status.to_string(),
+        value: Some(value.clone()),
+        observed,
+        sources: sources.to_vec(),
+        error_code: failing.and_then(|r| r.error_code.clone()),
+        error_message: failing.and_then(|r| r.error_message.clone()),
+        other_policies: if sources.len() > 1 {
+            sources.to_vec()
+        } else {
+            Vec::new()
+        },
+        conflicting: Vec::new(),
+        reason: None,
+    }
+}
+
+/// The catalog's name of a `per_key` entry (an ASR rule's title).
+fn key_name(setting: &str, key: Option<&str>) -> Option<String> {
+    let key = key?;
+    rampart_core::catalog::Catalog::builtin()
+        .get(setting)?
+        .keys
+        .iter()
+        .find(|k| k.key.eq_ignore_ascii_case(key))
+        .map(|k| k.title.clone())
 }
 
 fn by_device(statuses: Vec<StatusRecord>) -> BTreeMap<String, Vec<StatusRecord>> {
@@ -276,6 +356,7 @@ fn superseded_row(resolution: &Resolution, setting: &str, policy: &str) -> Setti
     SettingStatusView {
         setting: setting.to_string(),
         key: None,
+        key_name: None,
         status: CONFLICT.into(),
         value: winner.map(|s| s.value.clone()),
         observed: None,
@@ -283,6 +364,7 @@ fn superseded_row(resolution: &Resolution, setting: &str, policy: &str) -> Setti
         error_code: None,
         error_message: None,
         other_policies: winner.map(|s| s.sources.clone()).unwrap_or_default(),
+        conflicting: Vec::new(),
         reason: Some("superseded by a more secure value from another policy".into()),
     }
 }

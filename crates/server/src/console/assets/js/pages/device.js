@@ -80,13 +80,16 @@ export async function render(main, ctx) {
         },
       }, def?.title ?? s.setting);
       rows.push(h('tr', { class: `row-${s.status}`, dataset: { setting: s.setting } },
-        h('th', { scope: 'row' }, toggle, h('code', { class: 'setting-id' }, s.setting), s.key ? h('span', { class: 'key' }, ` [${s.key}]`) : null),
+        h('th', { scope: 'row' }, toggle, h('code', { class: 'setting-id' }, s.setting), s.key ? h('span', { class: 'key', title: s.key }, ` [${s.key_name ?? s.key}]`) : null),
         h('td', {}, statusBadge(s.status)),
         h('td', {}, s.status === 'conflict' ? h('span', { class: 'muted' }, 'not applied') : valueNode(s.value)),
         h('td', {}, s.observed === null || s.observed === undefined ? h('span', { class: 'muted' }, '—') : valueNode(s.observed)),
         h('td', {}, policyLinks(s.sources)),
         h('td', { class: 'notes' },
-          s.status === 'conflict' ? h('span', {}, 'Conflict between ', policyLinks(s.other_policies)) : null,
+          s.status === 'conflict' && s.conflicting?.length
+            ? h('span', { class: 'conflicting' }, 'Conflict: ', ...s.conflicting.flatMap((c, i) =>
+              [i ? '; ' : '', policyLinks([c.policy]), ' sets ', valueNode(c.value)]))
+            : s.status === 'conflict' ? h('span', {}, 'Conflict between ', policyLinks(s.other_policies)) : null,
           s.error_code ? h('code', {}, s.error_code) : null,
           s.error_message ? h('span', { class: 'block' }, s.error_message) : null,
           s.status === 'not_applicable' && s.reason ? h('span', {}, s.reason) : null)));
