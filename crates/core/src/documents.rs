@@ -313,7 +313,10 @@ fn load(
                 object,
                 error: FieldError::new(
                     field,
-                    format!("unknown group {group:?}; define it with `kind: Group` or use {ALL_DEVICES}"),
+                    format!(
+                        "unknown group {group:?};{} define it with `kind: Group` or use {ALL_DEVICES}",
+                        crate::suggest::hint(&group, group_names.iter().map(String::as_str))
+                    ),
                 ),
             });
         }

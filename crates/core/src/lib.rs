@@ -14,5 +14,6 @@ pub mod model;
 pub mod names;
 pub mod resolve;
 pub mod schema;
+pub mod suggest;
 pub mod validate;
 pub mod value;

@@ -286,7 +286,8 @@ fn check_settings(
             r.error(
                 path,
                 format!(
-                    "unknown setting; settings of family {family} on {platform} are: {}",
+                    "unknown setting;{} settings of family {family} on {platform} are: {}",
+                    crate::suggest::hint(id, catalog.ids_for(family, platform)),
                     catalog.ids_for(family, platform).join(", ")
                 ),
             );

@@ -80,7 +80,8 @@ fn check_enum<'a>(
             errors.push(FieldError::new(
                 path,
                 format!(
-                    "unknown value {text:?}; expected one of {}",
+                    "unknown value {text:?};{} expected one of {}",
+                    crate::suggest::hint(text, allowed.iter().map(String::as_str)),
                     allowed.join(", ")
                 ),
             ));

@@ -88,6 +88,33 @@ rule: os == "linux" and (tag("a"
 }
 
 #[test]
+fn misspellings_get_a_suggestion() {
+    let yaml = "kind: Group\nname: linux-servers\nrule: os == \"linux\"\n---\nkind: Policy\nname: p\nfamily: antivirus\nplatform: linux\nsettings:\n  scan_archive: true\n  pua_protection: blok\nassignments:\n  include: [linux-server]\n";
+    let e = errors(yaml);
+    let p = "Policy \"p\"";
+    has(
+        &e,
+        p,
+        "settings.scan_archive",
+        "did you mean \"scan_archives\"?",
+    );
+    has(&e, p, "settings.pua_protection", "did you mean \"block\"?");
+    has(
+        &e,
+        p,
+        "assignments.include",
+        "did you mean \"linux-servers\"?",
+    );
+    // Nothing close: no suggestion, the list as before.
+    let e = errors(&policy("antivirus", "linux", "  quantum_shield: true"));
+    let unknown = e
+        .iter()
+        .find(|x| x.error.path == "settings.quantum_shield")
+        .unwrap();
+    assert!(!unknown.error.message.contains("did you mean"), "{unknown}");
+}
+
+#[test]
 fn partial_files_may_name_groups_they_do_not_define_and_nothing_else_is_relaxed() {
     let assigned = "kind: Policy\nname: p\nfamily: antivirus\nplatform: linux\nsettings:\n  scan_archives: true\nassignments:\n  include: [on-the-server]\n";
     let files = [("dir/p.yaml".to_string(), assigned.to_string())];
