@@ -146,6 +146,7 @@ fn facts() -> Facts {
         device_type: "server".into(),
         agent_version: "test".into(),
         tags: Vec::new(),
+        ..Facts::default()
     }
 }
 
