@@ -294,7 +294,7 @@ impl AgentConfig {
             }
         }
         for marker in &file.survey.markers {
-            if !marker.path.is_absolute() {
+            if !marker.path.has_root() {
                 return Err(ConfigError::Invalid {
                     field: "survey.markers",
                     message: format!("{} is not an absolute path", marker.path.display()),

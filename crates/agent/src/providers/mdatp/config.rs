@@ -63,7 +63,9 @@ impl MdatpFile {
         } else {
             Format::Json
         };
-        if !path.is_absolute() {
+        // `has_root`, not `is_absolute`: the Linux default is rooted, not
+        // absolute, on Windows, where the provider is off.
+        if !path.has_root() {
             return Err(ConfigError::Invalid {
                 field: "providers.mdatp",
                 message: format!("{} is not an absolute path", path.display()),
