@@ -491,6 +491,44 @@ impl Enc {
     }
 }
 
+/// One line per setting for `docs/windows-registry.md`: where it lives and
+/// how its value is written.
+pub fn describe(setting: &str) -> Option<String> {
+    let enc = |e: Enc| match e {
+        Enc::Bool(t, f) => format!("true → {t}, false → {f}"),
+        Enc::Map(pairs) => pairs
+            .iter()
+            .map(|(k, n)| format!("{k} → {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        Enc::Int => "the number".into(),
+    };
+    Some(match target(setting)? {
+        Target::Dword(key, name, e) => format!(r"`HKLM\{key}` `{name}` REG_DWORD ({})", enc(e)),
+        Target::Profile(which, sub, name, e) => {
+            let profiles = match which {
+                Some(i) => profile_key(i, sub),
+                None => format!(r"{FIREWALL}\{{DomainProfile,PrivateProfile,PublicProfile}}"),
+            };
+            format!(r"`HKLM\{profiles}` `{name}` REG_DWORD ({})", enc(e))
+        }
+        Target::Sz(key, name) => format!(r"`HKLM\{key}` `{name}` REG_SZ (the string)"),
+        Target::List { key, sub, switch } => format!(
+            r"`HKLM\{key}\{sub}`: one REG_SZ `0` per item, named after it; `{switch}` REG_DWORD 1 under `HKLM\{key}`"
+        ),
+        Target::AsrRules => format!(
+            r"`HKLM\{ASR}\Rules`: one REG_SZ per rule GUID (off → 0, block → 1, audit → 2, warn → 6; not_configured writes nothing); `ExploitGuard_ASR_Rules` REG_DWORD 1 under `HKLM\{ASR}`"
+        ),
+        Target::ThreatSeverity(id) => format!(
+            r"`HKLM\{THREATS}\ThreatSeverityDefaultAction` `{id}` REG_SZ (clean → 1, quarantine → 2, remove → 3, allow → 6, user_defined → 8, block → 10); `Threats_ThreatSeverityDefaultAction` REG_DWORD 1"
+        ),
+        Target::FirewallRules => format!(
+            r"`HKLM\{FIREWALL_RULES}`: one REG_SZ per rule, named `Rampart-<name>`, in the [MS-GPFAS] rule grammar"
+        ),
+        Target::Unsupported(why) => format!("not applicable: {why}"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,6 +543,28 @@ mod tests {
                 assert!(target(&s.id).is_some(), "{} has no registry target", s.id);
             }
         }
+    }
+
+    /// `docs/windows-registry.md` lists every setting the provider knows,
+    /// with this module's own description of it.
+    #[test]
+    fn the_documentation_lists_every_setting() {
+        let doc = include_str!("../../../../../docs/windows-registry.md");
+        let catalog = Catalog::builtin();
+        let mut missing = Vec::new();
+        for s in catalog.iter() {
+            if let Some(line) = describe(&s.id) {
+                let row = format!("| `{}` | {line} |", s.id);
+                if !doc.contains(&row) {
+                    missing.push(row);
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "docs/windows-registry.md lacks (or has stale) rows:\n{}",
+            missing.join("\n")
+        );
     }
 
     #[test]
