@@ -6,7 +6,9 @@
 //! device report shows them `succeeded` with the registry backend; a
 //! hand-made change is restored and reported as tamper; removing the
 //! assignment removes them; a device whose registry says domain controller
-//! is reported with its code and managed only once the tenant allows it.
+//! is reported with its code and managed only once the tenant allows it;
+//! the same agent runs as a Windows service (`service install`, started by
+//! Wine's service control manager, `service uninstall`).
 //!
 //! `scripts/windows-test.sh` builds the .exe and runs this test with
 //! `RAMPART_WINDOWS_AGENT_EXE` set. Without it (or without Wine) the test
@@ -588,7 +590,42 @@ async fn the_windows_agent_under_wine_enforces_through_the_policy_registry() {
     assert_eq!(wine.policy_values(), want);
     assert_eq!(wine.status()["state"], "enrolled");
 
+    // The same agent as a Windows service: installed, started by the
+    // service control manager, enforcing a change, stopped and removed.
     wine.stop();
+    let out = wine.agent(&["service", "install"]).output().unwrap();
+    assert!(out.status.success(), "service install: {}", stderr(&out));
+    let sc = |args: &[&str]| wine.command("wine", &["sc"]).args(args).output().unwrap();
+    assert!(sc(&["start", "RampartAgent"]).status.success());
+    let (name, family, mut settings) = policies().remove(3);
+    settings["edr_device_tag"] = json!("finance-2");
+    put_policy(
+        &server,
+        &windows_policy(name, family, settings, &["all-devices"]),
+    )
+    .await;
+    let tag = (
+        r"software\policies\microsoft\windows advanced threat protection\devicetagging".to_string(),
+        "group".to_string(),
+        RegData::Sz("finance-2".into()),
+    );
+    eventually(90, "the service enforces a change", &wine, async || {
+        String::from_utf8_lossy(&sc(&["query", "RampartAgent"]).stdout).contains("RUNNING")
+            && wine.policy_values().contains(&tag)
+    })
+    .await;
+    let out = wine
+        .command("wine", &[])
+        .arg(&wine.exe)
+        .args(["service", "uninstall"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "service uninstall: {}", stderr(&out));
+    assert!(
+        !sc(&["query", "RampartAgent"]).status.success(),
+        "the service is gone"
+    );
+
     server.stop().await.unwrap();
     eprintln!(
         "the Windows end-to-end test took {} s",
