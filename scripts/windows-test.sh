@@ -42,9 +42,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== windows: build rampart-agent.exe"
+echo "== windows: build rampart-agent.exe and the agent's Windows test binaries"
 start=$(date +%s)
-cargo-win build --locked -p rampart-agent --bin rampart-agent --target "$target"
+# One `cargo test --no-run` builds both: the integration test targets need
+# the .exe, and `cargo build` then `cargo test` would build std (and every
+# dependency after it) twice, once without and once with the `test` crate.
+cargo-win test --locked -p rampart-agent --target "$target" --no-run
 exe="$CARGO_WIN_TARGET_DIR/$target/debug/rampart-agent.exe"
 [ -f "$exe" ] || { echo "FAILED: $exe was not built" >&2; exit 1; }
 
