@@ -32,6 +32,9 @@
 //! [providers.mdatp]               # providers/mdatp/config.rs
 //! enabled = false
 //! path = "/etc/opt/microsoft/mdatp/managed/mdatp_managed.json"
+//!
+//! [providers.registry]            # providers/windows/config.rs (Windows only)
+//! enabled = true                  # the default on Windows
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -99,6 +102,8 @@ struct ProvidersFile {
     clamav: crate::providers::clamav::config::ClamavFile,
     #[serde(default)]
     mdatp: crate::providers::mdatp::config::MdatpFile,
+    #[serde(default)]
+    registry: crate::providers::windows::config::RegistryFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,6 +158,7 @@ pub struct ProvidersConfig {
     pub nftables: NftablesConfig,
     pub clamav: crate::providers::clamav::config::ClamavConfig,
     pub mdatp: crate::providers::mdatp::config::MdatpConfig,
+    pub registry: crate::providers::windows::config::RegistryConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -278,6 +284,7 @@ impl AgentConfig {
         let nftables = NftablesConfig::check(file.providers.nftables, state_dir)?;
         let clamav = file.providers.clamav.check(state_dir)?;
         let mdatp = file.providers.mdatp.check()?;
+        let registry = file.providers.registry.check(state_dir)?;
         for tag in &file.tags {
             if tag.trim().is_empty() {
                 return Err(ConfigError::Invalid {
@@ -287,7 +294,7 @@ impl AgentConfig {
             }
         }
         for marker in &file.survey.markers {
-            if !marker.path.is_absolute() {
+            if !marker.path.has_root() {
                 return Err(ConfigError::Invalid {
                     field: "survey.markers",
                     message: format!("{} is not an absolute path", marker.path.display()),
@@ -320,16 +327,15 @@ impl AgentConfig {
                     // The file provider stands in for real components; once
                     // one is enabled it is off unless asked for, or every
                     // setting would also "succeed" through a mere file.
-                    enabled: file
-                        .providers
-                        .file
-                        .enabled
-                        .unwrap_or(!(nftables.enabled || clamav.enabled || mdatp.enabled)),
+                    enabled: file.providers.file.enabled.unwrap_or(
+                        !(nftables.enabled || clamav.enabled || mdatp.enabled || registry.enabled),
+                    ),
                     path: file_path,
                 },
                 nftables,
                 clamav,
                 mdatp,
+                registry,
             },
         })
     }

@@ -6,11 +6,12 @@
 //! The device type heuristic: a device is a `workstation` when it carries a
 //! desktop session — on Linux a display manager's session definitions
 //! (`/usr/share/xsessions` or `/usr/share/wayland-sessions` not empty) or
-//! `graphical.target` as systemd's default target; every macOS and Windows
-//! device (telling a Windows Server apart needs the registry, which the
-//! Windows build will read; until then a facts file says so) — and a
-//! `server` otherwise. On Linux it errs on the side of `server`, whose
-//! policies are the more conservative ones.
+//! `graphical.target` as systemd's default target; every macOS device; a
+//! Windows device whose registry says client (`windows_facts.rs` reads the
+//! version, edition, installation type and conditions such as domain
+//! controller) — and a `server` otherwise. On Linux it errs on the side of
+//! `server`, whose policies are the more conservative ones. On macOS the
+//! version is `sw_vers`' product version and build.
 
 use std::fs;
 use std::path::Path;
@@ -93,7 +94,18 @@ pub fn gather(config_tags: &[String], overrides: Option<&FactsOverride>) -> Fact
         device_type: device_type().to_string(),
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         tags: config_tags.to_vec(),
+        ..Facts::default()
     };
+    #[cfg(windows)]
+    {
+        let w = crate::windows_facts::parse(&crate::windows_facts::snapshot());
+        if !w.os_version.is_empty() {
+            facts.os_version = w.os_version;
+        }
+        facts.device_type = w.device_type.to_string();
+        facts.edition = w.edition;
+        facts.conditions = w.conditions;
+    }
     if let Some(o) = overrides {
         o.apply(&mut facts);
     }
@@ -128,7 +140,9 @@ fn os_version() -> String {
             .ok()
             .and_then(|text| os_release_field(&text, "VERSION_ID"))
             .unwrap_or_default(),
-        "macos" => command_output("sw_vers", &["-productVersion"]).unwrap_or_default(),
+        "macos" => command_output("sw_vers", &[])
+            .map(|out| sw_vers_version(&out))
+            .unwrap_or_default(),
         // "Microsoft Windows [Version 10.0.19045.3570]" → "10.0.19045.3570".
         "windows" => command_output("cmd", &["/C", "ver"])
             .and_then(|v| {
@@ -136,6 +150,22 @@ fn os_version() -> String {
                 Some(v[start..].trim_end_matches(']').trim().to_string())
             })
             .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// `sw_vers`' output (`ProductName:\tmacOS`, `ProductVersion:\t14.4.1`,
+/// `BuildVersion:\t23E224`) → `14.4.1 (23E224)`.
+pub fn sw_vers_version(text: &str) -> String {
+    let field = |key: &str| {
+        text.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == key).then(|| v.trim().to_string())
+        })
+    };
+    match (field("ProductVersion"), field("BuildVersion")) {
+        (Some(v), Some(b)) => format!("{v} ({b})"),
+        (Some(v), None) => v,
         _ => String::new(),
     }
 }
@@ -240,6 +270,14 @@ mod tests {
         assert_eq!(os_release_field(text, "VERSION_ID").as_deref(), Some("12"));
         assert_eq!(os_release_field(text, "ID").as_deref(), Some("debian"));
         assert_eq!(os_release_field(text, "VERSION"), None);
+    }
+
+    #[test]
+    fn sw_vers_output() {
+        let text = "ProductName:\t\tmacOS\nProductVersion:\t\t14.4.1\nBuildVersion:\t\t23E224\n";
+        assert_eq!(sw_vers_version(text), "14.4.1 (23E224)");
+        assert_eq!(sw_vers_version("ProductVersion: 13.0"), "13.0");
+        assert_eq!(sw_vers_version("garbage"), "");
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! - `config` — the agent's TOML configuration, checked once.
 //! - `state` — the state directory's layout and atomic writes.
 //! - `outbox` — the durable queue of status reports.
-//! - `facts`, `survey` — what the device is, and who else manages it.
+//! - `facts`, `survey` — what the device is, and who else manages it;
+//!   `windows_facts` reads a Windows device's registry for them.
 //! - `verify` — the signed-policy checks, and nothing else.
 //! - `providers` — the provider framework and one folder per provider.
 //! - `enforce` — a verified resolution → providers → per-setting statuses.
@@ -33,6 +34,7 @@ pub mod state;
 pub mod status;
 pub mod survey;
 pub mod verify;
+pub mod windows_facts;
 
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -14,6 +14,8 @@ use rampart_agent::onboard::OnboardOptions;
 use rampart_agent::run::RunExit;
 use rampart_agent::state::StateDir;
 
+mod service;
+
 #[derive(Parser)]
 #[command(
     name = "rampart-agent",
@@ -31,11 +33,12 @@ struct Cli {
 /// Options every command shares.
 #[derive(clap::Args)]
 struct Common {
-    /// Where the agent keeps its identity, policy and outbox.
+    /// Where the agent keeps its identity, policy and outbox
+    /// (default: /var/lib/rampart-agent; %ProgramData%\Rampart on Windows).
     #[arg(
         long,
         env = "RAMPART_AGENT_STATE_DIR",
-        default_value = "/var/lib/rampart-agent",
+        default_value_os_t = default_state_dir(),
         value_name = "DIR"
     )]
     state_dir: PathBuf,
@@ -93,6 +96,12 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// The Windows service: install, uninstall, or run as the service
+    /// control manager starts it.
+    Service {
+        #[command(subcommand)]
+        action: ServiceAction,
+    },
     /// Leave the tenant: tell the server, remove what Rampart set, forget
     /// the identity.
     Offboard {
@@ -102,6 +111,34 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+}
+
+#[derive(Subcommand)]
+enum ServiceAction {
+    /// Register this executable as the auto-start service `RampartAgent`.
+    Install {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Stop and remove the service (the state directory is kept).
+    Uninstall,
+    /// Run as the service (started by the service control manager).
+    Run {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// `/var/lib/rampart-agent`; on Windows `%ProgramData%\Rampart`.
+fn default_state_dir() -> PathBuf {
+    if cfg!(windows) {
+        std::env::var_os("ProgramData")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(r"C:\ProgramData"))
+            .join("Rampart")
+    } else {
+        PathBuf::from("/var/lib/rampart-agent")
+    }
 }
 
 fn main() -> ExitCode {
@@ -194,6 +231,27 @@ fn execute(command: Command) -> Result<ExitCode> {
             print!("{done}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Service { action } => match action {
+            ServiceAction::Install { common } => {
+                // Checked now, so that a bad configuration fails here and
+                // not in a service that cannot say why.
+                load(&common)?;
+                print!(
+                    "{}",
+                    service::install(&common.state_dir, common.config.as_deref())?
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            ServiceAction::Uninstall => {
+                print!("{}", service::uninstall()?);
+                Ok(ExitCode::SUCCESS)
+            }
+            ServiceAction::Run { common } => {
+                let (state, config) = load(&common)?;
+                service::run(state, config)?;
+                Ok(ExitCode::SUCCESS)
+            }
+        },
         Command::Offboard { force, common } => {
             let (state, config) = load(&common)?;
             let done =

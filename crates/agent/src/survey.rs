@@ -35,8 +35,21 @@ pub const BUILTIN_MARKERS: &[(&str, &str)] = &[
     ("workspace_one", "/Library/Application Support/AirWatch"),
     ("workspace_one", "/opt/vmware/ws1-hub"),
     // Any MDM on macOS: configuration profiles land here.
-    ("mdm", "/Library/Managed Preferences"),
+    ("mdm", MANAGED_PREFERENCES),
 ];
+
+/// macOS configuration profiles land here.
+pub const MANAGED_PREFERENCES: &str = "/Library/Managed Preferences";
+
+/// Whether `dir` holds anything but the Defender preferences Rampart writes.
+pub fn foreign_entries(dir: &Path) -> bool {
+    let own = crate::providers::mdatp::config::MACOS_PLIST_NAME;
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy() != own)
+    })
+}
 
 /// Looks for every marker; `exists` is the file system check (a parameter
 /// so tests can stage a machine).
@@ -65,7 +78,29 @@ pub fn survey_with(config: &SurveyConfig, exists: impl Fn(&Path) -> bool) -> Sur
 
 /// The survey of this machine.
 pub fn survey(config: &SurveyConfig) -> Survey {
-    let found = survey_with(config, |p| p.exists());
+    #[allow(unused_mut)]
+    let mut found = survey_with(config, |p| {
+        // Rampart's own Defender preferences live there too (the mdatp
+        // provider on macOS): they are no sign of another MDM.
+        if p == Path::new(MANAGED_PREFERENCES) {
+            return foreign_entries(p);
+        }
+        p.exists()
+    });
+    // Windows: an active MDM enrollment in the registry.
+    #[cfg(windows)]
+    if config.builtin {
+        let w = crate::windows_facts::parse(&crate::windows_facts::snapshot());
+        for provider in &w.mdm_providers {
+            if found.managed_by.is_none() {
+                found.managed_by = Some("mdm".into());
+            }
+            found.evidence.push(format!(
+                r"mdm: HKLM\{}\… names ProviderID {provider}",
+                crate::windows_facts::ENROLLMENTS
+            ));
+        }
+    }
     if let Some(authority) = &found.managed_by {
         tracing::info!(
             event = "survey",
@@ -121,6 +156,17 @@ mod tests {
             markers: Vec::new(),
         };
         assert_eq!(survey_with(&off, staged), Survey::default());
+    }
+
+    #[test]
+    fn rampart_s_own_managed_preferences_are_no_other_mdm() {
+        let dir = TempDir::new();
+        assert!(!foreign_entries(dir.path()));
+        std::fs::write(dir.path().join("com.microsoft.wdav.plist"), "").unwrap();
+        assert!(!foreign_entries(dir.path()));
+        std::fs::write(dir.path().join("com.apple.screensaver.plist"), "").unwrap();
+        assert!(foreign_entries(dir.path()));
+        assert!(!foreign_entries(&dir.path().join("absent")));
     }
 
     #[test]

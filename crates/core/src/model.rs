@@ -174,6 +174,11 @@ pub struct TenantSettings {
     /// Whether devices another management authority manages may be taken
     /// over. The engine does not use it; the device channel does.
     pub allow_takeover: bool,
+    /// Whether domain controllers are managed. Off by default, so that no
+    /// one cuts off a domain controller's firewall by accident; the device
+    /// channel refuses a device whose facts say domain controller until it
+    /// is on.
+    pub manage_domain_controllers: bool,
 }
 
 /// The tag that marks pilot devices unless the tenant chooses another.
@@ -191,6 +196,7 @@ impl Default for TenantSettings {
             pilot_tag: DEFAULT_PILOT_TAG.to_string(),
             conflict_policy: ConflictPolicy::Report,
             allow_takeover: false,
+            manage_domain_controllers: false,
         }
     }
 }

@@ -117,6 +117,7 @@ pub fn policy_schema(catalog: &Catalog) -> Value {
                     "pilot_tag": {"type": "string", "minLength": 1, "maxLength": 64},
                     "conflict_policy": {"enum": strings(ConflictPolicy::ALL, ConflictPolicy::as_str)},
                     "allow_takeover": {"type": "boolean"},
+                    "manage_domain_controllers": {"type": "boolean"},
                 },
             },
         },

@@ -506,6 +506,7 @@ pub const TENANT_FIELDS: &[&str] = &[
     "pilot_tag",
     "conflict_policy",
     "allow_takeover",
+    "manage_domain_controllers",
 ];
 
 /// Checks tenant settings; fields left out keep the values of `base`.
@@ -559,11 +560,14 @@ pub fn tenant_settings_from_json(
         Some(base.conflict_policy),
     );
     let allow_takeover = r.bool("allow_takeover", base.allow_takeover);
+    let manage_domain_controllers =
+        r.bool("manage_domain_controllers", base.manage_domain_controllers);
     let settings = conflict_policy.map(|conflict_policy| TenantSettings {
         enforcement,
         pilot_tag,
         conflict_policy,
         allow_takeover,
+        manage_domain_controllers,
     });
     r.finish(settings)
 }
@@ -607,6 +611,7 @@ pub fn tenant_settings_to_json(settings: &TenantSettings) -> Value {
         "pilot_tag": settings.pilot_tag,
         "conflict_policy": settings.conflict_policy,
         "allow_takeover": settings.allow_takeover,
+        "manage_domain_controllers": settings.manage_domain_controllers,
     })
 }
 

@@ -42,6 +42,32 @@ pub struct Facts {
     pub device_type: String,
     pub agent_version: String,
     pub tags: Vec<String>,
+    /// The edition (`Professional`, `ServerDatacenter`…), where the OS has
+    /// one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edition: Option<String>,
+    /// Stable codes of configurations the agent found that matter to
+    /// management (`conditions` in `docs/device-channel.md`):
+    /// `domain_controller`, `server_core`, `constrained_language`,
+    /// `configmgr_client`, `mdm_enrolled`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<String>,
+}
+
+/// The stable codes of [`Facts::conditions`].
+pub mod conditions {
+    /// Windows: ProductType `LanmanNt`. Managed only when the tenant allows it.
+    pub const DOMAIN_CONTROLLER: &str = "domain_controller";
+    /// Windows: InstallationType `Server Core`. Managed: the registry
+    /// provider needs no desktop and no PowerShell.
+    pub const SERVER_CORE: &str = "server_core";
+    /// Windows: PowerShell's `__PSLockdownPolicy` asks for Constrained
+    /// Language mode. Managed: the registry provider needs no PowerShell.
+    pub const CONSTRAINED_LANGUAGE: &str = "constrained_language";
+    /// Windows: the Configuration Manager client is installed.
+    pub const CONFIGMGR_CLIENT: &str = "configmgr_client";
+    /// Windows: an MDM enrollment is present.
+    pub const MDM_ENROLLED: &str = "mdm_enrolled";
 }
 
 /// What the agent's survey found.
@@ -344,5 +370,8 @@ pub mod codes {
     pub const PLATFORM_NOT_ENABLED: &str = "platform_not_enabled";
     pub const PILOT_TAG_MISSING: &str = "pilot_tag_missing";
     pub const OS_UNSUPPORTED: &str = "os_unsupported";
+    /// The device is a domain controller and the tenant does not manage
+    /// domain controllers (`manage_domain_controllers`).
+    pub const DOMAIN_CONTROLLER_NOT_ALLOWED: &str = "domain_controller_not_allowed";
     pub const MANAGED_BY_OTHER: &str = "managed_by_other_authority";
 }

@@ -51,6 +51,10 @@ pub struct TenantSettingsView {
     pub conflict_policy: String,
     /// Whether devices another management authority manages may be taken over.
     pub allow_takeover: bool,
+    /// Whether devices whose facts say domain controller are managed (off
+    /// by default).
+    #[serde(default)]
+    pub manage_domain_controllers: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

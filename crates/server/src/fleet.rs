@@ -95,7 +95,8 @@ impl Fleet {
     }
 
     /// What the device gets. A device another management authority manages
-    /// gets nothing unless the tenant allows takeover.
+    /// gets nothing unless the tenant allows takeover; a domain controller
+    /// nothing unless the tenant manages domain controllers.
     pub fn resolve(&self, record: &DeviceRecord) -> Option<Resolution> {
         let device = Fleet::device(record)?;
         if record.managed_by != MANAGED_BY_RAMPART && !self.settings.allow_takeover {
@@ -105,6 +106,17 @@ impl Fleet {
                     "the device is managed by {}; the tenant does not allow takeover",
                     record.managed_by
                 ),
+            ));
+        }
+        // The device channel found it a domain controller (its facts) and the
+        // tenant does not manage those: nothing, until the tenant allows it.
+        if record.enrollment_code.as_deref()
+            == Some(rampart_proto::device::codes::DOMAIN_CONTROLLER_NOT_ALLOWED)
+            && !self.settings.manage_domain_controllers
+        {
+            return Some(unmanaged(
+                &record.name,
+                "the device is a domain controller; the tenant does not manage domain controllers (manage_domain_controllers)".to_string(),
             ));
         }
         Some(resolve(

@@ -94,6 +94,7 @@ pub fn tenant_settings_view(s: &TenantSettings) -> TenantSettingsView {
         pilot_tag: s.pilot_tag.clone(),
         conflict_policy: s.conflict_policy.to_string(),
         allow_takeover: s.allow_takeover,
+        manage_domain_controllers: s.manage_domain_controllers,
     }
 }
 

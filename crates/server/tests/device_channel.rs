@@ -20,6 +20,7 @@ fn facts(os: &str, tags: &[&str]) -> Facts {
         device_type: "server".into(),
         agent_version: "test".into(),
         tags: tags.iter().map(|t| t.to_string()).collect(),
+        ..Facts::default()
     }
 }
 

@@ -52,6 +52,7 @@ fn facts() -> Facts {
         device_type: "server".into(),
         agent_version: "sim".into(),
         tags: vec!["web".into()],
+        ..Facts::default()
     }
 }
 

@@ -20,6 +20,7 @@ pub mod file;
 pub mod mdatp;
 pub mod nftables;
 mod replace;
+pub mod windows;
 
 use std::collections::BTreeMap;
 
@@ -253,6 +254,12 @@ pub fn build(
     }
     if config.mdatp.enabled {
         providers.push(Box::new(mdatp::MdatpProvider::new(config.mdatp.clone())));
+    }
+    #[cfg(windows)]
+    if config.registry.enabled {
+        providers.push(Box::new(windows::RegistryProvider::new(
+            config.registry.clone(),
+        )));
     }
     providers
 }

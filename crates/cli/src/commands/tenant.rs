@@ -49,6 +49,10 @@ enum Command {
         /// over: true or false.
         #[arg(long, value_name = "BOOL", group = "change")]
         allow_takeover: Option<bool>,
+        /// Whether devices whose registry says domain controller are
+        /// managed: true or false (off by default).
+        #[arg(long, value_name = "BOOL", group = "change")]
+        manage_domain_controllers: Option<bool>,
     },
 }
 
@@ -88,6 +92,7 @@ pub async fn run(client: Client, args: Args) -> Result<ExitCode> {
             pilot_tag,
             conflict_policy,
             allow_takeover,
+            manage_domain_controllers,
         } => {
             // Only the fields given are sent: the server keeps the others.
             let mut body = Map::new();
@@ -106,6 +111,9 @@ pub async fn run(client: Client, args: Args) -> Result<ExitCode> {
             }
             if let Some(allow) = allow_takeover {
                 body.insert("allow_takeover".into(), Value::from(allow));
+            }
+            if let Some(manage) = manage_domain_controllers {
+                body.insert("manage_domain_controllers".into(), Value::from(manage));
             }
             client
                 .put(&["tenant", "settings"], &Value::Object(body))
@@ -133,6 +141,10 @@ fn describe(t: &TenantView) -> String {
         vec!["pilot tag".to_string(), s.pilot_tag.clone()],
         vec!["conflict policy".to_string(), s.conflict_policy.clone()],
         vec!["allow takeover".to_string(), s.allow_takeover.to_string()],
+        vec![
+            "manage domain controllers".to_string(),
+            s.manage_domain_controllers.to_string(),
+        ],
     ];
     render::table(&["SETTING", "VALUE"], &rows)
 }

@@ -36,7 +36,7 @@ pub async fn show(State(state): State<AppState>, who: Principal) -> ApiResult<Js
 }
 
 #[utoipa::path(put, path = "/api/v1/tenant/settings", tag = "tenant",
-    request_body(content = Object, description = "Any of enforcement, pilot_tag, conflict_policy, allow_takeover; fields left out keep their values"),
+    request_body(content = Object, description = "Any of enforcement, pilot_tag, conflict_policy, allow_takeover, manage_domain_controllers; fields left out keep their values"),
     responses((status = 200, body = TenantView), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,

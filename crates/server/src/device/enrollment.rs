@@ -54,6 +54,18 @@ pub fn enrollment_state(
             MANAGED_BY_RAMPART,
         );
     };
+    if facts
+        .conditions
+        .iter()
+        .any(|c| c == rampart_proto::device::conditions::DOMAIN_CONTROLLER)
+        && !tenant.manage_domain_controllers
+    {
+        return refuse(
+            codes::DOMAIN_CONTROLLER_NOT_ALLOWED,
+            "this device is a domain controller and the tenant does not manage domain controllers (tenant setting manage_domain_controllers)".into(),
+            MANAGED_BY_RAMPART,
+        );
+    }
     match tenant.enforcement_for(os) {
         Enforcement::Off => {
             return refuse(
@@ -96,6 +108,7 @@ mod tests {
             device_type: "server".into(),
             agent_version: "0".into(),
             tags: vec![],
+            ..Facts::default()
         }
     }
 
@@ -146,5 +159,27 @@ mod tests {
         );
         let ok = enrollment_state(&facts("linux"), &none, &["mde-management".into()], &tenant);
         assert_eq!(ok.labels, vec![JOINED, MANAGED]);
+
+        // A domain controller waits for the tenant's consent.
+        let tenant = TenantSettings::default();
+        let mut dc = facts("windows");
+        dc.conditions = vec!["domain_controller".into(), "server_core".into()];
+        let s = enrollment_state(&dc, &none, &[], &tenant);
+        assert_eq!(
+            s.code.as_deref(),
+            Some(codes::DOMAIN_CONTROLLER_NOT_ALLOWED)
+        );
+        assert_eq!(s.status, NOT_MANAGED);
+        let allowing = TenantSettings {
+            manage_domain_controllers: true,
+            ..TenantSettings::default()
+        };
+        assert_eq!(
+            enrollment_state(&dc, &none, &[], &allowing).status,
+            ENROLLED
+        );
+        // Server Core alone is managed.
+        dc.conditions = vec!["server_core".into()];
+        assert_eq!(enrollment_state(&dc, &none, &[], &tenant).status, ENROLLED);
     }
 }

@@ -152,6 +152,7 @@ pub fn facts() -> Facts {
         device_type: "server".into(),
         agent_version: "test".into(),
         tags: Vec::new(),
+        ..Facts::default()
     }
 }
 

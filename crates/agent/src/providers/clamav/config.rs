@@ -66,7 +66,9 @@ impl ClamavFile {
             .unwrap_or_else(|| PathBuf::from("/run/clamav/clamd.ctl"));
         let include = self.on_access_include_paths.unwrap_or_default();
         for p in [&config_path, &socket].into_iter().chain(&include) {
-            if !p.is_absolute() {
+            // `has_root`: on Windows a default like /etc/clamav/clamd.conf is rooted
+            // on the current drive, which is enough for a provider that is off there.
+            if !p.has_root() {
                 return Err(invalid(format!("{} is not an absolute path", p.display())));
             }
             if p.to_string_lossy().contains(['\n', '\r']) {

@@ -51,6 +51,11 @@ pub const MAPPING: &[(&str, Target)] = &[
             Spelling::Bool("real_time", "on_demand"),
         ),
     ),
+    // Passive mode beside another antivirus: the documented values as is.
+    (
+        "enforcement_level",
+        Target::Key(&[AV, "enforcementLevel"], Spelling::Same),
+    ),
     (
         "scan_archives",
         Target::Key(&[AV, "scanArchives"], Spelling::Same),
@@ -448,7 +453,9 @@ mod tests {
         assert_eq!(back["edr_device_tag"], json!("linux-fleet"));
         assert_eq!(back["excluded_extensions"], json!([".log", ".tmp"]));
         assert_eq!(back["excluded_processes"], json!(["/usr/bin/backup"]));
-        assert_eq!(back.len(), 13);
+        // enforcementLevel reads back as both real_time_protection and
+        // enforcement_level.
+        assert_eq!(back.len(), 14);
     }
 
     #[test]

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use self::config::MdatpConfig;
+use self::config::{Format, MdatpConfig};
 use self::health::Health;
 use super::command::{self, RunError};
 use super::replace::replace_file;
@@ -77,6 +77,13 @@ impl MdatpProvider {
                 )))
             }
         };
+        if self.config.format == Format::Plist {
+            return Ok(match plist::from_bytes::<Value>(&bytes) {
+                Ok(v) if v.is_object() => Ok(v),
+                Ok(_) => Err("the top level is not a dictionary".into()),
+                Err(e) => Err(e.to_string()),
+            });
+        }
         Ok(match serde_json::from_slice::<Value>(&bytes) {
             Ok(v) if v.is_object() => Ok(v),
             Ok(_) => Err("the top level is not a JSON object".into()),
@@ -134,6 +141,42 @@ impl MdatpProvider {
     }
 }
 
+/// The document as the file's format spells it.
+fn encode(doc: &Value, format: Format) -> Result<Vec<u8>, ProviderError> {
+    let mut bytes = Vec::new();
+    match format {
+        Format::Json => {
+            bytes = serde_json::to_vec_pretty(doc)
+                .map_err(|e| ProviderError::misconfigured(e.to_string()))?;
+            bytes.push(b'\n');
+        }
+        // A property list has no null: a key someone set to null is left
+        // out rather than failing the whole file.
+        Format::Plist => plist::to_writer_xml(&mut bytes, &without_nulls(doc)).map_err(|e| {
+            ProviderError::misconfigured(format!("cannot write a property list: {e}"))
+        })?,
+    }
+    Ok(bytes)
+}
+
+fn without_nulls(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), without_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .filter(|v| !v.is_null())
+                .map(without_nulls)
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 impl Provider for MdatpProvider {
     fn name(&self) -> &'static str {
         "mdatp"
@@ -174,7 +217,12 @@ impl Provider for MdatpProvider {
             }
         };
         let is_dir = |p: &str| std::path::Path::new(p).is_dir();
-        for change in &plan.changes {
+        // Reverts first: a key given up by one setting may be another's
+        // (enforcementLevel is both real_time_protection's and
+        // enforcement_level's).
+        let mut changes: Vec<&Change> = plan.changes.iter().collect();
+        changes.sort_by_key(|c| !matches!(c, Change::Revert { .. }));
+        for change in changes {
             match change {
                 Change::Set { setting, value } => managed::set(&mut doc, setting, value, &is_dir),
                 Change::Revert { setting } => managed::remove(&mut doc, setting),
@@ -182,9 +230,7 @@ impl Provider for MdatpProvider {
             }
         }
         if before.as_ref() != Some(&doc) {
-            let mut bytes = serde_json::to_vec_pretty(&doc)
-                .map_err(|e| ProviderError::misconfigured(e.to_string()))?;
-            bytes.push(b'\n');
+            let bytes = encode(&doc, self.config.format)?;
             replace_file(&self.config.path, &bytes, 0o644).map_err(|e| {
                 ProviderError::misconfigured(format!("cannot write {}: {e}", self.path()))
             })?;
@@ -196,6 +242,35 @@ impl Provider for MdatpProvider {
 
     fn matches(&self, desired: &Value, observed: Option<&Value>) -> bool {
         super::compare::same(desired, observed)
+    }
+
+    fn plan(
+        &self,
+        desired: &Values,
+        observed: &Values,
+        removals: &std::collections::BTreeMap<String, rampart_core::catalog::RemovalBehaviour>,
+    ) -> Plan {
+        let carried: Values = desired
+            .iter()
+            .filter(|(k, _)| !self.not_carried(desired).contains_key(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        super::plan(&carried, observed, removals)
+    }
+
+    /// `enforcement_level` and `real_time_protection` are the same key of
+    /// the file; when both are assigned the former decides.
+    fn not_carried(&self, desired: &Values) -> std::collections::BTreeMap<String, String> {
+        let mut out = std::collections::BTreeMap::new();
+        if desired.contains_key("enforcement_level") && desired.contains_key("real_time_protection")
+        {
+            out.insert(
+                "real_time_protection".to_string(),
+                "enforcement_level is also assigned and decides antivirusEngine.enforcementLevel"
+                    .to_string(),
+            );
+        }
+        out
     }
 
     fn explain(&self, setting: &str, desired: &Value) -> Option<ProviderError> {
@@ -248,7 +323,61 @@ mod tests {
             enabled: true,
             path: dir.path().join("managed/mdatp_managed.json"),
             health_command: health.iter().map(|s| s.to_string()).collect(),
+            format: Format::Json,
         })
+    }
+
+    #[test]
+    fn macos_managed_preferences_are_a_property_list_with_the_same_keys() {
+        let dir = TempDir::new();
+        let path = dir
+            .path()
+            .join("Managed Preferences/com.microsoft.wdav.plist");
+        let mut p = MdatpProvider::new(MdatpConfig {
+            enabled: true,
+            path: path.clone(),
+            health_command: Vec::new(),
+            format: Format::Plist,
+        });
+        let desired = values(&[
+            ("real_time_protection", json!(true)),
+            ("excluded_paths", json!(["/tmp/x/"])),
+            ("pua_protection", json!("block")),
+            ("edr_device_tag", json!("finance")),
+        ]);
+        p.apply(&plan(&desired, &p.observe().unwrap(), &BTreeMap::new()))
+            .unwrap();
+        // Parsed as a property list, with mdatp_managed.json's keys.
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("<?xml"), "{text}");
+        let doc: plist::Value = plist::from_file(&path).unwrap();
+        let root = doc.as_dictionary().unwrap();
+        let av = root["antivirusEngine"].as_dictionary().unwrap();
+        assert_eq!(av["enforcementLevel"].as_string(), Some("real_time"));
+        let excl = av["exclusions"].as_array().unwrap()[0]
+            .as_dictionary()
+            .unwrap();
+        assert_eq!(excl["$type"].as_string(), Some("excludedPath"));
+        assert_eq!(excl["path"].as_string(), Some("/tmp/x/"));
+        let tags = root["edr"].as_dictionary().unwrap()["tags"]
+            .as_array()
+            .unwrap();
+        assert_eq!(
+            tags[0].as_dictionary().unwrap()["value"].as_string(),
+            Some("finance")
+        );
+        // Read back from the plist.
+        let after = p.observe().unwrap();
+        for (k, v) in &desired {
+            assert!(p.matches(v, after.get(k)), "{k}: {:?}", after.get(k));
+        }
+        // A broken plist is set aside, like a broken JSON file.
+        std::fs::write(&path, "not a plist").unwrap();
+        assert!(p.observe().unwrap().is_empty());
+        p.apply(&plan(&desired, &Values::new(), &BTreeMap::new()))
+            .unwrap();
+        let after = p.observe().unwrap();
+        assert!(desired.iter().all(|(k, v)| p.matches(v, after.get(k))));
     }
 
     fn values(pairs: &[(&str, Value)]) -> Values {
@@ -387,6 +516,29 @@ mod tests {
             .note("scan_archives")
             .unwrap()
             .contains("daemon not running"));
+    }
+
+    #[test]
+    fn passive_mode_beside_another_antivirus() {
+        let dir = TempDir::new();
+        let path = dir.path().join("managed/mdatp_managed.json");
+        let mut p = provider(&dir, &[]);
+        let desired = values(&[
+            ("enforcement_level", json!("passive")),
+            ("real_time_protection", json!(true)),
+        ]);
+        assert!(p.not_carried(&desired).contains_key("real_time_protection"));
+        p.apply(&p.plan(&desired, &Values::new(), &BTreeMap::new()))
+            .unwrap();
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(doc["antivirusEngine"]["enforcementLevel"], "passive");
+        assert_eq!(p.observe().unwrap()["enforcement_level"], json!("passive"));
+        for level in ["on_demand", "real_time"] {
+            let d = values(&[("enforcement_level", json!(level))]);
+            p.apply(&plan(&d, &p.observe().unwrap(), &BTreeMap::new()))
+                .unwrap();
+            assert_eq!(p.observe().unwrap()["enforcement_level"], json!(level));
+        }
     }
 
     #[test]

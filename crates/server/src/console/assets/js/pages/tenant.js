@@ -1,5 +1,5 @@
 // Tenant settings (enforcement scope per platform, pilot tag, takeover,
-// conflict policy) and local users: global admins change them; the server
+// domain controllers, conflict policy) and local users: global admins change them; the server
 // refuses anyone else, whatever this page shows.
 
 import { h, replace, announce, append } from '../dom.js';
@@ -17,6 +17,7 @@ export async function render(main, ctx) {
   const scopes = PLATFORMS.map(([p, label]) => [p, label, select(SCOPES, s.enforcement[p] ?? 'off', { disabled: !admin })]);
   const pilot = h('input', { type: 'text', value: s.pilot_tag, disabled: !admin, spellcheck: 'false' });
   const takeover = h('input', { type: 'checkbox', id: 'allow-takeover', checked: s.allow_takeover, disabled: !admin });
+  const dcs = h('input', { type: 'checkbox', id: 'manage-dcs', checked: s.manage_domain_controllers, disabled: !admin });
   const report = h('input', { type: 'radio', name: 'conflict', id: 'cp-report', value: 'report', checked: s.conflict_policy === 'report', disabled: !admin });
   const secure = h('input', { type: 'radio', name: 'conflict', id: 'cp-secure', value: 'most_secure_wins', checked: s.conflict_policy === 'most_secure_wins', disabled: !admin });
   const status = h('div', { class: 'form-status', role: 'status' });
@@ -27,6 +28,10 @@ export async function render(main, ctx) {
     h('div', { class: 'field check-field', dataset: { path: 'allow_takeover' } }, takeover,
       h('label', { for: 'allow-takeover' }, 'Take over devices another management authority manages'),
       h('p', { class: 'help' }, 'Off: a device the agent finds managed by another authority (an MDM, Configuration Manager…) is left alone and reported.'),
+      h('p', { class: 'field-error', hidden: true })),
+    h('div', { class: 'field check-field', dataset: { path: 'manage_domain_controllers' } }, dcs,
+      h('label', { for: 'manage-dcs' }, 'Manage domain controllers'),
+      h('p', { class: 'help' }, 'Off: a Windows device whose registry says domain controller is reported and left alone, so that no one cuts off a domain controller\u2019s firewall by accident.'),
       h('p', { class: 'field-error', hidden: true })),
     fieldset({ path: 'conflict_policy', legend: 'When two policies disagree on a setting', children: [
       h('div', { class: 'radio' }, report, h('label', { for: 'cp-report' }, 'Report a conflict and apply neither value (as Intune does)')),
@@ -42,6 +47,7 @@ export async function render(main, ctx) {
       enforcement: Object.fromEntries(scopes.map(([p, , sel]) => [p, sel.value])),
       pilot_tag: pilot.value.trim(),
       allow_takeover: takeover.checked,
+      manage_domain_controllers: dcs.checked,
       conflict_policy: secure.checked ? 'most_secure_wins' : 'report',
     };
     try {
