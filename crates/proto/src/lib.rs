@@ -58,6 +58,9 @@ pub struct TenantView {
     pub id: String,
     pub name: String,
     pub settings: TenantSettingsView,
+    /// Goes up with every change of the settings (0 before the first);
+    /// send it as `If-Match` with an update.
+    pub settings_version: u64,
 }
 
 // ---- devices --------------------------------------------------------------

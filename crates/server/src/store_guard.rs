@@ -181,6 +181,11 @@ impl Store for GuardedStore {
         self.bounded(self.inner.tenant_settings(tenant)).await
     }
 
+    async fn tenant_settings_version(&self, tenant: &str) -> Result<u64> {
+        self.bounded(self.inner.tenant_settings_version(tenant))
+            .await
+    }
+
     async fn tenant_secrets(&self, tenant: &str) -> Result<Option<TenantSecrets>> {
         self.bounded(self.inner.tenant_secrets(tenant))
             .await?

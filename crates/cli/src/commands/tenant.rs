@@ -107,8 +107,15 @@ pub async fn run(client: Client, args: Args) -> Result<ExitCode> {
             if let Some(allow) = allow_takeover {
                 body.insert("allow_takeover".into(), Value::from(allow));
             }
+            // Based on the settings as they are now: a change someone else
+            // makes in between is refused, not overwritten.
+            let current: TenantView = client.get(&["tenant"]).await?;
             client
-                .put(&["tenant", "settings"], &Value::Object(body))
+                .put_if_match(
+                    &["tenant", "settings"],
+                    &Value::Object(body),
+                    current.settings_version,
+                )
                 .await?
         }
     };
