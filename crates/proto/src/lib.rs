@@ -105,6 +105,7 @@ pub struct SetTags {
     Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema, utoipa::IntoParams,
 )]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeviceFilter {
     pub managed_by: Option<String>,
     pub label: Option<String>,
@@ -167,7 +168,7 @@ pub struct ConflictView {
     pub setting: String,
     pub key: Option<String>,
     pub policies: Vec<String>,
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<serde_json::Value>)]
     pub values: Vec<Value>,
 }
 
@@ -182,7 +183,7 @@ pub struct NotApplicableView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct EffectiveSettingView {
     pub setting: String,
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub value: Value,
     pub sources: Vec<String>,
 }
@@ -295,10 +296,10 @@ pub struct SettingStatusView {
     /// `succeeded`, `error`, `conflict`, `not_applicable`, `pending`.
     pub status: String,
     /// The effective value the device should hold.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub value: Option<Value>,
     /// What the agent read back from the component.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub observed: Option<Value>,
     pub sources: Vec<String>,
     pub error_code: Option<String>,
@@ -352,7 +353,7 @@ pub struct PolicyReport {
 pub struct SettingDeviceStatus {
     pub device: String,
     pub status: String,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub value: Option<Value>,
     pub sources: Vec<String>,
     pub error_message: Option<String>,
@@ -375,9 +376,9 @@ pub struct AuditView {
     pub action: String,
     pub object_kind: String,
     pub object_name: String,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub before: Option<Value>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub after: Option<Value>,
 }
 
@@ -385,10 +386,13 @@ pub struct AuditView {
     Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema, utoipa::IntoParams,
 )]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// At most this many entries (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// Entries older than this id, for paging.
+    #[param(minimum = 1)]
     pub before: Option<i64>,
 }
 

@@ -39,6 +39,11 @@ pub async fn audit_log(
             "limit must be between 1 and 1000".into(),
         ));
     }
+    if q.before.is_some_and(|b| b < 1) {
+        return Err(ApiError::BadRequest(
+            "before must be an audit entry id (1 or more)".into(),
+        ));
+    }
     let entries = state.store.audit(&who.tenant_id, limit, q.before).await?;
     Ok(Json(entries.into_iter().map(audit_view).collect()))
 }
@@ -142,7 +147,8 @@ pub async fn list_tokens(
 }
 
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path)),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "`last_global_admin`: the tenant's last global_admin token or user", body = ErrorBody)))]
 pub async fn delete_token(
     State(state): State<AppState>,
     who: Principal,
