@@ -38,16 +38,78 @@ pub struct FieldErrorView {
     pub message: String,
 }
 
+// ---- closed sets, for the document ------------------------------------------
+//
+// The wire carries these as strings (`rampart-core` owns the values); these
+// types only give the OpenAPI document their enums.
+
+/// An administrator's role.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleName {
+    ReadOnly,
+    SecurityManager,
+    GlobalAdmin,
+}
+
+/// `api` (made with `POST /tokens`) or `session` (a console sign-in).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    Api,
+    Session,
+}
+
+/// A policy family.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FamilyName {
+    Antivirus,
+    AntivirusExclusions,
+    Firewall,
+    FirewallRules,
+    Edr,
+    Asr,
+}
+
+/// A platform (a device's operating system family).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PlatformName {
+    Linux,
+    Windows,
+    Macos,
+}
+
+/// Per-platform enforcement scope.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EnforcementScope {
+    Off,
+    All,
+    Tagged,
+}
+
+/// What happens when two policies give one setting different values.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictPolicyName {
+    Report,
+    MostSecureWins,
+}
+
 // ---- tenant ---------------------------------------------------------------
 
 /// The tenant's settings (the seeds' "enforcement scope" and more).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TenantSettingsView {
     /// Platform (`linux`, `windows`, `macos`) → `off`, `all` or `tagged`.
+    #[schema(value_type = BTreeMap<PlatformName, EnforcementScope>)]
     pub enforcement: BTreeMap<String, String>,
     /// The tag that marks pilot devices in `tagged` mode.
     pub pilot_tag: String,
     /// `report` or `most_secure_wins`.
+    #[schema(value_type = ConflictPolicyName)]
     pub conflict_policy: String,
     /// Whether devices another management authority manages may be taken over.
     pub allow_takeover: bool,
@@ -121,7 +183,9 @@ pub struct DeviceFilter {
 pub struct PolicyView {
     pub name: String,
     pub description: String,
+    #[schema(value_type = FamilyName)]
     pub family: String,
+    #[schema(value_type = PlatformName)]
     pub platform: String,
     /// Setting id → value, in canonical form.
     #[schema(value_type = Object)]
@@ -401,6 +465,7 @@ pub struct AuditQuery {
 pub struct TokenCreate {
     pub name: String,
     /// `global_admin`, `security_manager` or `read_only`.
+    #[schema(value_type = RoleName)]
     pub role: String,
     /// When the token stops working (Unix seconds, in the future); never
     /// when absent.
@@ -413,6 +478,7 @@ pub struct TokenCreate {
 pub struct TokenCreated {
     pub id: String,
     pub name: String,
+    #[schema(value_type = RoleName)]
     pub role: String,
     pub token: String,
 }
@@ -421,7 +487,9 @@ pub struct TokenCreated {
 pub struct TokenView {
     pub id: String,
     pub name: String,
+    #[schema(value_type = RoleName)]
     pub role: String,
+    #[schema(value_type = TokenKind)]
     pub kind: String,
     pub created_at: i64,
     pub created_by: String,
@@ -435,6 +503,7 @@ pub struct TokenView {
 pub struct UserCreate {
     pub username: String,
     pub password: String,
+    #[schema(value_type = RoleName)]
     pub role: String,
 }
 
@@ -442,6 +511,7 @@ pub struct UserCreate {
 pub struct UserView {
     pub id: String,
     pub username: String,
+    #[schema(value_type = RoleName)]
     pub role: String,
     pub created_at: i64,
     /// A disabled user cannot sign in.
@@ -455,6 +525,7 @@ pub struct UserView {
 pub struct UserUpdate {
     /// `global_admin`, `security_manager` or `read_only`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<RoleName>)]
     pub role: Option<String>,
     /// A new password, at least 12 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -478,6 +549,7 @@ pub struct LoginResponse {
     /// A session token for `Authorization: Bearer`.
     pub token: String,
     pub expires_at: i64,
+    #[schema(value_type = RoleName)]
     pub role: String,
     pub tenant: String,
 }
@@ -487,6 +559,7 @@ pub struct LoginResponse {
 pub struct WhoAmI {
     pub tenant: String,
     pub actor: String,
+    #[schema(value_type = RoleName)]
     pub role: String,
 }
 
