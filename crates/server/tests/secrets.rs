@@ -134,11 +134,11 @@ async fn sqlite_files_hold_no_private_key_and_are_private() {
     drop(store);
     server.halt().await.unwrap();
     for file in database_files(&server.data_dir) {
-        assert_clean(
-            &file.display().to_string(),
-            &std::fs::read(&file).unwrap(),
-            &needles,
-        );
+        // The last connection to close removes -wal and -shm, maybe while
+        // this loop runs.
+        if let Ok(bytes) = std::fs::read(&file) {
+            assert_clean(&file.display().to_string(), &bytes, &needles);
+        }
     }
     server.stop().await.unwrap();
 }

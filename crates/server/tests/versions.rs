@@ -189,3 +189,131 @@ async fn tenant_settings_updates_carry_their_version() {
     assert_eq!(tenant["settings"]["pilot_tag"], "first");
     server.stop().await.unwrap();
 }
+
+/// `apply` computes its plan from what it read; another administrator's
+/// change landing before its write must fail the apply (nothing written)
+/// with a message saying so, not be overwritten. On PostgreSQL the test
+/// holds the policy's row lock, so the apply's write waits, then commits
+/// "the other change" and lets the apply continue.
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_overtaken_by_another_change_applies_nothing_and_says_so() {
+    use sqlx::{Connection, Executor, PgConnection};
+    use std::time::{Duration, Instant};
+
+    let required = std::env::var("RAMPART_TEST_POSTGRES_REQUIRED").is_ok_and(|v| v == "1");
+    let Ok(base) = std::env::var("RAMPART_TEST_POSTGRES_URL") else {
+        assert!(!required, "RAMPART_TEST_POSTGRES_URL is not set");
+        eprintln!("skipped: set RAMPART_TEST_POSTGRES_URL");
+        return;
+    };
+    let db = format!("rampart_apply_race_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&base).await.unwrap();
+    admin
+        .execute(format!("CREATE DATABASE {db}").as_str())
+        .await
+        .unwrap();
+    let url = format!(
+        "{}/{db}",
+        base.rsplit_once('/')
+            .map_or(base.as_str(), |(head, _)| head)
+    );
+    let server = TestServer::start_with(rampart_testkit::Options {
+        database_url: Some(url.clone()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (s, _, _) = send(
+        &server,
+        Method::POST,
+        "/policies",
+        None,
+        Some(&policy(false)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (_, _, tenant) = send(&server, Method::GET, "/tenant", None, None).await;
+    let tenant_id = tenant["id"].as_str().unwrap().to_owned();
+
+    // Someone else's change, in progress: the row is locked.
+    let mut other = PgConnection::connect(&url).await.unwrap();
+    other.execute("BEGIN").await.unwrap();
+    sqlx::query("SELECT 1 FROM objects WHERE tenant_id = $1 AND name = 'av' FOR UPDATE")
+        .bind(&tenant_id)
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let mut doc = policy(true);
+    doc["kind"] = json!("Policy");
+    let apply = {
+        let (url, token) = (server.url.clone(), server.admin_token.clone());
+        tokio::spawn(async move {
+            let r = reqwest::Client::new()
+                .post(format!("{url}/api/v1/apply"))
+                .bearer_auth(token)
+                .json(&json!({"documents": [doc]}))
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        })
+    };
+    // Wait until the apply's write waits on the lock.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'",
+        )
+        .bind(&db)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the apply never reached its write"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The other change lands as version 2.
+    sqlx::query(
+        "UPDATE objects SET last_version = 2, current_version = 2 \
+         WHERE tenant_id = $1 AND kind = 'policy' AND name = 'av'",
+    )
+    .bind(&tenant_id)
+    .execute(&mut other)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO object_versions (tenant_id, kind, name, version, doc, modified_at, modified_by) \
+         SELECT tenant_id, kind, name, 2, doc, modified_at, 'user:bob' FROM object_versions \
+         WHERE tenant_id = $1 AND kind = 'policy' AND name = 'av' AND version = 1",
+    )
+    .bind(&tenant_id)
+    .execute(&mut other)
+    .await
+    .unwrap();
+    other.execute("COMMIT").await.unwrap();
+
+    let (status, body) = apply.await.unwrap();
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "version_mismatch");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("nothing was applied"), "{message}");
+    let (_, _, current) = send(&server, Method::GET, "/policies/av", None, None).await;
+    assert_eq!(current["version"], 2);
+    assert_eq!(current["modified_by"], "user:bob");
+    assert_eq!(
+        current["settings"]["scan_archives"], false,
+        "the apply wrote nothing"
+    );
+
+    let _ = other.close().await;
+    server.stop().await.unwrap();
+    admin
+        .execute(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)").as_str())
+        .await
+        .unwrap();
+}
