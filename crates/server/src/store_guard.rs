@@ -21,6 +21,20 @@ use crate::sealing::Keyring;
 /// The default bound on one database call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How many times the timeout a write batch may take.
+const WRITE_TIMEOUT_FACTOR: u32 = 6;
+
+async fn within<T>(limit: Duration, call: impl Future<Output = Result<T>>) -> Result<T> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result,
+        // Dropping the call rolls its transaction back.
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "no answer from the database within {} ms",
+            limit.as_millis()
+        ))),
+    }
+}
+
 pub struct GuardedStore {
     inner: Arc<dyn Store>,
     keys: Keyring,
@@ -54,13 +68,14 @@ impl GuardedStore {
 
     /// Runs one backend call, or gives up after the timeout.
     async fn bounded<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "no answer from the database within {} ms",
-                self.timeout.as_millis()
-            ))),
-        }
+        within(self.timeout, call).await
+    }
+
+    /// A write batch gets longer: a large `apply` or `--load` is legitimately
+    /// slow, and a database that does not answer has already failed the
+    /// reads (the token look-up) every request starts with.
+    async fn bounded_write<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
+        within(self.timeout * WRITE_TIMEOUT_FACTOR, call).await
     }
 
     fn seal_tenant(&self, tenant: &str, mut secrets: TenantSecrets) -> Result<TenantSecrets> {
@@ -173,7 +188,7 @@ impl Store for GuardedStore {
                 other => Ok(other),
             })
             .collect::<Result<Vec<_>>>()?;
-        self.bounded(self.inner.write(tenant, at, writes, audit))
+        self.bounded_write(self.inner.write(tenant, at, writes, audit))
             .await
     }
 
