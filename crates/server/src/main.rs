@@ -151,7 +151,8 @@ async fn main() -> Result<()> {
         database_timeout: std::time::Duration::try_from_secs_f64(args.database_timeout)
             .map_err(|_| anyhow::anyhow!("--database-timeout must be a number of seconds"))?,
     };
-    config.validate()?;
+    // `start` validates the whole configuration; the subcommands below need
+    // only the data directory, the database and the master key.
     if let Some(Command::RotateMasterKey) = args.command {
         let id = rampart_server::rotate_master_key(&config).await?;
         println!(
