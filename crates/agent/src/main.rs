@@ -21,6 +21,9 @@ use rampart_agent::state::StateDir;
     about = "Rampart's device agent: onboard, enforce signed policies, report status"
 )]
 struct Cli {
+    /// How log lines are written: `text` for people, `json` (one object per line) for a log collector.
+    #[arg(long, env = "RAMPART_AGENT_LOG_FORMAT", default_value_t, global = true)]
+    log_format: rampart_log::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -103,14 +106,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RAMPART_AGENT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    rampart_log::init(
+        cli.log_format,
+        tracing_subscriber::EnvFilter::try_from_env("RAMPART_AGENT_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        std::io::stderr().is_terminal(),
+    );
     match execute(cli.command) {
         Ok(code) => code,
         Err(e) => {

@@ -81,9 +81,14 @@ impl Agent {
     }
 
     fn start(&mut self) {
+        self.start_with_env(&[]);
+    }
+
+    fn start_with_env(&mut self, env: &[(&str, &str)]) {
         let log = std::fs::File::create(self.dir.join("agent.log")).unwrap();
         let child = self
             .cmd(&["run"])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -836,7 +841,7 @@ async fn corrupted_state_files_are_repaired_and_never_count_as_enforced() {
         "{st}"
     );
     assert_eq!(agent.enforced().unwrap()["real_time_protection"], true);
-    agent.start();
+    agent.start_with_env(&[("RAMPART_AGENT_LOG_FORMAT", "json")]);
     eventually(30, "the server sends the policy again", async || {
         agent.status()["policy"]["digest"] == digest
     })
@@ -844,6 +849,19 @@ async fn corrupted_state_files_are_repaired_and_never_count_as_enforced() {
     assert!(agent.status()["policy_problem"].is_null());
     assert_eq!(agent.enforced().unwrap()["real_time_protection"], true);
     agent.stop();
+    // What a log collector reads: one JSON object per line, the problem
+    // under its stable event code.
+    let lines: Vec<Value> = agent
+        .log()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["event"] == "held_policy_invalid" && l["level"] == "ERROR"),
+        "{lines:?}"
+    );
 
     // A certificate file that no longer parses: the agent proves itself
     // with its key and carries on.
@@ -874,27 +892,152 @@ async fn corrupted_state_files_are_repaired_and_never_count_as_enforced() {
     server.stop().await.unwrap();
 }
 
-/// Copies the server's SQLite files (the database and its WAL; the
-/// shared-memory index is rebuilt on open) from one directory to another,
-/// with the server stopped: a backup, or its restore.
-fn copy_database(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(to.join(format!("rampart.db{suffix}")));
+/// Where the restore test keeps its server's data, and how it backs that
+/// data up and restores it as an operator would.
+enum Backend {
+    /// The embedded default: `rampart-server backup` while the server runs,
+    /// `rampart-server restore` with it stopped.
+    Sqlite,
+    /// A database of its own on the machine's PostgreSQL: `pg_dump` while
+    /// the server runs, `pg_restore` into a recreated database.
+    Postgres { admin_url: String, name: String },
+}
+
+impl Backend {
+    /// PostgreSQL when `RAMPART_TEST_POSTGRES_URL` is set; `None` (a skip,
+    /// said on the output) otherwise, and a failure when CI requires it.
+    fn postgres() -> Option<Backend> {
+        let required = std::env::var("RAMPART_TEST_POSTGRES_REQUIRED").is_ok_and(|v| v == "1");
+        let Ok(admin_url) = std::env::var("RAMPART_TEST_POSTGRES_URL") else {
+            assert!(
+                !required,
+                "RAMPART_TEST_POSTGRES_REQUIRED=1 but RAMPART_TEST_POSTGRES_URL is not set"
+            );
+            eprintln!(
+                "SKIPPED: set RAMPART_TEST_POSTGRES_URL to run the restore test on PostgreSQL"
+            );
+            return None;
+        };
+        let name = format!("rampart_restore_{}", uuid::Uuid::new_v4().simple());
+        psql(&admin_url, &format!("CREATE DATABASE {name}"));
+        Some(Backend::Postgres { admin_url, name })
     }
-    for suffix in ["", "-wal"] {
-        let name = format!("rampart.db{suffix}");
-        if from.join(&name).exists() {
-            std::fs::copy(from.join(&name), to.join(&name)).unwrap();
+
+    fn database_url(&self) -> Option<String> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres { admin_url, name } => Some(database_url(admin_url, name)),
+        }
+    }
+
+    /// Takes a backup of the running server's data into `dir`.
+    async fn backup(&self, server: &mut TestServer, dir: &Path) {
+        match self {
+            Backend::Sqlite => {
+                let file = dir.join("rampart.backup");
+                rampart_server::backup::backup(server.config(), &file)
+                    .await
+                    .unwrap();
+                // No restore under a running server.
+                let refused = rampart_server::backup::restore(server.config(), &file, 0)
+                    .await
+                    .unwrap_err();
+                assert!(refused.to_string().contains("stop it first"), "{refused:#}");
+            }
+            Backend::Postgres { admin_url, name } => {
+                let out = Command::new("pg_dump")
+                    .args(["--format=custom", "--file"])
+                    .arg(dir.join("rampart.dump"))
+                    .arg(database_url(admin_url, name))
+                    .output()
+                    .expect("pg_dump runs (package postgresql-client)");
+                assert!(out.status.success(), "pg_dump: {}", stderr(&out));
+            }
+        }
+    }
+
+    /// Puts the backup in `dir` back under the halted server.
+    async fn restore(&self, server: &TestServer, dir: &Path) {
+        match self {
+            Backend::Sqlite => {
+                let now = rampart_agent_now();
+                rampart_server::backup::restore(server.config(), &dir.join("rampart.backup"), now)
+                    .await
+                    .unwrap();
+                rampart_server::backup::check(server.config())
+                    .await
+                    .unwrap();
+            }
+            Backend::Postgres { admin_url, name } => {
+                psql(admin_url, &format!("DROP DATABASE {name} WITH (FORCE)"));
+                psql(admin_url, &format!("CREATE DATABASE {name}"));
+                let out = Command::new("pg_restore")
+                    .args(["--exit-on-error", "--dbname"])
+                    .arg(database_url(admin_url, name))
+                    .arg(dir.join("rampart.dump"))
+                    .output()
+                    .expect("pg_restore runs (package postgresql-client)");
+                assert!(out.status.success(), "pg_restore: {}", stderr(&out));
+            }
+        }
+    }
+
+    fn drop_database(&self) {
+        if let Backend::Postgres { admin_url, name } = self {
+            psql(
+                admin_url,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
         }
     }
 }
 
+/// The URL of database `name` on the server of `admin_url`.
+fn database_url(admin_url: &str, name: &str) -> String {
+    let base = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url, |(head, _)| head);
+    format!("{base}/{name}")
+}
+
+fn psql(url: &str, sql: &str) {
+    let out = Command::new("psql")
+        .args([
+            "--no-psqlrc",
+            "--quiet",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "--dbname",
+            url,
+            "--command",
+            sql,
+        ])
+        .output()
+        .expect("psql runs (package postgresql-client)");
+    assert!(out.status.success(), "psql {sql}: {}", stderr(&out));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restored_database_and_an_expired_certificate_cost_no_device_its_settings() {
+    restore_under_running_agents(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restored_postgresql_database_costs_no_device_its_settings() {
+    if let Some(backend) = Backend::postgres() {
+        restore_under_running_agents(backend).await;
+    }
+}
+
+/// An older copy of the database restored under running agents (taken
+/// before certificate renewals and a policy change): every agent keeps
+/// enforcing and converges to the restored server's policy; one offline
+/// past its certificate's lifetime comes back without re-onboarding.
+async fn restore_under_running_agents(backend: Backend) {
     let mut server = TestServer::start_with(Options {
         load: Some(rampart_testkit::repo_path("examples/fleet")),
         cert_lifetime_secs: Some(60),
+        database_url: backend.database_url(),
         ..Options::default()
     })
     .await
@@ -926,9 +1069,7 @@ async fn a_restored_database_and_an_expired_certificate_cost_no_device_its_setti
 
     // The backup, taken before the renewals and the policy change below.
     let backup = temp_dir("backup");
-    server.halt().await.unwrap();
-    copy_database(&server.data_dir, &backup);
-    server.resume().await.unwrap();
+    backend.backup(&mut server, &backup).await;
 
     // A policy change, then certificate renewals (a third of 60 s left).
     let (_, mut av) = server
@@ -974,7 +1115,7 @@ async fn a_restored_database_and_an_expired_certificate_cost_no_device_its_setti
     // One device goes offline; the old database comes back under the other.
     offline.stop();
     server.halt().await.unwrap();
-    copy_database(&backup, &server.data_dir);
+    backend.restore(&server, &backup).await;
     if let Err(e) = server.resume().await {
         panic!("resume on the restored database: {e:#}");
     }
@@ -1033,6 +1174,7 @@ async fn a_restored_database_and_an_expired_certificate_cost_no_device_its_setti
     offline.stop();
     let _ = std::fs::remove_dir_all(&backup);
     server.stop().await.unwrap();
+    backend.drop_database();
 }
 
 /// Seconds since the epoch, as the agent's clock reads them.

@@ -671,6 +671,77 @@ async fn apply_dry_run_reports_a_change_and_makes_none() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn apply_deletes_only_with_prune() {
+    let server = TestServer::with_examples().await.unwrap();
+    let before = names(&json(&server, &["policy", "list"]).await);
+    let dir = tempdir();
+    std::fs::write(
+        dir.join("one.yaml"),
+        "kind: Policy\nname: one-new-policy\nfamily: antivirus\nplatform: linux\nsettings:\n  scan_archives: true\nassignments:\n  include: [linux-servers]\n",
+    )
+    .unwrap();
+
+    // One new policy, assigned to a group the files do not hold: it is
+    // created, and everything else stays and is listed as kept.
+    let out = ok(&server, &["apply", "-f", dir.to_str().unwrap()]).await;
+    assert!(out.contains("+ create policy one-new-policy\n"), "{out}");
+    assert!(
+        out.contains("1 to create, 0 to change, 0 to delete"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "{} objects on the server but not in the files, kept: ",
+            before.len() + 7
+        )),
+        "{out}"
+    );
+    assert!(out.contains("group linux-servers"), "{out}");
+    assert!(out.contains("(apply with --prune to delete them)"), "{out}");
+    let after = names(&json(&server, &["policy", "list"]).await);
+    assert_eq!(after.len(), before.len() + 1, "nothing was deleted");
+
+    // With --prune the files are the whole desired state: a dry run says
+    // what would go, and the group the policy needs must then be there.
+    let out = rampart(
+        &server,
+        &["apply", "-f", dir.to_str().unwrap(), "--prune", "--dry-run"],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("unknown group \"linux-servers\""),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(
+        dir.join("group.yaml"),
+        "kind: Group\nname: linux-servers\nrule: os == \"linux\" and type == \"server\"\n",
+    )
+    .unwrap();
+    let out = ok(
+        &server,
+        &["apply", "-f", dir.to_str().unwrap(), "--prune", "--dry-run"],
+    )
+    .await;
+    assert!(out.contains("- delete policy linux-av-baseline\n"), "{out}");
+    assert!(!out.contains("kept"), "{out}");
+    assert_eq!(
+        names(&json(&server, &["policy", "list"]).await).len(),
+        before.len() + 1
+    );
+    let out = ok(&server, &["apply", "-f", dir.to_str().unwrap(), "--prune"]).await;
+    assert!(out.ends_with("Applied.\n"), "{out}");
+    assert_eq!(
+        names(&json(&server, &["policy", "list"]).await),
+        ["one-new-policy"]
+    );
+
+    std::fs::remove_dir_all(dir).unwrap();
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn apply_of_invalid_files_reports_every_error_and_sends_nothing() {
     let server = TestServer::start().await.unwrap();
     let dir = tempdir();
@@ -710,7 +781,7 @@ async fn apply_of_invalid_files_reports_every_error_and_sends_nothing() {
         .is_empty());
     assert_eq!(json(&server, &["audit", "list"]).await, audit_before);
 
-    // A directory of nothing but devices would delete everything: refused.
+    // A directory of nothing but devices is a wrong directory: refused.
     let devices = dir.join("devices");
     std::fs::create_dir_all(&devices).unwrap();
     std::fs::copy(
@@ -836,7 +907,7 @@ async fn onboarding_create_writes_a_private_package_and_refuses_to_overwrite() {
     let dir = tempdir();
     let out_path = dir.join("package.json");
     let out = out_path.to_str().unwrap();
-    ok(
+    let created = rampart(
         &server,
         &[
             "onboarding",
@@ -850,6 +921,23 @@ async fn onboarding_create_writes_a_private_package_and_refuses_to_overwrite() {
         ],
     )
     .await;
+    assert!(created.status.success(), "{}", stderr(&created));
+    // The hint a person reads: a date, and the agent's own state directory.
+    let hint = stderr(&created);
+    let until = hint
+        .split("valid until ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_default();
+    assert!(
+        until.len() == 20 && until.ends_with('Z') && until.as_bytes()[4] == b'-',
+        "{hint}"
+    );
+    assert!(
+        hint.contains(&format!("rampart-agent onboard --package {out}\n")),
+        "{hint}"
+    );
+    assert!(hint.contains("/var/lib/rampart-agent"), "{hint}");
     let package: Value =
         serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
     assert_eq!(package["version"], 1);

@@ -133,10 +133,29 @@ fn line_of(doc: &RawDocument<'_>, path: &str) -> usize {
     doc.first_line + found.unwrap_or(0)
 }
 
-/// Reads and checks every document of every file.
+/// Reads and checks every document of every file: the files are the whole
+/// desired state, so every group a policy is assigned to must be in them.
 pub fn load_documents(
     files: &[(String, String)],
     catalog: &Catalog,
+) -> Result<Bundle, Vec<DocumentError>> {
+    load(files, catalog, true)
+}
+
+/// As [`load_documents`], for files that add to what a server already
+/// holds (`rampart apply` without `--prune`): a policy may be assigned to a
+/// group the files do not define, which the server then checks.
+pub fn load_partial_documents(
+    files: &[(String, String)],
+    catalog: &Catalog,
+) -> Result<Bundle, Vec<DocumentError>> {
+    load(files, catalog, false)
+}
+
+fn load(
+    files: &[(String, String)],
+    catalog: &Catalog,
+    groups_complete: bool,
 ) -> Result<Bundle, Vec<DocumentError>> {
     let mut errors = Vec::new();
     let mut bundle = Bundle::default();
@@ -287,7 +306,7 @@ pub fn load_documents(
     for (file, line, object, field, group) in references {
         let known = group_names.contains(&group);
         let all_devices = group == ALL_DEVICES && field.ends_with("include");
-        if !(known || all_devices) {
+        if groups_complete && !(known || all_devices) {
             errors.push(DocumentError {
                 file,
                 line,

@@ -3,7 +3,7 @@
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 use rampart_core::catalog::Catalog;
-use rampart_core::documents::{load_documents, DocumentError};
+use rampart_core::documents::{load_documents, load_partial_documents, DocumentError};
 
 fn errors(yaml: &str) -> Vec<DocumentError> {
     match load_documents(&[("dir/p.yaml".into(), yaml.into())], Catalog::builtin()) {
@@ -85,6 +85,27 @@ rule: os == "linux" and (tag("a"
     assert!(pua
         .to_string()
         .starts_with("dir/p.yaml:7: Policy \"broken\": settings.pua_protection: "));
+}
+
+#[test]
+fn partial_files_may_name_groups_they_do_not_define_and_nothing_else_is_relaxed() {
+    let assigned = "kind: Policy\nname: p\nfamily: antivirus\nplatform: linux\nsettings:\n  scan_archives: true\nassignments:\n  include: [on-the-server]\n";
+    let files = [("dir/p.yaml".to_string(), assigned.to_string())];
+    assert!(load_documents(&files, Catalog::builtin()).is_err());
+    let bundle = load_partial_documents(&files, Catalog::builtin()).unwrap();
+    assert_eq!(bundle.policies.len(), 1);
+    let broken = [(
+        "dir/p.yaml".to_string(),
+        assigned.replace("scan_archives: true", "scan_archives: maybe"),
+    )];
+    let e = load_partial_documents(&broken, Catalog::builtin()).unwrap_err();
+    has(
+        &e,
+        "Policy \"p\"",
+        "settings.scan_archives",
+        "expected true or false",
+    );
+    assert_eq!(e.len(), 1, "{e:?}");
 }
 
 #[test]

@@ -313,13 +313,17 @@ pub struct PreviewResponse {
 #[serde(deny_unknown_fields)]
 pub struct ApplyRequest {
     /// Policy, Group and TenantSettings documents (each with `kind`): the
-    /// whole desired state of the tenant's policies and groups. Objects not
-    /// in it are deleted.
+    /// desired state of the tenant's policies and groups. Objects not in it
+    /// are kept (and listed in `kept`) unless `prune` is set.
     #[schema(value_type = Vec<Object>)]
     pub documents: Vec<Value>,
     /// Compute and return the diff, change nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// Delete the policies and groups that are not in `documents`: the
+    /// documents are then the whole desired state.
+    #[serde(default)]
+    pub prune: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
@@ -334,6 +338,10 @@ pub struct ApplyResponse {
     pub created: Vec<ObjectRef>,
     pub changed: Vec<ObjectRef>,
     pub deleted: Vec<ObjectRef>,
+    /// Policies and groups not in the documents, kept because `prune` was
+    /// not asked; with `prune` they would be deleted.
+    #[serde(default)]
+    pub kept: Vec<ObjectRef>,
     pub unchanged: usize,
     pub devices: Vec<DeviceImpact>,
     /// False for a dry run, and when there was nothing to change.

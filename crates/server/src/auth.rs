@@ -147,6 +147,7 @@ impl FromRequestParts<AppState> for Principal {
             "session" => format!("user:{}", record.name),
             _ => format!("token:{}", record.name),
         };
+        crate::request_log::record_caller(&record.tenant_id, None);
         Ok(Principal {
             tenant_id: record.tenant_id,
             tenant_name: tenant,

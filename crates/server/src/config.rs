@@ -46,6 +46,9 @@ pub struct ServerConfig {
     /// Requests a device may make per minute (a burst of as many is
     /// allowed); more are answered 429 with `Retry-After`.
     pub device_requests_per_minute: u32,
+    /// Where `/metrics` is served (plain HTTP, no token: keep it on
+    /// loopback or a monitoring network); not served when `None`.
+    pub metrics_listen: Option<SocketAddr>,
     /// The master key file that seals the private keys in the database;
     /// see [`ServerConfig::master_key_path`] for the default.
     pub master_key_file: Option<PathBuf>,
@@ -77,6 +80,7 @@ impl ServerConfig {
             admin_max_connections: None,
             handshake_timeout_secs: 10,
             device_requests_per_minute: 120,
+            metrics_listen: None,
             master_key_file: None,
             database_timeout: crate::store_guard::DEFAULT_TIMEOUT,
         }
@@ -123,6 +127,19 @@ pub fn redact_url(url: &str) -> String {
 pub const MASTER_KEY_CREDENTIAL: &str = "rampart-master-key";
 
 impl ServerConfig {
+    /// The SQLite database file: the `sqlite:` URL's, or `rampart.db` in the
+    /// data directory; `None` on PostgreSQL.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        match self.database_url.as_deref() {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => None,
+            Some(url) => Some(PathBuf::from(
+                url.trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:"),
+            )),
+            None => Some(self.data_dir.join("rampart.db")),
+        }
+    }
+
     /// The master key file: `--master-key-file` (or `RAMPART_MASTER_KEY_FILE`)
     /// when given, else a systemd credential named `rampart-master-key` when
     /// the unit passes one, else `master.key` in the data directory

@@ -57,7 +57,8 @@ impl ApiError {
         ApiError::NotFound(format!("{} not found", what.into()))
     }
 
-    fn parts(&self) -> (StatusCode, &'static str) {
+    /// The status and stable code it answers with.
+    pub fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Coded { status, code, .. } => (*status, code),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),

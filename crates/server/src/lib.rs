@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod body;
 pub mod bootstrap;
 pub mod clock;
@@ -16,8 +17,10 @@ pub mod fleet;
 pub mod health;
 pub mod listener;
 pub mod login_throttle;
+pub mod metrics;
 pub mod openapi;
 pub mod policy_cache;
+pub mod request_log;
 pub mod router;
 pub mod sealing;
 pub mod simulate;
@@ -40,24 +43,15 @@ use crate::state::AppState;
 /// Opens the backend the URL names: `sqlite:PATH` or `postgres://…`;
 /// SQLite in the data directory when there is none.
 async fn open_backend(config: &ServerConfig) -> Result<Arc<dyn Store>> {
-    match &config.database_url {
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+    match config.sqlite_path() {
+        None => {
+            let url = config.database_url.as_deref().unwrap_or_default();
             let store = rampart_store_postgres::PostgresStore::connect(url)
                 .await
                 .with_context(|| format!("cannot open PostgreSQL at {}", redact_url(url)))?;
             Ok(Arc::new(store))
         }
-        Some(url) => {
-            let path = url
-                .trim_start_matches("sqlite://")
-                .trim_start_matches("sqlite:");
-            let store = rampart_store_sqlite::SqliteStore::open(std::path::Path::new(path))
-                .await
-                .with_context(|| format!("cannot open SQLite database {path}"))?;
-            Ok(Arc::new(store))
-        }
-        None => {
-            let path = config.data_dir.join("rampart.db");
+        Some(path) => {
             let store = rampart_store_sqlite::SqliteStore::open(&path)
                 .await
                 .with_context(|| format!("cannot open SQLite database {}", path.display()))?;
@@ -145,11 +139,15 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// The device channel (TLS).
     pub device_addr: SocketAddr,
+    /// `/metrics`, when served.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: AppState,
     device_shutdown: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
     device_task: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
+    /// Released when the server stops.
+    _lock: backup::DataDirLock,
 }
 
 impl RunningServer {
@@ -212,6 +210,10 @@ fn device_hostnames(url: &str, extra: &[String]) -> Vec<String> {
 /// starts serving. Returns once the listener is bound.
 pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<RunningServer> {
     config.validate()?;
+    // One server per data directory: a second one, or a restore, is
+    // refused while this one runs.
+    prepare_data_dir(&config.data_dir)?;
+    let lock = backup::DataDirLock::acquire(&config.data_dir)?;
     let store: Arc<dyn Store> = open_store(&config).await?;
     let tenant =
         bootstrap::ensure_default_tenant(store.as_ref(), &config.data_dir, clock.now()).await?;
@@ -308,6 +310,23 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Runnin
         device_rx,
     ));
     let mut background = vec![state.last_seen.spawn_flusher(state.store.clone())];
+    let mut metrics_addr = None;
+    if let Some(at) = config.metrics_listen {
+        let metrics_listener = tokio::net::TcpListener::bind(at)
+            .await
+            .with_context(|| format!("cannot listen on --metrics-listen {at}"))?;
+        metrics_addr = Some(metrics_listener.local_addr()?);
+        background.push(tokio::spawn(listener::serve(
+            metrics_listener,
+            None,
+            metrics::router(state.clone()),
+            listener::Limits {
+                handshake_timeout: handshake,
+                ..listener::Limits::with_cap(64)
+            },
+            device_shutdown.subscribe(),
+        )));
+    }
     // Expired tokens and idle sessions are refused at once; this only
     // clears them out of the database.
     let purger = state.clone();
@@ -355,11 +374,13 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Runnin
     Ok(RunningServer {
         addr,
         device_addr,
+        metrics_addr,
         state,
         device_shutdown,
         task,
         device_task,
         background,
+        _lock: lock,
     })
 }
 

@@ -76,6 +76,12 @@ struct Args {
     /// Requests one device may make per minute before it is answered 429.
     #[arg(long, default_value_t = 120)]
     device_requests_per_minute: u32,
+    /// Serve Prometheus metrics on this address at /metrics (plain HTTP without a token: loopback or a monitoring network).
+    #[arg(long, env = "RAMPART_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// How log lines are written: `text` for people, `json` (one object per line) for a log collector.
+    #[arg(long, env = "RAMPART_LOG_FORMAT", default_value_t, global = true)]
+    log_format: rampart_log::LogFormat,
     /// The master key that seals the private keys in the database (64 hex characters, mode 0600); <data-dir>/master.key, created on the first start, by default. Back it up apart from the database.
     #[arg(long, env = "RAMPART_MASTER_KEY_FILE", global = true)]
     master_key_file: Option<PathBuf>,
@@ -119,17 +125,34 @@ enum Command {
     /// replace the master key file with it. Stop every server on the
     /// database first, and start them with the new key file.
     RotateMasterKey,
+    /// Write a consistent copy of the embedded database to a new file while
+    /// the server runs (SQLite; on PostgreSQL use pg_dump). The master key
+    /// is not in it: back it up once, apart.
+    Backup {
+        /// The backup file to create (mode 0600); an existing file is never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Replace the embedded database with a backup after checking it; no
+    /// server may be running on the data directory. The replaced database
+    /// is kept beside it.
+    Restore {
+        /// A file written by `rampart-server backup`.
+        file: PathBuf,
+    },
+    /// Check the database (after a restore, say): integrity, schema, and
+    /// that the master key opens every sealed private key.
+    Check,
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
+    rampart_log::init(
+        args.log_format,
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    );
     let config = ServerConfig {
         data_dir: args.data_dir,
         listen: args.listen,
@@ -147,12 +170,31 @@ async fn main() -> Result<()> {
         admin_max_connections: args.admin_max_connections,
         handshake_timeout_secs: args.handshake_timeout,
         device_requests_per_minute: args.device_requests_per_minute,
+        metrics_listen: args.metrics_listen,
         master_key_file: args.master_key_file,
         database_timeout: std::time::Duration::try_from_secs_f64(args.database_timeout)
             .map_err(|_| anyhow::anyhow!("--database-timeout must be a number of seconds"))?,
     };
-    // `start` validates the whole configuration; the subcommands below need
-    // only the data directory, the database and the master key.
+    config.validate()?;
+    match &args.command {
+        Some(Command::Backup { out }) => {
+            println!("{}", rampart_server::backup::backup(&config, out).await?);
+            return Ok(());
+        }
+        Some(Command::Restore { file }) => {
+            let now = rampart_server::clock::Clock::now(&SystemClock);
+            println!(
+                "{}",
+                rampart_server::backup::restore(&config, file, now).await?
+            );
+            return Ok(());
+        }
+        Some(Command::Check) => {
+            println!("{}", rampart_server::backup::check(&config).await?);
+            return Ok(());
+        }
+        _ => {}
+    }
     if let Some(Command::RotateMasterKey) = args.command {
         let id = rampart_server::rotate_master_key(&config).await?;
         println!(
@@ -229,6 +271,9 @@ async fn main() -> Result<()> {
         "Device channel (mutual TLS) on https://{}",
         server.device_addr
     );
+    if let Some(metrics) = server.metrics_addr {
+        println!("Metrics on http://{metrics}/metrics");
+    }
     println!("Point the CLI at it:");
     println!("  export RAMPART_SERVER={scheme}://{}", server.addr);
     println!(

@@ -24,15 +24,20 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many times the timeout a write batch may take.
 const WRITE_TIMEOUT_FACTOR: u32 = 6;
 
+/// Runs one backend call for at most `limit`, and records its latency and
+/// outcome in the metrics.
 async fn within<T>(limit: Duration, call: impl Future<Output = Result<T>>) -> Result<T> {
-    match tokio::time::timeout(limit, call).await {
+    let started = std::time::Instant::now();
+    let result = match tokio::time::timeout(limit, call).await {
         Ok(result) => result,
         // Dropping the call rolls its transaction back.
         Err(_) => Err(StoreError::Unavailable(format!(
             "no answer from the database within {} ms",
             limit.as_millis()
         ))),
-    }
+    };
+    crate::metrics::observe_store_call(started.elapsed().as_secs_f64(), &result);
+    result
 }
 
 pub struct GuardedStore {

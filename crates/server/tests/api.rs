@@ -696,12 +696,22 @@ fn fleet_documents() -> Vec<Value> {
 async fn apply_creates_then_is_idempotent_and_dry_run_changes_nothing() {
     let server = TestServer::with_examples().await.unwrap();
     let admin = server.admin();
-    // Start from an empty policy set on the same devices.
-    let (_, wiped) = admin
+    // Without `prune`, what the documents leave out is kept and listed.
+    let (_, kept) = admin
         .post("/apply", &json!({"documents": []}))
         .await
         .unwrap();
+    assert_eq!(kept["applied"], false, "{kept}");
+    assert!(kept["deleted"].as_array().unwrap().is_empty(), "{kept}");
+    assert!(kept["kept"].as_array().unwrap().len() > 10, "{kept}");
+    assert_ne!(admin.get("/policies").await.unwrap().1, json!([]));
+    // Start from an empty policy set on the same devices.
+    let (_, wiped) = admin
+        .post("/apply", &json!({"documents": [], "prune": true}))
+        .await
+        .unwrap();
     assert!(wiped["deleted"].as_array().unwrap().len() > 10, "{wiped}");
+    assert!(wiped["kept"].as_array().unwrap().is_empty(), "{wiped}");
     assert_eq!(admin.get("/policies").await.unwrap().1, json!([]));
 
     let docs = fleet_documents();

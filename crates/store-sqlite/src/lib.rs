@@ -9,6 +9,7 @@
 //! failing half-way). Reads use a separate pool and, thanks to WAL mode, are
 //! never blocked by the writer.
 
+pub mod backup;
 mod migrate;
 mod rows;
 mod write;

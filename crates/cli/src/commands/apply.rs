@@ -5,14 +5,16 @@
 //! so mistakes are reported with file and line before anything is sent. The
 //! server then computes the difference and writes it in one transaction (or
 //! nothing): applying the same files twice changes nothing the second time.
-//! Objects the files do not hold are deleted, as in any desired-state tool.
+//! Policies and groups the files do not hold are kept and listed; only
+//! `--prune` deletes them, so a directory holding one new policy cannot wipe
+//! a tenant by accident.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use rampart_core::catalog::Catalog;
-use rampart_core::documents::load_documents;
+use rampart_core::documents::{load_documents, load_partial_documents};
 use rampart_policy_files::read_documents;
 use rampart_proto::{ApplyRequest, ApplyResponse, DeviceImpact, ObjectRef};
 
@@ -31,6 +33,10 @@ pub struct Args {
     /// Show what would change, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Also delete the policies and groups on the server that the files do
+    /// not hold: the files become the whole desired state.
+    #[arg(long)]
+    pub prune: bool,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t)]
     pub output: Format,
@@ -38,7 +44,12 @@ pub struct Args {
 
 pub fn run(target: &Target, args: Args) -> Result<ExitCode> {
     let files = read_documents(&args.file)?;
-    if let Err(errors) = load_documents(&files, Catalog::builtin()) {
+    let checked = if args.prune {
+        load_documents(&files, Catalog::builtin())
+    } else {
+        load_partial_documents(&files, Catalog::builtin())
+    };
+    if let Err(errors) = checked {
         for e in &errors {
             eprintln!("{e}");
         }
@@ -66,17 +77,18 @@ pub fn run(target: &Target, args: Args) -> Result<ExitCode> {
         );
     }
     if documents.is_empty() {
-        // The request is the whole desired state, so an empty one would
-        // delete every policy and group: far more likely a wrong directory.
+        // With --prune an empty request would delete every policy and
+        // group; without it, it would do nothing. Either way it is far more
+        // likely a wrong directory.
         bail!(
-            "{} holds no Policy, Group or TenantSettings documents; applying it would delete \
-             every policy and group, so nothing was sent",
+            "{} holds no Policy, Group or TenantSettings documents; nothing was sent",
             args.file.display()
         );
     }
     let request = ApplyRequest {
         documents: documents.iter().map(|d| d.value.clone()).collect(),
         dry_run: args.dry_run,
+        prune: args.prune,
     };
     client::online(target, |client| async move {
         let response = send(&client, &request, &documents).await?;
@@ -139,8 +151,9 @@ fn object(r: &ObjectRef) -> String {
 
 /// The plan of an apply, as people read it.
 fn summary(r: &ApplyResponse, dry_run: bool) -> String {
+    let kept = kept_note(&r.kept);
     if r.created.is_empty() && r.changed.is_empty() && r.deleted.is_empty() {
-        return "No changes.\n".into();
+        return format!("No changes.\n{kept}");
     }
     let mut out = String::new();
     for o in &r.created {
@@ -170,12 +183,26 @@ fn summary(r: &ApplyResponse, dry_run: bool) -> String {
             n => format!("{n} devices change"),
         }
     ));
+    out.push_str(&kept);
     if dry_run {
         out.push_str("(dry run: nothing was changed)\n");
     } else if r.applied {
         out.push_str("Applied.\n");
     }
     out
+}
+
+/// What stays on the server though the files leave it out.
+fn kept_note(kept: &[ObjectRef]) -> String {
+    if kept.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = kept.iter().map(object).collect();
+    format!(
+        "{} on the server but not in the files, kept: {}\n(apply with --prune to delete them)\n",
+        render::count(kept.len(), "object"),
+        names.join(", ")
+    )
 }
 
 fn device_impact(d: &DeviceImpact) -> String {
@@ -223,5 +250,41 @@ mod tests {
         assert_eq!(locate("documents[0]", &docs), "fleet/a.yaml:1: Group \"g\"");
         assert_eq!(locate("documents[7].name", &docs), "documents[7].name");
         assert_eq!(locate("dry_run", &docs), "dry_run");
+    }
+
+    fn named(kind: &str, name: &str) -> ObjectRef {
+        ObjectRef {
+            kind: kind.into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn what_the_files_leave_out_is_listed_as_kept() {
+        let r = ApplyResponse {
+            created: vec![named("policy", "new-av")],
+            changed: vec![],
+            deleted: vec![],
+            kept: vec![named("policy", "old-fw"), named("group", "web")],
+            unchanged: 0,
+            devices: vec![],
+            applied: true,
+        };
+        let text = summary(&r, false);
+        assert!(text.contains("+ create policy new-av"), "{text}");
+        assert!(text.contains("0 to delete"), "{text}");
+        assert!(
+            text.contains(
+                "2 objects on the server but not in the files, kept: policy old-fw, group web"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("--prune"), "{text}");
+        let nothing = ApplyResponse {
+            created: vec![],
+            kept: vec![named("policy", "old-fw")],
+            ..r
+        };
+        assert!(summary(&nothing, false).starts_with("No changes.\n1 object on the server"));
     }
 }

@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use rampart_proto::OnboardingCreate;
 
 use crate::client::Client;
+use crate::render;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -129,9 +130,9 @@ pub async fn run(client: Client, args: Args) -> Result<ExitCode> {
         .with_context(|| format!("cannot create {}", out.display()))?;
     file.write_all(text.as_bytes())?;
     eprintln!(
-        "wrote the onboarding package to {} (valid until {}{}); onboard a device with:\n  rampart-agent onboard --package {} --state-dir /var/lib/rampart",
+        "wrote the onboarding package to {} (valid until {}{}); onboard a device with:\n  rampart-agent onboard --package {}\n(the agent keeps its state in /var/lib/rampart-agent unless given --state-dir)",
         out.display(),
-        package["expires_at"],
+        render::time(package["expires_at"].as_i64()),
         max_uses.map(|n| format!(", {n} uses")).unwrap_or_default(),
         out.display()
     );

@@ -160,10 +160,14 @@ struct Desired {
     settings: Option<TenantSettings>,
 }
 
+/// The documents of an apply, checked. Without `prune`, the server's
+/// policies and groups the documents leave out stay, so the documents'
+/// policies may be assigned to those groups too.
 fn parse_documents(
     state: &AppState,
     fleet: &Fleet,
     documents: &[Value],
+    prune: bool,
 ) -> Result<Desired, Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut desired = Desired {
@@ -231,7 +235,17 @@ fn parse_documents(
             )),
         }
     }
-    check_assignments(&desired.policies, &desired.groups, &mut errors);
+    let mut known_groups = desired.groups.clone();
+    if !prune {
+        known_groups.extend(
+            fleet
+                .groups
+                .iter()
+                .filter(|g| !desired.groups.iter().any(|d| d.name == g.name))
+                .cloned(),
+        );
+    }
+    check_assignments(&desired.policies, &known_groups, &mut errors);
     if errors.is_empty() {
         Ok(desired)
     } else {
@@ -253,11 +267,13 @@ pub async fn apply(
     // rather than undo it.
     let settings_version = state.store.tenant_settings_version(&who.tenant_id).await?;
     let fleet = Fleet::load(&state, &who.tenant_id).await?;
-    let desired = parse_documents(&state, &fleet, &req.documents).map_err(ApiError::Validation)?;
+    let desired =
+        parse_documents(&state, &fleet, &req.documents, req.prune).map_err(ApiError::Validation)?;
 
     let mut created = Vec::new();
     let mut changed = Vec::new();
     let mut deleted = Vec::new();
+    let mut kept = Vec::new();
     let mut unchanged = 0;
     let mut writes = Vec::new();
     let mut entries = Vec::new();
@@ -346,6 +362,14 @@ pub async fn apply(
         ),
     ] {
         for r in records.iter().filter(|r| !keep.contains(&r.name)) {
+            let what = ObjectRef {
+                kind: kind.as_str().to_string(),
+                name: r.name.clone(),
+            };
+            if !req.prune {
+                kept.push(what);
+                continue;
+            }
             // Deletions go first: an object renamed only in case (`dup1` to
             // `DUP1`) is deleted before its new name is created.
             writes.insert(
@@ -364,10 +388,7 @@ pub async fn apply(
                 Some(r.doc.clone()),
                 None,
             ));
-            deleted.push(ObjectRef {
-                kind: kind.as_str().to_string(),
-                name: r.name.clone(),
-            });
+            deleted.push(what);
         }
     }
     if let Some(settings) = desired.settings.as_ref().filter(|s| **s != fleet.settings) {
@@ -399,7 +420,24 @@ pub async fn apply(
     }
 
     let mut after = fleet.clone();
-    // Unchanged policies keep their version, so their provenance is exact.
+    // Unchanged policies keep their version, so their provenance is exact;
+    // without `prune`, the ones the documents leave out stay as they are.
+    let is_kept = |kind: ObjectKind, name: &str| {
+        kept.iter()
+            .any(|k: &ObjectRef| k.kind == kind.as_str() && k.name == name)
+    };
+    let kept_policies: Vec<Policy> = fleet
+        .policies
+        .iter()
+        .filter(|p| is_kept(ObjectKind::Policy, &p.name))
+        .cloned()
+        .collect();
+    let kept_groups: Vec<Group> = fleet
+        .groups
+        .iter()
+        .filter(|g| is_kept(ObjectKind::Group, &g.name))
+        .cloned()
+        .collect();
     after.policies = desired
         .policies
         .into_iter()
@@ -414,8 +452,9 @@ pub async fn apply(
             }
             p
         })
+        .chain(kept_policies)
         .collect();
-    after.groups = desired.groups;
+    after.groups = desired.groups.into_iter().chain(kept_groups).collect();
     if let Some(s) = desired.settings {
         after.settings = s;
     }
@@ -445,6 +484,7 @@ pub async fn apply(
         created,
         changed,
         deleted,
+        kept,
         unchanged,
         devices,
         applied,

@@ -158,6 +158,24 @@ async fn issue(
 /// claimed by the first enrollment. Of concurrent enrollments of one name
 /// exactly one succeeds.
 pub async fn enroll(
+    state: State<AppState>,
+    body: JsonBody<EnrollRequest>,
+) -> ApiResult<Json<EnrollResponse>> {
+    let result = enroll_device(state, body).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.parts().1,
+    };
+    crate::metrics::get()
+        .enrollments
+        .get_or_create(&crate::metrics::ResultLabels {
+            result: outcome.to_string(),
+        })
+        .inc();
+    result
+}
+
+async fn enroll_device(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<EnrollRequest>,
 ) -> ApiResult<Json<EnrollResponse>> {
@@ -221,7 +239,7 @@ pub async fn enroll(
         Err(rampart_store::StoreError::Conflict(_)) => return Err(name_taken(&record.name)),
         Err(e) => return Err(e.into()),
     }
-    tracing::info!(tenant = %tenant_id, device = %record.name, status = %response.enrollment.status, action, "device enrolled");
+    tracing::info!(event = "device.enrolled", tenant = %tenant_id, device = %record.name, status = %response.enrollment.status, action, "device enrolled");
     Ok(Json(response))
 }
 
@@ -405,6 +423,7 @@ pub async fn checkin(
     device: DevicePrincipal,
     JsonBody(req): JsonBody<CheckIn>,
 ) -> Result<Json<CheckInResponse>, DeviceRejection> {
+    crate::metrics::get().check_ins.inc();
     let now = state.clock.now();
     let tenant = device.tenant_id.clone();
     let mut record = device.record;

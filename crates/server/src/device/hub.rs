@@ -45,6 +45,7 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        crate::metrics::get().long_polls.dec();
         if let Ok(mut map) = self.hub.waiting.lock() {
             // Only remove our own entry: a newer poll may have replaced it.
             if map
@@ -62,6 +63,7 @@ impl SyncHub {
     pub fn register(&self, tenant: &str, device: &str, digest: &str) -> Registration {
         let notify = Arc::new(Notify::new());
         let key = (tenant.to_string(), device.to_string());
+        crate::metrics::get().long_polls.inc();
         if let Ok(mut map) = self.waiting.lock() {
             map.insert(
                 key.clone(),
@@ -86,6 +88,7 @@ impl SyncHub {
         match map.get(&(tenant.to_string(), device.to_string())) {
             Some(w) => {
                 w.notify.notify_one();
+                crate::metrics::get().nudges.inc();
                 true
             }
             None => false,

@@ -166,6 +166,7 @@ impl FromRequestParts<AppState> for DevicePrincipal {
             }
             .into());
         }
+        crate::request_log::record_caller(&id.tenant_id, Some(&record.name));
         Ok(DevicePrincipal {
             tenant_id: id.tenant_id,
             record,
@@ -192,5 +193,6 @@ pub fn router(state: AppState) -> Router {
             rate_limit::RateLimiter::per_minute(state.device.requests_per_minute),
             rate_limit::limit,
         ))
+        .layer(axum::middleware::from_fn(crate::request_log::trace_device))
         .with_state(state)
 }
