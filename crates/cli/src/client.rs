@@ -242,6 +242,21 @@ impl Client {
             .await
     }
 
+    /// A PUT the server refuses (412 `version_mismatch`) unless the object
+    /// is still at `version`: a change made in between is never overwritten.
+    pub async fn put_if_match<T: DeserializeOwned, B: Serialize>(
+        &self,
+        segments: &[&str],
+        body: &B,
+        version: u64,
+    ) -> Result<T> {
+        let req = self
+            .request(Method::PUT, segments)?
+            .header(reqwest::header::IF_MATCH, format!("\"{version}\""))
+            .json(body);
+        self.json(req).await
+    }
+
     /// A DELETE; the server answers 204 with no body.
     pub async fn delete(&self, segments: &[&str]) -> Result<()> {
         self.send(self.request(Method::DELETE, segments)?)
@@ -260,6 +275,13 @@ fn api_error(status: StatusCode, text: &str) -> ApiError {
             // CLI adds where the token came from.
             if status == StatusCode::UNAUTHORIZED {
                 message.push_str(" (check --token or RAMPART_TOKEN)");
+            }
+            if status == StatusCode::PRECONDITION_FAILED {
+                // The server speaks of If-Match; the command reads afresh.
+                message = format!(
+                    "{}; nothing was changed: run the command again to base it on the current state",
+                    message.split("; reload it").next().unwrap_or(&message)
+                );
             }
             ApiError {
                 message,
@@ -295,6 +317,19 @@ mod tests {
             token: token.map(str::to_string),
             ca_cert: None,
         }
+    }
+
+    #[test]
+    fn a_refused_stale_change_is_explained_for_the_command_line() {
+        let body = r#"{"error":{"code":"version_mismatch","message":"the tenant settings was changed by someone else meanwhile and is now at version 4; reload it, make your change again and send If-Match: \"4\"","details":[]}}"#;
+        let e = api_error(StatusCode::PRECONDITION_FAILED, body);
+        assert!(
+            e.message.contains("changed by someone else"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("run the command again"), "{}", e.message);
+        assert!(!e.message.contains("If-Match"), "{}", e.message);
     }
 
     #[test]

@@ -38,16 +38,78 @@ pub struct FieldErrorView {
     pub message: String,
 }
 
+// ---- closed sets, for the document ------------------------------------------
+//
+// The wire carries these as strings (`rampart-core` owns the values); these
+// types only give the OpenAPI document their enums.
+
+/// An administrator's role.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleName {
+    ReadOnly,
+    SecurityManager,
+    GlobalAdmin,
+}
+
+/// `api` (made with `POST /tokens`) or `session` (a console sign-in).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    Api,
+    Session,
+}
+
+/// A policy family.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FamilyName {
+    Antivirus,
+    AntivirusExclusions,
+    Firewall,
+    FirewallRules,
+    Edr,
+    Asr,
+}
+
+/// A platform (a device's operating system family).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PlatformName {
+    Linux,
+    Windows,
+    Macos,
+}
+
+/// Per-platform enforcement scope.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EnforcementScope {
+    Off,
+    All,
+    Tagged,
+}
+
+/// What happens when two policies give one setting different values.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictPolicyName {
+    Report,
+    MostSecureWins,
+}
+
 // ---- tenant ---------------------------------------------------------------
 
 /// The tenant's settings (the seeds' "enforcement scope" and more).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TenantSettingsView {
     /// Platform (`linux`, `windows`, `macos`) → `off`, `all` or `tagged`.
+    #[schema(value_type = BTreeMap<PlatformName, EnforcementScope>)]
     pub enforcement: BTreeMap<String, String>,
     /// The tag that marks pilot devices in `tagged` mode.
     pub pilot_tag: String,
     /// `report` or `most_secure_wins`.
+    #[schema(value_type = ConflictPolicyName)]
     pub conflict_policy: String,
     /// Whether devices another management authority manages may be taken over.
     pub allow_takeover: bool,
@@ -62,6 +124,9 @@ pub struct TenantView {
     pub id: String,
     pub name: String,
     pub settings: TenantSettingsView,
+    /// Goes up with every change of the settings (0 before the first);
+    /// send it as `If-Match` with an update.
+    pub settings_version: u64,
 }
 
 // ---- devices --------------------------------------------------------------
@@ -106,6 +171,7 @@ pub struct SetTags {
     Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema, utoipa::IntoParams,
 )]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeviceFilter {
     pub managed_by: Option<String>,
     pub label: Option<String>,
@@ -121,7 +187,9 @@ pub struct DeviceFilter {
 pub struct PolicyView {
     pub name: String,
     pub description: String,
+    #[schema(value_type = FamilyName)]
     pub family: String,
+    #[schema(value_type = PlatformName)]
     pub platform: String,
     /// Setting id → value, in canonical form.
     #[schema(value_type = Object)]
@@ -168,7 +236,7 @@ pub struct ConflictView {
     pub setting: String,
     pub key: Option<String>,
     pub policies: Vec<String>,
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<serde_json::Value>)]
     pub values: Vec<Value>,
 }
 
@@ -183,7 +251,7 @@ pub struct NotApplicableView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct EffectiveSettingView {
     pub setting: String,
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub value: Value,
     pub sources: Vec<String>,
 }
@@ -309,10 +377,10 @@ pub struct SettingStatusView {
     /// `succeeded`, `error`, `conflict`, `not_applicable`, `pending`.
     pub status: String,
     /// The effective value the device should hold.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub value: Option<Value>,
     /// What the agent read back from the component.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub observed: Option<Value>,
     pub sources: Vec<String>,
     pub error_code: Option<String>,
@@ -377,7 +445,7 @@ pub struct PolicyReport {
 pub struct SettingDeviceStatus {
     pub device: String,
     pub status: String,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub value: Option<Value>,
     pub sources: Vec<String>,
     pub error_message: Option<String>,
@@ -400,9 +468,9 @@ pub struct AuditView {
     pub action: String,
     pub object_kind: String,
     pub object_name: String,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub before: Option<Value>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub after: Option<Value>,
 }
 
@@ -410,10 +478,13 @@ pub struct AuditView {
     Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema, utoipa::IntoParams,
 )]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// At most this many entries (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// Entries older than this id, for paging.
+    #[param(minimum = 1)]
     pub before: Option<i64>,
 }
 
@@ -422,6 +493,7 @@ pub struct AuditQuery {
 pub struct TokenCreate {
     pub name: String,
     /// `global_admin`, `security_manager` or `read_only`.
+    #[schema(value_type = RoleName)]
     pub role: String,
     /// When the token stops working (Unix seconds, in the future); never
     /// when absent.
@@ -434,6 +506,7 @@ pub struct TokenCreate {
 pub struct TokenCreated {
     pub id: String,
     pub name: String,
+    #[schema(value_type = RoleName)]
     pub role: String,
     pub token: String,
 }
@@ -442,7 +515,9 @@ pub struct TokenCreated {
 pub struct TokenView {
     pub id: String,
     pub name: String,
+    #[schema(value_type = RoleName)]
     pub role: String,
+    #[schema(value_type = TokenKind)]
     pub kind: String,
     pub created_at: i64,
     pub created_by: String,
@@ -456,6 +531,7 @@ pub struct TokenView {
 pub struct UserCreate {
     pub username: String,
     pub password: String,
+    #[schema(value_type = RoleName)]
     pub role: String,
 }
 
@@ -463,6 +539,7 @@ pub struct UserCreate {
 pub struct UserView {
     pub id: String,
     pub username: String,
+    #[schema(value_type = RoleName)]
     pub role: String,
     pub created_at: i64,
     /// A disabled user cannot sign in.
@@ -476,6 +553,7 @@ pub struct UserView {
 pub struct UserUpdate {
     /// `global_admin`, `security_manager` or `read_only`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<RoleName>)]
     pub role: Option<String>,
     /// A new password, at least 12 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -499,6 +577,7 @@ pub struct LoginResponse {
     /// A session token for `Authorization: Bearer`.
     pub token: String,
     pub expires_at: i64,
+    #[schema(value_type = RoleName)]
     pub role: String,
     pub tenant: String,
 }
@@ -508,6 +587,7 @@ pub struct LoginResponse {
 pub struct WhoAmI {
     pub tenant: String,
     pub actor: String,
+    #[schema(value_type = RoleName)]
     pub role: String,
 }
 

@@ -27,6 +27,12 @@ pub enum ApiError {
     /// The database does not answer: 503 with `Retry-After`; the same call
     /// may succeed in a few seconds.
     Unavailable(String),
+    /// An update based on an old version (`If-Match`): 412
+    /// `version_mismatch`, with the current version as `ETag`.
+    VersionMismatch {
+        what: String,
+        current: u64,
+    },
     /// Too many attempts (failed logins): 429 with `Retry-After`.
     TooManyRequests {
         message: String,
@@ -70,6 +76,9 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
             }
+            ApiError::VersionMismatch { .. } => {
+                (StatusCode::PRECONDITION_FAILED, "version_mismatch")
+            }
         }
     }
 }
@@ -103,6 +112,10 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
+        let etag = match &self {
+            ApiError::VersionMismatch { current, .. } => Some(format!("\"{current}\"")),
+            _ => None,
+        };
         let retry_after = match &self {
             ApiError::Unavailable(_) => Some(RETRY_AFTER_SECS.to_string()),
             ApiError::TooManyRequests {
@@ -129,6 +142,16 @@ impl IntoResponse for ApiError {
                 tracing::error!(%detail, "internal error");
                 ("the server failed; see its log".to_string(), Vec::new())
             }
+            ApiError::VersionMismatch { what, current } => (
+                format!(
+                    "{what} was changed by someone else meanwhile and is now at version {current}; \
+                     reload it, make your change again and send If-Match: \"{current}\""
+                ),
+                vec![FieldErrorView {
+                    path: "If-Match".into(),
+                    message: format!("the current version is {current}"),
+                }],
+            ),
             ApiError::Unavailable(detail) => {
                 tracing::warn!(%detail, "database unavailable");
                 (
@@ -154,6 +177,11 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(body)).into_response();
+        if let Some(value) = etag.and_then(|v| axum::http::HeaderValue::from_str(&v).ok()) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::ETAG, value);
+        }
         if let Some(value) = retry_after.and_then(|v| axum::http::HeaderValue::from_str(&v).ok()) {
             response
                 .headers_mut()

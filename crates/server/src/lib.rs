@@ -253,6 +253,7 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Runnin
         requests_per_minute: config.device_requests_per_minute,
     };
     let mut state = AppState::new(store, clock, trust, settings);
+    state.behind_proxy = config.behind_tls_proxy;
     let postgres_url = config
         .database_url
         .clone()

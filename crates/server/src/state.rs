@@ -42,6 +42,10 @@ pub struct AppState {
     /// global_admin, so two concurrent ones cannot each leave the other
     /// as the last and both proceed (within this process).
     pub admin_changes: Arc<tokio::sync::Mutex<()>>,
+    /// A TLS-terminating proxy sits in front (`--behind-tls-proxy`): the
+    /// client's address is the last one it appends to `X-Forwarded-For`,
+    /// not the connection's (which is the proxy's for everyone).
+    pub behind_proxy: bool,
     /// Tenant id → name. Tenants are never renamed, so entries never go stale.
     tenant_names: Arc<RwLock<HashMap<String, String>>>,
 }
@@ -65,6 +69,7 @@ impl AppState {
             fanout: crate::fanout::Fanout::default(),
             logins: Default::default(),
             admin_changes: Arc::default(),
+            behind_proxy: false,
             tenant_names: Arc::default(),
         }
     }

@@ -21,6 +21,25 @@ use crate::sealing::Keyring;
 /// The default bound on one database call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How many times the timeout a write batch may take.
+const WRITE_TIMEOUT_FACTOR: u32 = 6;
+
+/// Runs one backend call for at most `limit`, and records its latency and
+/// outcome in the metrics.
+async fn within<T>(limit: Duration, call: impl Future<Output = Result<T>>) -> Result<T> {
+    let started = std::time::Instant::now();
+    let result = match tokio::time::timeout(limit, call).await {
+        Ok(result) => result,
+        // Dropping the call rolls its transaction back.
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "no answer from the database within {} ms",
+            limit.as_millis()
+        ))),
+    };
+    crate::metrics::observe_store_call(started.elapsed().as_secs_f64(), &result);
+    result
+}
+
 pub struct GuardedStore {
     inner: Arc<dyn Store>,
     keys: Keyring,
@@ -54,16 +73,14 @@ impl GuardedStore {
 
     /// Runs one backend call, or gives up after the timeout.
     async fn bounded<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
-        let started = std::time::Instant::now();
-        let result = match tokio::time::timeout(self.timeout, call).await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "no answer from the database within {} ms",
-                self.timeout.as_millis()
-            ))),
-        };
-        crate::metrics::observe_store_call(started.elapsed().as_secs_f64(), &result);
-        result
+        within(self.timeout, call).await
+    }
+
+    /// A write batch gets longer: a large `apply` or `--load` is legitimately
+    /// slow, and a database that does not answer has already failed the
+    /// reads (the token look-up) every request starts with.
+    async fn bounded_write<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
+        within(self.timeout * WRITE_TIMEOUT_FACTOR, call).await
     }
 
     fn seal_tenant(&self, tenant: &str, mut secrets: TenantSecrets) -> Result<TenantSecrets> {
@@ -176,12 +193,17 @@ impl Store for GuardedStore {
                 other => Ok(other),
             })
             .collect::<Result<Vec<_>>>()?;
-        self.bounded(self.inner.write(tenant, at, writes, audit))
+        self.bounded_write(self.inner.write(tenant, at, writes, audit))
             .await
     }
 
     async fn tenant_settings(&self, tenant: &str) -> Result<Option<Value>> {
         self.bounded(self.inner.tenant_settings(tenant)).await
+    }
+
+    async fn tenant_settings_version(&self, tenant: &str) -> Result<u64> {
+        self.bounded(self.inner.tenant_settings_version(tenant))
+            .await
     }
 
     async fn tenant_secrets(&self, tenant: &str) -> Result<Option<TenantSecrets>> {

@@ -112,6 +112,49 @@ async fn an_address_trying_many_usernames_is_throttled() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn behind_a_proxy_addresses_come_from_x_forwarded_for() {
+    let server = TestServer::start_with(rampart_testkit::Options {
+        behind_tls_proxy: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    create_user(&server, "ivan", "read_only").await;
+    let attempt = |from: &'static str, username: String, password: &'static str| {
+        let url = format!("{}/api/v1/login", server.url);
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("x-forwarded-for", format!("203.0.113.99, {from}"))
+                .json(&json!({"username": username, "password": password}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    // One address sweeping usernames through the proxy is slowed down...
+    for i in 0..21 {
+        let s = attempt("198.51.100.7", format!("guess{i}"), "whatever-password").await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    let s = attempt("198.51.100.7", "ivan".into(), PASSWORD).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    // ...while everyone else behind the same proxy still signs in.
+    let s = attempt("198.51.100.8", "ivan".into(), PASSWORD).await;
+    assert_eq!(s, StatusCode::OK);
+    let audit = server.admin().get("/audit?limit=5").await.unwrap().1;
+    let login = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "user.login")
+        .unwrap();
+    assert_eq!(login["after"]["address"], "198.51.100.8");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn unknown_usernames_cost_the_same_work_as_wrong_passwords() {
     let server = TestServer::start().await.unwrap();
     create_user(&server, "carol", "read_only").await;

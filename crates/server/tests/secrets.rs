@@ -280,3 +280,76 @@ async fn postgresql_secrets_rows_hold_no_private_key() {
         .await
         .unwrap();
 }
+
+/// `rampart-server rotate-master-key`, the command an operator runs between
+/// a stop and a start: the key file changes and stays private, the server
+/// starts with it (opening the installation CA sealed with the old one), and
+/// the old key opens nothing.
+#[test]
+fn the_rotate_master_key_command_replaces_the_key_file() {
+    use std::io::BufRead as _;
+    use std::process::{Command, Stdio};
+    let dir = std::env::temp_dir().join(format!("rampart-rotate-{}", uuid::Uuid::new_v4()));
+    let data = dir.join("data");
+    let key = dir.join("keys").join("master.key");
+    let command = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rampart-server"));
+        c.arg("--data-dir")
+            .arg(&data)
+            .arg("--master-key-file")
+            .arg(&key)
+            .env("RUST_LOG", "warn");
+        c
+    };
+    // Runs the server until it listens, then stops it (SIGTERM, by PID).
+    let start_and_stop = || {
+        let mut child = command()
+            .args(["--listen", "127.0.0.1:0", "--device-listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let pid = child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            line.contains("listening"),
+            "the server did not start: {line}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    start_and_stop();
+    let before = MasterKey::read(&key).unwrap();
+    let out = command().arg("rotate-master-key").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = MasterKey::read(&key).unwrap();
+    assert_ne!(before.id(), after.id());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(after.id()));
+    assert!(!rampart_server::sealing::next_key_path(&key).exists());
+    #[cfg(unix)]
+    assert_eq!(mode(&key), 0o600);
+    start_and_stop();
+
+    // The old key file, put back, is refused.
+    std::fs::remove_file(&key).unwrap();
+    before.write_new(&key).unwrap();
+    let out = command()
+        .args(["--listen", "127.0.0.1:0", "--device-listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("sealed with master key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -207,11 +207,22 @@ impl Store for PostgresStore {
     }
 
     async fn tenant_settings(&self, tenant: &str) -> Result<Option<Value>> {
-        sqlx::query_scalar("SELECT doc FROM tenant_settings WHERE tenant_id = $1")
+        // Version 0 is the placeholder a conditional update locks.
+        sqlx::query_scalar("SELECT doc FROM tenant_settings WHERE tenant_id = $1 AND version > 0")
             .bind(tenant)
             .fetch_optional(&self.pool)
             .await
             .or_backend()
+    }
+
+    async fn tenant_settings_version(&self, tenant: &str) -> Result<u64> {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM tenant_settings WHERE tenant_id = $1")
+                .bind(tenant)
+                .fetch_optional(&self.pool)
+                .await
+                .or_backend()?;
+        Ok(version.map_or(0, |v| u64::try_from(v).unwrap_or(0)))
     }
 
     async fn tenant_secrets(&self, tenant: &str) -> Result<Option<TenantSecrets>> {

@@ -74,9 +74,11 @@ async fn one(conn: &mut PgConnection, tenant: &str, at: Timestamp, write: Write)
         }
         Write::PutTenantSettings { doc } => {
             sqlx::query(
-                "INSERT INTO tenant_settings (tenant_id, doc, updated_at) VALUES ($1, $2, $3) \
+                "INSERT INTO tenant_settings (tenant_id, doc, updated_at, version) \
+                 VALUES ($1, $2, $3, 1) \
                  ON CONFLICT (tenant_id) DO UPDATE \
-                 SET doc = excluded.doc, updated_at = excluded.updated_at",
+                 SET doc = excluded.doc, updated_at = excluded.updated_at, \
+                 version = tenant_settings.version + 1",
             )
             .bind(tenant)
             .bind(&doc)
@@ -84,6 +86,32 @@ async fn one(conn: &mut PgConnection, tenant: &str, at: Timestamp, write: Write)
             .execute(&mut *conn)
             .await
             .or_backend()?;
+            Ok(())
+        }
+        Write::ExpectTenantSettings { version } => {
+            // A row to lock, so concurrent conditional updates queue up; a
+            // placeholder at version 0 reads as no settings (defaults).
+            sqlx::query(
+                "INSERT INTO tenant_settings (tenant_id, doc, updated_at, version) \
+                 VALUES ($1, '{}'::jsonb, 0, 0) ON CONFLICT DO NOTHING",
+            )
+            .bind(tenant)
+            .execute(&mut *conn)
+            .await
+            .or_backend()?;
+            let current: Option<i64> = sqlx::query_scalar(
+                "SELECT version FROM tenant_settings WHERE tenant_id = $1 FOR UPDATE",
+            )
+            .bind(tenant)
+            .fetch_optional(&mut *conn)
+            .await
+            .or_backend()?;
+            let current = current.unwrap_or(0);
+            if u64::try_from(current).ok() != Some(version) {
+                return Err(StoreError::Conflict(format!(
+                    "the tenant settings are at version {current}, not {version}"
+                )));
+            }
             Ok(())
         }
         Write::PutDevice(device) => put_device(conn, tenant, &device, false).await,

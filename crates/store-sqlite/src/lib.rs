@@ -297,6 +297,16 @@ impl Store for SqliteStore {
         .transpose()
     }
 
+    async fn tenant_settings_version(&self, tenant: &str) -> Result<u64> {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM tenant_settings WHERE tenant_id = ?")
+                .bind(tenant)
+                .fetch_optional(&self.reader)
+                .await
+                .or_backend()?;
+        Ok(version.map_or(0, |v| u64::try_from(v).unwrap_or(0)))
+    }
+
     async fn tenant_secrets(&self, tenant: &str) -> Result<Option<TenantSecrets>> {
         let sql = format!(
             "SELECT {} FROM tenant_secrets WHERE tenant_id = ?",
@@ -687,7 +697,7 @@ mod tests {
                 .fetch_all(&store.reader)
                 .await
                 .unwrap();
-        assert_eq!(versions, [1, 2, 3, 4, 5]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
         store.close().await;
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));

@@ -40,6 +40,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0005_name_keys.sql",
         sql: include_str!("../migrations/0005_name_keys.sql"),
     },
+    Migration {
+        version: 6,
+        file: "0006_tenant_settings_version.sql",
+        sql: include_str!("../migrations/0006_tenant_settings_version.sql"),
+    },
 ];
 
 /// Brings the schema up to date. Safe against another process opening the

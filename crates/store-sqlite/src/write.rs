@@ -69,9 +69,11 @@ async fn one(conn: &mut SqliteConnection, tenant: &str, at: Timestamp, write: Wr
         }
         Write::PutTenantSettings { doc } => {
             sqlx::query(
-                "INSERT INTO tenant_settings (tenant_id, doc, updated_at) VALUES (?, ?, ?) \
+                "INSERT INTO tenant_settings (tenant_id, doc, updated_at, version) \
+                 VALUES (?, ?, ?, 1) \
                  ON CONFLICT (tenant_id) DO UPDATE \
-                 SET doc = excluded.doc, updated_at = excluded.updated_at",
+                 SET doc = excluded.doc, updated_at = excluded.updated_at, \
+                 version = tenant_settings.version + 1",
             )
             .bind(tenant)
             .bind(to_json_text(&doc)?)
@@ -79,6 +81,21 @@ async fn one(conn: &mut SqliteConnection, tenant: &str, at: Timestamp, write: Wr
             .execute(&mut *conn)
             .await
             .or_backend()?;
+            Ok(())
+        }
+        Write::ExpectTenantSettings { version } => {
+            let current: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM tenant_settings WHERE tenant_id = ?")
+                    .bind(tenant)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .or_backend()?;
+            let current = current.unwrap_or(0);
+            if u64::try_from(current).ok() != Some(version) {
+                return Err(StoreError::Conflict(format!(
+                    "the tenant settings are at version {current}, not {version}"
+                )));
+            }
             Ok(())
         }
         Write::PutDevice(device) => put_device(conn, tenant, &device, false).await,

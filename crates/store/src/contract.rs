@@ -53,6 +53,7 @@ macro_rules! contract_tests {
             tenants_are_unique_by_name,
             writes_to_an_unknown_tenant_fail,
             tenant_settings_round_trip,
+            tenant_settings_updates_can_expect_a_version,
             objects_are_versioned,
             versions_are_not_reused_after_delete,
             writes_apply_in_order,
@@ -1258,6 +1259,39 @@ pub async fn tenant_and_object_names_are_unique_whatever_their_case(store: &dyn 
     write(store, &tenant, writes)
         .await
         .expect("re-create in another case");
+}
+
+pub async fn tenant_settings_updates_can_expect_a_version(store: &dyn Store) {
+    let tenant = new_tenant(store, "settings-version").await;
+    let t = &tenant.id;
+    assert_eq!(store.tenant_settings_version(t).await.expect("v"), 0);
+    let put = |n: i64| Write::PutTenantSettings {
+        doc: json!({ "n": n }),
+    };
+    // A stale expectation alone changes nothing, not even on first use.
+    let writes = vec![Write::ExpectTenantSettings { version: 1 }, put(1)];
+    assert_conflict(write(store, &tenant, writes).await, &["version 0"]);
+    assert_eq!(store.tenant_settings(t).await.expect("read"), None);
+    assert_eq!(store.tenant_settings_version(t).await.expect("v"), 0);
+
+    let writes = vec![Write::ExpectTenantSettings { version: 0 }, put(1)];
+    write(store, &tenant, writes).await.expect("first");
+    assert_eq!(store.tenant_settings_version(t).await.expect("v"), 1);
+    write(store, &tenant, vec![put(2)])
+        .await
+        .expect("unconditional");
+    assert_eq!(store.tenant_settings_version(t).await.expect("v"), 2);
+    let writes = vec![Write::ExpectTenantSettings { version: 1 }, put(3)];
+    assert_conflict(write(store, &tenant, writes).await, &["version 2"]);
+    assert_eq!(
+        store.tenant_settings(t).await.expect("read"),
+        Some(json!({ "n": 2 }))
+    );
+    let writes = vec![Write::ExpectTenantSettings { version: 2 }, put(3)];
+    write(store, &tenant, writes)
+        .await
+        .expect("based on the current one");
+    assert_eq!(store.tenant_settings_version(t).await.expect("v"), 3);
 }
 
 pub async fn users_are_updated_and_deleted_with_their_sessions(store: &dyn Store) {

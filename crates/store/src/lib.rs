@@ -306,8 +306,17 @@ pub enum Write {
         name: String,
         expect: Expect,
     },
+    /// Replaces the tenant settings; their version goes up by one (1 for
+    /// the first).
     PutTenantSettings {
         doc: Value,
+    },
+    /// Fails the batch with Conflict unless the tenant settings are at
+    /// `version` (0: none stored yet). Put before `PutTenantSettings` in one
+    /// batch, it makes the update conditional; of concurrent such batches
+    /// based on one version, one succeeds.
+    ExpectTenantSettings {
+        version: u64,
     },
     /// Inserts or replaces a device by name.
     PutDevice(DeviceRecord),
@@ -448,6 +457,8 @@ pub trait Store: Send + Sync {
     ) -> Result<()>;
 
     async fn tenant_settings(&self, tenant: &str) -> Result<Option<Value>>;
+    /// The version of the tenant settings; 0 when none are stored.
+    async fn tenant_settings_version(&self, tenant: &str) -> Result<u64>;
     /// The tenant's key material; `None` until `PutTenantSecrets`.
     async fn tenant_secrets(&self, tenant: &str) -> Result<Option<TenantSecrets>>;
 

@@ -53,6 +53,8 @@ pub struct Options {
     pub master_key_file: Option<PathBuf>,
     /// Bound on one database call; the server's default when `None`.
     pub database_timeout: Option<std::time::Duration>,
+    /// As `--behind-tls-proxy`: client addresses come from `X-Forwarded-For`.
+    pub behind_tls_proxy: bool,
 }
 
 impl TestServer {
@@ -85,6 +87,7 @@ impl TestServer {
                 .unwrap_or(rampart_server::config::DEFAULT_CERT_LIFETIME_SECS),
             device_requests_per_minute: options.device_requests_per_minute.unwrap_or(120),
             master_key_file: options.master_key_file,
+            behind_tls_proxy: options.behind_tls_proxy,
             database_timeout: options
                 .database_timeout
                 .unwrap_or(rampart_server::store_guard::DEFAULT_TIMEOUT),

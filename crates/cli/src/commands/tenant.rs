@@ -115,8 +115,15 @@ pub async fn run(client: Client, args: Args) -> Result<ExitCode> {
             if let Some(manage) = manage_domain_controllers {
                 body.insert("manage_domain_controllers".into(), Value::from(manage));
             }
+            // Based on the settings as they are now: a change someone else
+            // makes in between is refused, not overwritten.
+            let current: TenantView = client.get(&["tenant"]).await?;
             client
-                .put(&["tenant", "settings"], &Value::Object(body))
+                .put_if_match(
+                    &["tenant", "settings"],
+                    &Value::Object(body),
+                    current.settings_version,
+                )
                 .await?
         }
     };

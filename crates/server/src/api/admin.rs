@@ -39,6 +39,11 @@ pub async fn audit_log(
             "limit must be between 1 and 1000".into(),
         ));
     }
+    if q.before.is_some_and(|b| b < 1) {
+        return Err(ApiError::BadRequest(
+            "before must be an audit entry id (1 or more)".into(),
+        ));
+    }
     let entries = state.store.audit(&who.tenant_id, limit, q.before).await?;
     Ok(Json(entries.into_iter().map(audit_view).collect()))
 }
@@ -142,7 +147,8 @@ pub async fn list_tokens(
 }
 
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path)),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "`last_global_admin`: the tenant's last global_admin token or user", body = ErrorBody)))]
 pub async fn delete_token(
     State(state): State<AppState>,
     who: Principal,
@@ -402,6 +408,27 @@ pub async fn delete_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The address failed logins are counted against: the connection's, or,
+/// behind a TLS-terminating proxy, the last address the proxy appended to
+/// `X-Forwarded-For` (earlier ones come from the client and prove nothing).
+fn client_address(
+    state: &AppState,
+    peer: Option<std::net::IpAddr>,
+    headers: &axum::http::HeaderMap,
+) -> Option<std::net::IpAddr> {
+    if !state.behind_proxy {
+        return peer;
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .next_back()
+        .or(peer)
+}
+
 /// An argon2id hash of a password nobody has, verified against when the
 /// user does not exist, so an unknown username costs the same time as a
 /// wrong password.
@@ -424,11 +451,12 @@ async fn password_matches(password: String, phc: String) -> ApiResult<bool> {
 pub async fn login(
     State(state): State<AppState>,
     peer: Option<Extension<PeerAddr>>,
+    headers: axum::http::HeaderMap,
     JsonBody(body): JsonBody<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
     let refused = || ApiError::Unauthorized("unknown user or wrong password".into());
     let now = state.clock.now();
-    let addr = peer.map(|Extension(PeerAddr(a))| a.ip());
+    let addr = client_address(&state, peer.map(|Extension(PeerAddr(a))| a.ip()), &headers);
     let tenant_name = body
         .tenant
         .clone()

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use rampart_core::error::FieldError;
 use rampart_core::model::{Group, Policy, Role, TenantSettings, ALL_DEVICES};
@@ -262,6 +263,9 @@ pub async fn apply(
     if !req.dry_run {
         who.require(Role::SecurityManager, "applying policies")?;
     }
+    // Read before the fleet: a change in between makes the write below fail
+    // rather than undo it.
+    let settings_version = state.store.tenant_settings_version(&who.tenant_id).await?;
     let fleet = Fleet::load(&state, &who.tenant_id).await?;
     let desired =
         parse_documents(&state, &fleet, &req.documents, req.prune).map_err(ApiError::Validation)?;
@@ -366,11 +370,16 @@ pub async fn apply(
                 kept.push(what);
                 continue;
             }
-            writes.push(Write::DeleteObject {
-                kind,
-                name: r.name.clone(),
-                expect: Expect::Version(r.version),
-            });
+            // Deletions go first: an object renamed only in case (`dup1` to
+            // `DUP1`) is deleted before its new name is created.
+            writes.insert(
+                0,
+                Write::DeleteObject {
+                    kind,
+                    name: r.name.clone(),
+                    expect: Expect::Version(r.version),
+                },
+            );
             entries.push(audit(
                 &who,
                 &format!("{}.delete", kind.as_str()),
@@ -390,6 +399,9 @@ pub async fn apply(
             tenant_settings_to_json(&fleet.settings),
             tenant_settings_to_json(settings),
         );
+        writes.push(Write::ExpectTenantSettings {
+            version: settings_version,
+        });
         writes.push(Write::PutTenantSettings { doc: a.clone() });
         entries.push(audit(
             &who,
@@ -449,10 +461,23 @@ pub async fn apply(
     let devices = impact(&fleet.resolve_all(), &after.resolve_all());
     let applied = !req.dry_run && !writes.is_empty();
     if applied {
-        state
+        // Every write expects the version this plan was computed from: a
+        // change by someone else in between fails the whole batch.
+        let written = state
             .store
             .write(&who.tenant_id, state.clock.now(), writes, entries)
-            .await?;
+            .await;
+        if let Err(rampart_store::StoreError::Conflict(detail)) = written {
+            return Err(ApiError::Coded {
+                status: StatusCode::CONFLICT,
+                code: "version_mismatch",
+                message: format!(
+                    "someone else changed the tenant while this apply ran ({detail}); \
+                     nothing was applied: run it again to see the plan against the new state"
+                ),
+            });
+        }
+        written?;
         state.policy_changed(&who.tenant_id);
     }
     Ok(Json(ApplyResponse {

@@ -9,7 +9,9 @@ use rampart_proto::{ErrorBody, GroupMembers, GroupView};
 use rampart_store::ObjectKind;
 use serde_json::Value;
 
-use crate::api::{delete_object, find_object, name_from_path, write_object};
+use crate::api::{
+    check_base, delete_object, find_object, name_from_path, with_etag, write_object, IfMatch,
+};
 use crate::auth::Principal;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
@@ -35,10 +37,9 @@ pub async fn show(
     State(state): State<AppState>,
     who: Principal,
     Path(name): Path<String>,
-) -> ApiResult<Json<GroupView>> {
-    Ok(Json(group_view(
-        &find_object(&state, &who, ObjectKind::Group, &name).await?,
-    )))
+) -> ApiResult<impl axum::response::IntoResponse> {
+    let record = find_object(&state, &who, ObjectKind::Group, &name).await?;
+    Ok(with_etag(record.version, group_view(&record)))
 }
 
 #[utoipa::path(get, path = "/api/v1/groups/{name}/members", tag = "groups", params(("name" = String, Path)),
@@ -109,11 +110,13 @@ pub async fn update(
     State(state): State<AppState>,
     who: Principal,
     Path(name): Path<String>,
+    IfMatch(base): IfMatch,
     JsonBody(mut body): JsonBody<Value>,
-) -> ApiResult<Json<GroupView>> {
+) -> ApiResult<impl axum::response::IntoResponse> {
     who.require(Role::SecurityManager, "changing a group")?;
     name_from_path(&mut body, &name, ObjectKind::Group)?;
     let before = find_object(&state, &who, ObjectKind::Group, &name).await?;
+    check_base(format!("group {name:?}"), base, before.version)?;
     let group = group_from_json(&body).map_err(ApiError::Validation)?;
     let record = write_object(
         &state,
@@ -124,7 +127,7 @@ pub async fn update(
         group_to_json(&group),
     )
     .await?;
-    Ok(Json(group_view(&record)))
+    Ok(with_etag(record.version, group_view(&record)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/groups/{name}", tag = "groups", params(("name" = String, Path)),
@@ -133,9 +136,11 @@ pub async fn delete(
     State(state): State<AppState>,
     who: Principal,
     Path(name): Path<String>,
+    IfMatch(base): IfMatch,
 ) -> ApiResult<StatusCode> {
     who.require(Role::SecurityManager, "deleting a group")?;
     let before = find_object(&state, &who, ObjectKind::Group, &name).await?;
+    check_base(format!("group {name:?}"), base, before.version)?;
     let users = assigning_policies(&state, &who.tenant_id, &name).await?;
     if !users.is_empty() {
         return Err(ApiError::Conflict(format!(

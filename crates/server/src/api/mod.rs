@@ -11,13 +11,62 @@ pub mod policies;
 pub mod reports;
 pub mod tenant;
 
+use axum::extract::FromRequestParts;
+use axum::http::header::{ETAG, IF_MATCH};
+use axum::http::request::Parts;
 use rampart_core::error::FieldError;
-use rampart_store::{Expect, NewAudit, ObjectKind, ObjectRecord, Write};
+use rampart_store::{Expect, NewAudit, ObjectKind, ObjectRecord, StoreError, Write};
 use serde_json::Value;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+
+/// The version an update is based on, from `If-Match: "N"` (the `ETag` of
+/// the read it started from, or the `version` of the body it shows).
+/// `None` without the header: the write is then unconditional, last writer
+/// wins; the CLI and the console always send it.
+pub struct IfMatch(pub Option<u64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(IF_MATCH) else {
+            return Ok(IfMatch(None));
+        };
+        let text = value.to_str().unwrap_or("").trim();
+        let text = text.strip_prefix("W/").unwrap_or(text);
+        text.trim_matches('"')
+            .parse::<u64>()
+            .map(|v| IfMatch(Some(v)))
+            .map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "If-Match must be the version the change is based on, as \"N\"; got {text:?}"
+                ))
+            })
+    }
+}
+
+/// Refuses (412 `version_mismatch`) a change based on another version than
+/// the current one.
+pub fn check_base(what: impl Into<String>, base: Option<u64>, current: u64) -> ApiResult<()> {
+    match base {
+        Some(b) if b != current => Err(ApiError::VersionMismatch {
+            what: what.into(),
+            current,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A body with its version as `ETag`, for the next `If-Match`.
+pub fn with_etag<T>(
+    version: u64,
+    body: T,
+) -> ([(axum::http::HeaderName, String); 1], axum::Json<T>) {
+    ([(ETAG, format!("\"{version}\""))], axum::Json(body))
+}
 
 /// An audit entry for a mutation by `who`.
 pub fn audit(
@@ -102,6 +151,7 @@ pub async fn write_object(
     before: Option<ObjectRecord>,
     doc: Value,
 ) -> ApiResult<ObjectRecord> {
+    let updating = before.is_some();
     let (expect, action, old) = match before {
         Some(b) if b.doc == doc => return Ok(b),
         Some(b) => (Expect::Version(b.version), "update", Some(b.doc)),
@@ -122,10 +172,21 @@ pub async fn write_object(
         old,
         Some(doc),
     );
-    state
+    let written = state
         .store
         .write(&who.tenant_id, state.clock.now(), vec![put], vec![entry])
-        .await?;
+        .await;
+    match written {
+        // Another writer got in between the read and this write.
+        Err(StoreError::Conflict(_)) if updating => {
+            let current = saved(state, who, kind, name).await?;
+            return Err(ApiError::VersionMismatch {
+                what: format!("{} {name:?}", kind.as_str()),
+                current: current.version,
+            });
+        }
+        other => other?,
+    }
     state.policy_changed(&who.tenant_id);
     saved(state, who, kind, name).await
 }

@@ -10,7 +10,9 @@ use rampart_proto::{ErrorBody, PolicyView};
 use rampart_store::ObjectKind;
 use serde_json::Value;
 
-use crate::api::{delete_object, find_object, name_from_path, write_object};
+use crate::api::{
+    check_base, delete_object, find_object, name_from_path, with_etag, write_object, IfMatch,
+};
 use crate::auth::Principal;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
@@ -37,10 +39,9 @@ pub async fn show(
     State(state): State<AppState>,
     who: Principal,
     Path(name): Path<String>,
-) -> ApiResult<Json<PolicyView>> {
-    Ok(Json(policy_view(
-        &find_object(&state, &who, ObjectKind::Policy, &name).await?,
-    )))
+) -> ApiResult<impl axum::response::IntoResponse> {
+    let record = find_object(&state, &who, ObjectKind::Policy, &name).await?;
+    Ok(with_etag(record.version, policy_view(&record)))
 }
 
 #[utoipa::path(get, path = "/api/v1/policies/{name}/versions", tag = "policies",
@@ -116,11 +117,13 @@ pub async fn update(
     State(state): State<AppState>,
     who: Principal,
     Path(name): Path<String>,
+    IfMatch(base): IfMatch,
     JsonBody(mut body): JsonBody<Value>,
-) -> ApiResult<Json<PolicyView>> {
+) -> ApiResult<impl axum::response::IntoResponse> {
     who.require(Role::SecurityManager, "changing a policy")?;
     name_from_path(&mut body, &name, ObjectKind::Policy)?;
     let before = find_object(&state, &who, ObjectKind::Policy, &name).await?;
+    check_base(format!("policy {name:?}"), base, before.version)?;
     let policy = check(&state, &who.tenant_id, &body).await?;
     let record = write_object(
         &state,
@@ -131,7 +134,7 @@ pub async fn update(
         policy_to_json(&policy),
     )
     .await?;
-    Ok(Json(policy_view(&record)))
+    Ok(with_etag(record.version, policy_view(&record)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/policies/{name}", tag = "policies",
@@ -141,9 +144,11 @@ pub async fn delete(
     State(state): State<AppState>,
     who: Principal,
     Path(name): Path<String>,
+    IfMatch(base): IfMatch,
 ) -> ApiResult<StatusCode> {
     who.require(Role::SecurityManager, "deleting a policy")?;
     let before = find_object(&state, &who, ObjectKind::Policy, &name).await?;
+    check_base(format!("policy {name:?}"), base, before.version)?;
     delete_object(&state, &who, before).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,10 +6,10 @@ use axum::Json;
 use rampart_core::model::{Role, TenantSettings};
 use rampart_core::validate::{tenant_settings_from_json, tenant_settings_to_json};
 use rampart_proto::{ErrorBody, TenantView, WhoAmI};
-use rampart_store::Write;
+use rampart_store::{StoreError, Write};
 use serde_json::Value;
 
-use crate::api::audit;
+use crate::api::{audit, check_base, with_etag, IfMatch};
 use crate::auth::Principal;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
@@ -26,24 +26,36 @@ pub async fn current_settings(state: &AppState, tenant: &str) -> ApiResult<Tenan
 }
 
 #[utoipa::path(get, path = "/api/v1/tenant", tag = "tenant", responses((status = 200, body = TenantView)))]
-pub async fn show(State(state): State<AppState>, who: Principal) -> ApiResult<Json<TenantView>> {
+pub async fn show(
+    State(state): State<AppState>,
+    who: Principal,
+) -> ApiResult<impl axum::response::IntoResponse> {
+    let version = state.store.tenant_settings_version(&who.tenant_id).await?;
     let settings = current_settings(&state, &who.tenant_id).await?;
-    Ok(Json(TenantView {
-        id: who.tenant_id,
-        name: who.tenant_name,
-        settings: tenant_settings_view(&settings),
-    }))
+    Ok(with_etag(
+        version,
+        TenantView {
+            id: who.tenant_id,
+            name: who.tenant_name,
+            settings: tenant_settings_view(&settings),
+            settings_version: version,
+        },
+    ))
 }
 
 #[utoipa::path(put, path = "/api/v1/tenant/settings", tag = "tenant",
     request_body(content = Object, description = "Any of enforcement, pilot_tag, conflict_policy, allow_takeover, manage_domain_controllers; fields left out keep their values"),
-    responses((status = 200, body = TenantView), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    params(("If-Match" = Option<String>, Header, description = "The settings_version the change is based on, as \"N\"; refused with 412 version_mismatch when the settings changed since")),
+    responses((status = 200, body = TenantView), (status = 403, body = ErrorBody), (status = 412, description = "`version_mismatch`", body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
     who: Principal,
+    IfMatch(base): IfMatch,
     JsonBody(body): JsonBody<Value>,
-) -> ApiResult<Json<TenantView>> {
+) -> ApiResult<impl axum::response::IntoResponse> {
     who.require(Role::GlobalAdmin, "changing tenant settings")?;
+    let version = state.store.tenant_settings_version(&who.tenant_id).await?;
+    check_base("the tenant settings", base, version)?;
     let before = current_settings(&state, &who.tenant_id).await?;
     let after = tenant_settings_from_json(&body, &before).map_err(ApiError::Validation)?;
     if after != before {
@@ -51,12 +63,17 @@ pub async fn update(
             tenant_settings_to_json(&before),
             tenant_settings_to_json(&after),
         );
-        state
+        // Conditional on the version the settings were read at, so a
+        // change made in between is never undone silently.
+        let written = state
             .store
             .write(
                 &who.tenant_id,
                 state.clock.now(),
-                vec![Write::PutTenantSettings { doc: a.clone() }],
+                vec![
+                    Write::ExpectTenantSettings { version },
+                    Write::PutTenantSettings { doc: a.clone() },
+                ],
                 vec![audit(
                     &who,
                     "tenant.settings",
@@ -66,14 +83,26 @@ pub async fn update(
                     Some(a),
                 )],
             )
-            .await?;
+            .await;
+        if let Err(StoreError::Conflict(_)) = written {
+            return Err(ApiError::VersionMismatch {
+                what: "the tenant settings".into(),
+                current: state.store.tenant_settings_version(&who.tenant_id).await?,
+            });
+        }
+        written?;
         state.policy_changed(&who.tenant_id);
     }
-    Ok(Json(TenantView {
-        id: who.tenant_id,
-        name: who.tenant_name,
-        settings: tenant_settings_view(&after),
-    }))
+    let version = state.store.tenant_settings_version(&who.tenant_id).await?;
+    Ok(with_etag(
+        version,
+        TenantView {
+            id: who.tenant_id,
+            name: who.tenant_name,
+            settings: tenant_settings_view(&after),
+            settings_version: version,
+        },
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/whoami", tag = "tenant", responses((status = 200, body = WhoAmI)))]

@@ -27,6 +27,11 @@ export class ApiError extends Error {
     this.status = status;
     this.code = e.code || 'unknown';
     this.details = e.details || [];
+    if (this.code === 'version_mismatch') {
+      // The server's text speaks to API clients (If-Match); say it for people.
+      this.message = 'Someone else changed this after you opened it. Nothing was saved: reload the page to see their change, then make yours again.';
+      this.details = [];
+    }
   }
 }
 
@@ -36,8 +41,8 @@ export function onUnauthorized(fn) {
   unauthorized = fn;
 }
 
-export async function api(method, path, body) {
-  const headers = { Accept: 'application/json' };
+export async function api(method, path, body, extra = {}) {
+  const headers = { Accept: 'application/json', ...extra };
   const s = session();
   if (s?.token) headers.Authorization = `Bearer ${s.token}`;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
@@ -71,7 +76,10 @@ export async function api(method, path, body) {
 
 export const get = (path) => api('GET', path);
 export const post = (path, body) => api('POST', path, body);
-export const put = (path, body) => api('PUT', path, body);
+/** A PUT of a change based on `version` (If-Match): refused with 412
+ * version_mismatch if someone else changed the object since. */
+export const put = (path, body, version) =>
+  api('PUT', path, body, version === undefined ? {} : { 'If-Match': `"${version}"` });
 export const del = (path) => api('DELETE', path);
 
 /** `encodeURIComponent` for a path segment. */

@@ -109,7 +109,7 @@ export async function render(main, ctx) {
     replace(status);
     const d = doc();
     try {
-      if (editing) await put(`/groups/${seg(editing)}`, d);
+      if (editing) await put(`/groups/${seg(editing)}`, d, group.version);
       else await post('/groups', d);
       announce(`Group ${d.name} saved`);
       location.hash = '#/groups';

@@ -14,6 +14,8 @@ export async function render(main, ctx) {
   const admin = can('global_admin');
   const t = await get('/tenant');
   const s = t.settings;
+  // The version the form shows; a save based on an older one is refused.
+  let version = t.settings_version;
   const scopes = PLATFORMS.map(([p, label]) => [p, label, select(SCOPES, s.enforcement[p] ?? 'off', { disabled: !admin })]);
   const pilot = h('input', { type: 'text', value: s.pilot_tag, disabled: !admin, spellcheck: 'false' });
   const takeover = h('input', { type: 'checkbox', id: 'allow-takeover', checked: s.allow_takeover, disabled: !admin });
@@ -51,7 +53,8 @@ export async function render(main, ctx) {
       conflict_policy: secure.checked ? 'most_secure_wins' : 'report',
     };
     try {
-      await put('/tenant/settings', body);
+      const saved = await put('/tenant/settings', body, version);
+      version = saved.settings_version;
       replace(status, h('p', { class: 'ok-text' }, 'Saved. Devices whose effective policy changed are told at once.'));
       announce('Tenant settings saved');
     } catch (err) {

@@ -267,7 +267,7 @@ export async function render(main, ctx) {
     replace(status);
     collect();
     try {
-      if (editing) await put(`/policies/${seg(editing)}`, doc());
+      if (editing) await put(`/policies/${seg(editing)}`, doc(), existing.version);
       else await post('/policies', doc());
       announce(`Policy ${draft.name} saved`);
       location.hash = `#/reports/policies/${seg(draft.name)}`;
