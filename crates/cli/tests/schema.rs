@@ -155,12 +155,7 @@ fn the_schema_refuses_what_the_validator_refuses() {
 
 #[test]
 fn imported_intune_policies_pass_the_schema() {
-    let exports = repo().join("../shared/intune-exports");
-    if !exports.is_dir() {
-        // crates/cli/tests/intune.rs requires the exports under CI.
-        eprintln!("skipping: {} is missing", exports.display());
-        return;
-    }
+    let exports = repo().join("crates/cli/tests/fixtures/intune-exports");
     let out = std::env::temp_dir().join(format!("rampart-schema-import-{}", std::process::id()));
     let _ = fs::remove_dir_all(&out);
     let o = Command::new(env!("CARGO_BIN_EXE_rampart"))
