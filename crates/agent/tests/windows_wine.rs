@@ -286,13 +286,19 @@ async fn sync(server: &TestServer, device: &str) {
     assert!(s.is_success(), "sync: {b}");
 }
 
-/// The report's settings as the agent was given them (the canonical values).
-fn effective(report: &Value) -> Values {
-    report["settings"]
+/// The device's effective settings as the agent was given them (the
+/// canonical values; a report splits rule lists into one row per rule).
+async fn effective(server: &TestServer, device: &str) -> Values {
+    let (s, view) = server
+        .admin()
+        .get(&format!("/devices/{device}/effective"))
+        .await
+        .unwrap();
+    assert!(s.is_success(), "{view}");
+    view["settings"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|r| r["key"].is_null())
         .map(|r| {
             (
                 r["setting"].as_str().unwrap().to_string(),
@@ -451,7 +457,7 @@ async fn the_windows_agent_under_wine_enforces_through_the_policy_registry() {
     );
 
     // The registry holds exactly the rendered values, and the local rule.
-    let desired = effective(&r);
+    let desired = effective(&server, "win-01").await;
     let mut want = rendered(&desired);
     want.insert((
         r"software\policies\microsoft\windowsfirewall\firewallrules".into(),
@@ -584,8 +590,7 @@ async fn the_windows_agent_under_wine_enforces_through_the_policy_registry() {
         async || expected_succeeded(&report(&server, "win-01").await),
     )
     .await;
-    let r = report(&server, "win-01").await;
-    let mut want = rendered(&effective(&r));
+    let mut want = rendered(&effective(&server, "win-01").await);
     want.extend(only_local.iter().cloned());
     assert_eq!(wine.policy_values(), want);
     assert_eq!(wine.status()["state"], "enrolled");
