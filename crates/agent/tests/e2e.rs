@@ -1146,6 +1146,17 @@ async fn restore_under_running_agents(backend: Backend) {
             && row(&r, "real_time_protection")["status"] == "succeeded"
     })
     .await;
+    // The device report says how the device came back: it proved itself
+    // with its enrolled key.
+    let r = device_report(&server, "web-restore-a").await;
+    let actions: Vec<&str> = r["trust_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions.first(), Some(&"device.reattest"), "{r}");
+    assert!(actions.contains(&"device.enroll"), "{r}");
 
     // The other comes back after its certificate expired: no re-onboarding.
     let expires = offline.status()["certificate_not_after"].as_i64().unwrap();

@@ -418,6 +418,23 @@ pub struct DeviceReport {
     /// (the audit log's `device.tamper` entries).
     #[schema(value_type = Vec<Object>)]
     pub tamper_events: Vec<Value>,
+    /// The device's recent trust events, newest first: enrollment,
+    /// approved re-enrollment, re-attestation with its enrolled key (a
+    /// certificate the server no longer knew, as after a restore), reports
+    /// its outbox had to fold, offboarding.
+    #[serde(default)]
+    pub trust_events: Vec<TrustEvent>,
+}
+
+/// An entry of [`DeviceReport::trust_events`], from the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TrustEvent {
+    pub at: i64,
+    /// `device.enroll`, `device.reenroll`, `device.reattest`,
+    /// `device.report_loss` or `device.offboard`.
+    pub action: String,
+    #[schema(value_type = Option<Object>)]
+    pub detail: Option<Value>,
 }
 
 /// One device's status for one policy.

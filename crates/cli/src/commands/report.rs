@@ -215,6 +215,18 @@ fn device_text(r: &DeviceReport) -> String {
         ],
         &rows,
     ));
+    if !r.trust_events.is_empty() {
+        out.push_str("\nrecent trust events:\n");
+        for e in &r.trust_events {
+            let detail = e.detail.as_ref().map(render::cell).unwrap_or_default();
+            out.push_str(&format!(
+                "  {}  {}  {}\n",
+                render::time(Some(e.at)),
+                e.action,
+                detail.replace('\n', ", ")
+            ));
+        }
+    }
     out
 }
 
@@ -247,4 +259,31 @@ fn setting_text(r: &SettingReport) -> String {
         &rows,
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_device_report_lists_its_trust_events() {
+        let r: DeviceReport = serde_json::from_value(serde_json::json!({
+            "device": "web-01", "managed": true, "reason": null, "managed_by": "rampart",
+            "last_check_in": 1_767_225_600, "digest": "d", "applied_digest": "d",
+            "counts": {"succeeded": 1, "error": 0, "conflict": 0, "not_applicable": 0, "pending": 0},
+            "settings": [{"setting": "scan_archives", "key": null, "status": "succeeded", "value": true,
+                "observed": true, "sources": ["p"], "error_code": null, "error_message": null,
+                "other_policies": [], "reason": null}],
+            "tamper_events": [],
+            "trust_events": [{"at": 1_767_225_600, "action": "device.reattest", "detail": {"with": "enrolled key"}}]
+        }))
+        .unwrap();
+        let text = device_text(&r);
+        assert!(
+            text.contains(
+                "recent trust events:\n  2026-01-01 00:00:00Z  device.reattest  with=enrolled key"
+            ),
+            "{text}"
+        );
+    }
 }

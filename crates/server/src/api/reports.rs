@@ -14,7 +14,7 @@ use axum::Json;
 use rampart_core::resolve::Resolution;
 use rampart_proto::{
     DeviceReport, ErrorBody, PolicyDeviceStatus, PolicyReport, PolicyValue, SettingDeviceStatus,
-    SettingReport, SettingStatusView, StatusCounts,
+    SettingReport, SettingStatusView, StatusCounts, TrustEvent,
 };
 use rampart_store::{DeviceRecord, StatusRecord};
 
@@ -28,6 +28,15 @@ pub const ERROR: &str = "error";
 pub const CONFLICT: &str = "conflict";
 pub const NOT_APPLICABLE: &str = "not_applicable";
 pub const PENDING: &str = "pending";
+
+/// The audit actions a device report lists as its trust events.
+const TRUST_ACTIONS: &[&str] = &[
+    "device.enroll",
+    "device.reenroll",
+    "device.reattest",
+    "device.report_loss",
+    "device.offboard",
+];
 
 /// Severity for "the worst status wins" roll-ups.
 fn severity(status: &str) -> u8 {
@@ -246,12 +255,26 @@ pub async fn device(
     for s in &settings {
         count(&mut counts, &s.status);
     }
-    let tamper_events = state
+    let audit: Vec<rampart_store::AuditRecord> = state
         .store
         .audit(&who.tenant_id, 1000, None)
         .await?
         .into_iter()
-        .filter(|a| a.action == crate::device::api::TAMPER_ACTION && a.object_name == name)
+        .filter(|a| a.object_kind == "device" && a.object_name == name)
+        .collect();
+    let trust_events = audit
+        .iter()
+        .filter(|a| TRUST_ACTIONS.contains(&a.action.as_str()))
+        .take(20)
+        .map(|a| TrustEvent {
+            at: a.at,
+            action: a.action.clone(),
+            detail: a.after.clone(),
+        })
+        .collect();
+    let tamper_events = audit
+        .into_iter()
+        .filter(|a| a.action == crate::device::api::TAMPER_ACTION)
         .filter_map(|a| a.after)
         // One entry per report holds its first events; older entries were
         // one event each.
@@ -263,6 +286,7 @@ pub async fn device(
         .collect();
     Ok(Json(DeviceReport {
         tamper_events,
+        trust_events,
         device: name,
         managed: resolution.managed,
         reason: resolution.reason.clone(),
