@@ -293,8 +293,10 @@ test('the console, end to end', { timeout: 300000 }, async (top) => {
 
   await t.test('policy report: device statuses arrive from the agents', async () => {
     await visible(page.getByRole('heading', { name: 'live-canary-av', level: 1 }));
-    // The agents apply behavior_monitoring and report it: succeeded on both.
-    await visible(page.locator('#per-setting tr[data-setting="behavior_monitoring"] td.has-succeeded', { hasText: '2' }), 60000);
+    // The agents apply behavior_monitoring with their file provider and report
+    // it on both: recorded, never counted as succeeded.
+    await visible(page.locator('#per-setting tr[data-setting="behavior_monitoring"] td.has-recorded', { hasText: '2' }), 60000);
+    assert.equal(await page.locator('#per-setting tr[data-setting="behavior_monitoring"] td.has-succeeded').count(), 0);
     await visible(page.locator('#per-setting tr[data-setting="scan_archives"] td.has-conflict', { hasText: '2' }));
     const conflictCount = await page.locator('#policy-counts [data-status="conflict"] .num').textContent();
     assert.equal(conflictCount, '2');
@@ -323,8 +325,11 @@ test('the console, end to end', { timeout: 300000 }, async (top) => {
     const text = await other.textContent();
     assert.match(text, /linux-av-baseline/);
     assert.match(text, /linux-av-web/);
-    // A succeeded setting shows the value the agent read back.
-    await visible(page.locator('#device-settings tr[data-setting="behavior_monitoring"]').getByText('Succeeded'), 30000);
+    // An applied setting shows its status with the backend that applied it:
+    // the file provider's values read "Recorded, not enforced".
+    const applied = page.locator('#device-settings tr[data-setting="behavior_monitoring"]');
+    await visible(applied.getByText('Recorded, not enforced'), 30000);
+    await visible(applied.getByText('by File (not enforced)'));
     await page.getByRole('button', { name: 'Policy sync' }).click();
     await visible(page.getByText(/Sync requested: the device is connected/));
     await page.getByRole('button', { name: 'Allow re-enrollment' }).click();

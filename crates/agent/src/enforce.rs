@@ -2,7 +2,9 @@
 //!
 //! For each effective setting the providers that carry it are picked; each
 //! provider observes, plans, applies and observes again; a setting is
-//! `succeeded` only when every read-back matches. Conflicts are reported
+//! `succeeded` only when every read-back matches, and only when a provider
+//! that enforces it did so: the `file` provider's values are `recorded`.
+//! Each status names the backend that applied it. Conflicts are reported
 //! `conflict` (nothing is applied for them), the resolution's
 //! not-applicable entries `not_applicable`, and a setting no provider
 //! carries `not_applicable` too — never silently dropped (DESIGN.md §6).
@@ -78,6 +80,7 @@ pub fn enforce(
                 observed: None,
                 error_code: Some("no_provider".into()),
                 error_message: Some("no provider on this device carries it".into()),
+                backend: None,
             },
             Some(status) => status,
         };
@@ -101,6 +104,7 @@ pub fn enforce(
                     "policies give different values: {}; nothing is applied",
                     sides.join(", ")
                 )),
+                backend: None,
             });
         }
         for n in &resolution.not_applicable {
@@ -111,6 +115,7 @@ pub fn enforce(
                 observed: None,
                 error_code: None,
                 error_message: Some(n.reason.clone()),
+                backend: None,
             });
         }
     }
@@ -143,15 +148,18 @@ pub fn report(version: u64, digest: &str, statuses: &[SettingStatus]) -> StatusR
     }
 }
 
-/// Per setting, each handling provider's result: the read-back value (and
-/// the provider's note on it) or why it failed.
-type ResultsBySetting = BTreeMap<
-    String,
-    Vec<(
-        &'static str,
-        Result<(Option<Value>, Option<String>), Failure>,
-    )>,
->;
+/// One provider's result for one setting: the read-back value (and the
+/// provider's note on it) or why it failed.
+struct ProviderResult {
+    provider: &'static str,
+    /// Whether the provider enforces what it applies (see
+    /// [`Provider::enforces`]).
+    enforces: bool,
+    result: Result<(Option<Value>, Option<String>), Failure>,
+}
+
+/// Per setting, each handling provider's result.
+type ResultsBySetting = BTreeMap<String, Vec<ProviderResult>>;
 
 struct ProviderRun {
     result: Outcome,
@@ -177,6 +185,7 @@ fn run_providers(
 
     for provider in providers.iter_mut() {
         let name = provider.name();
+        let enforces = provider.enforces();
         let mine: Values = desired
             .iter()
             .filter(|(k, _)| provider.handles(k))
@@ -205,7 +214,8 @@ fn run_providers(
             let observed = provider.observe()?;
             for (setting, value) in &mine {
                 let was_in_force = before.get(setting.as_str()).is_some_and(|s| {
-                    s.status == "succeeded" && provider.matches(value, s.observed.as_ref())
+                    matches!(s.status.as_str(), "succeeded" | "recorded")
+                        && provider.matches(value, s.observed.as_ref())
                 });
                 if was_in_force
                     && !not_carried.contains_key(setting)
@@ -273,7 +283,11 @@ fn run_providers(
                     run.by_setting
                         .entry(setting.clone())
                         .or_default()
-                        .push((name, result));
+                        .push(ProviderResult {
+                            provider: name,
+                            enforces,
+                            result,
+                        });
                 }
                 for (setting, removal) in &removals {
                     let (label, result) = match removal {
@@ -314,7 +328,11 @@ fn run_providers(
                     run.by_setting
                         .entry(setting.clone())
                         .or_default()
-                        .push((name, Err(Failure::Provider(e.clone()))));
+                        .push(ProviderResult {
+                            provider: name,
+                            enforces,
+                            result: Err(Failure::Provider(e.clone())),
+                        });
                 }
                 for (setting, removal) in &removals {
                     run.result.removed.push(Removed {
@@ -341,20 +359,26 @@ fn run_providers(
 /// provider carries it.
 fn outcome_of(setting: &str, by_setting: &ResultsBySetting) -> Option<SettingStatus> {
     let results = by_setting.get(setting)?;
-    let status =
-        |status: &str, observed: Option<Value>, code: Option<&str>, message: Option<String>| {
-            SettingStatus {
-                setting: setting.to_string(),
-                key: None,
-                status: status.into(),
-                observed,
-                error_code: code.map(str::to_string),
-                error_message: message,
-            }
-        };
-    // A real failure wins; then success; a setting that only unsupported
-    // providers were asked to carry is not applicable.
-    for (provider, result) in results {
+    let status = |status: &str,
+                  observed: Option<Value>,
+                  code: Option<&str>,
+                  message: Option<String>,
+                  backend: Option<&str>| SettingStatus {
+        setting: setting.to_string(),
+        key: None,
+        status: status.into(),
+        observed,
+        error_code: code.map(str::to_string),
+        error_message: message,
+        backend: backend.map(str::to_string),
+    };
+    // A real failure wins; then success by a provider that enforces it; then
+    // a value only recorded; a setting that only unsupported providers were
+    // asked to carry is not applicable.
+    for ProviderResult {
+        provider, result, ..
+    } in results
+    {
         match result {
             Err(Failure::Provider(e)) if e.kind != ErrorKind::Unsupported => {
                 return Some(status(
@@ -362,6 +386,7 @@ fn outcome_of(setting: &str, by_setting: &ResultsBySetting) -> Option<SettingSta
                     None,
                     Some(e.code()),
                     Some(format!("{provider}: {}", e.message)),
+                    Some(provider),
                 ));
             }
             Err(Failure::Mismatch { desired, observed }) => {
@@ -373,18 +398,38 @@ fn outcome_of(setting: &str, by_setting: &ResultsBySetting) -> Option<SettingSta
                     observed.clone(),
                     Some("verify_mismatch"),
                     Some(format!("{provider}: read back {seen} instead of {desired}")),
+                    Some(provider),
                 ));
             }
             _ => {}
         }
     }
-    if let Some((_, Ok((observed, note)))) = results.iter().find(|(_, r)| r.is_ok()) {
-        return Some(status("succeeded", observed.clone(), None, note.clone()));
+    let applied = results
+        .iter()
+        .filter(|r| r.result.is_ok())
+        .max_by_key(|r| r.enforces);
+    if let Some(ProviderResult {
+        provider,
+        enforces,
+        result: Ok((observed, note)),
+    }) = applied
+    {
+        let (state, note) = if *enforces {
+            ("succeeded", note.clone())
+        } else {
+            (
+                "recorded",
+                Some(note.clone().unwrap_or_else(|| {
+                    format!("recorded by the {provider} provider, not enforced")
+                })),
+            )
+        };
+        return Some(status(state, observed.clone(), None, note, Some(provider)));
     }
     let reasons: Vec<String> = results
         .iter()
-        .filter_map(|(p, r)| match r {
-            Err(Failure::Provider(e)) => Some(format!("{p}: {}", e.message)),
+        .filter_map(|r| match &r.result {
+            Err(Failure::Provider(e)) => Some(format!("{}: {}", r.provider, e.message)),
             _ => None,
         })
         .collect();
@@ -393,6 +438,7 @@ fn outcome_of(setting: &str, by_setting: &ResultsBySetting) -> Option<SettingSta
         None,
         Some("provider_unsupported"),
         Some(reasons.join("; ")),
+        None,
     ))
 }
 
@@ -429,7 +475,7 @@ mod tests {
     }
 
     #[test]
-    fn effective_settings_succeed_after_read_back() {
+    fn the_file_provider_records_values_and_never_claims_them_enforced() {
         let dir = TempDir::new();
         let catalog = Catalog::builtin();
         let mut providers = file_provider(&dir, catalog);
@@ -439,9 +485,14 @@ mod tests {
         ]);
         let o = enforce(&r, &mut providers, &Applied::default(), catalog);
         let s = status_of(&o, "real_time_protection", None);
-        assert_eq!(s.status, "succeeded");
+        assert_eq!(s.status, "recorded");
+        assert_eq!(s.backend.as_deref(), Some("file"));
+        assert_eq!(
+            s.error_message.as_deref(),
+            Some("recorded by the file provider, not enforced")
+        );
         assert_eq!(s.observed, Some(json!(true)));
-        assert_eq!(status_of(&o, "excluded_paths", None).status, "succeeded");
+        assert_eq!(status_of(&o, "excluded_paths", None).status, "recorded");
         assert_eq!(
             o.ledger["file"],
             BTreeSet::from([
@@ -489,7 +540,8 @@ mod tests {
             Some("d4f940ab-401b-4efc-aadc-ad5f3c50688a"),
         );
         assert_eq!(n.status, "not_applicable");
-        assert_eq!(status_of(&o, "scan_archives", None).status, "succeeded");
+        assert_eq!(n.backend, None);
+        assert_eq!(status_of(&o, "scan_archives", None).status, "recorded");
         // The conflicting setting was not written.
         let text = std::fs::read_to_string(dir.path().join("settings.json")).unwrap();
         assert!(!text.contains("real_time_protection"));
@@ -578,7 +630,7 @@ mod tests {
         let second = enforce(&r, &mut providers, &applied(&first), catalog);
         assert_eq!(
             status_of(&second, "real_time_protection", None).status,
-            "succeeded"
+            "recorded"
         );
         let text = std::fs::read_to_string(dir.path().join("settings.json")).unwrap();
         assert!(text.contains("true"));
@@ -629,6 +681,34 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_setting_an_enforcing_provider_applied_succeeds_in_its_name() {
+        let dir = TempDir::new();
+        let catalog = Catalog::builtin();
+        // The file provider carries every setting; the other one enforces
+        // scan_archives and reads back what it was asked for.
+        let mut providers = file_provider(&dir, catalog);
+        providers.push(Box::new(Broken {
+            fail: None,
+            writes: json!(true),
+            stored: Values::new(),
+        }));
+        let r = resolution(&[
+            ("scan_archives", json!(true)),
+            ("real_time_protection", json!(true)),
+        ]);
+        let o = enforce(&r, &mut providers, &Applied::default(), catalog);
+        let s = status_of(&o, "scan_archives", None);
+        assert_eq!(s.status, "succeeded");
+        assert_eq!(s.backend.as_deref(), Some("broken"));
+        assert_eq!(s.error_message, None);
+        let s = status_of(&o, "real_time_protection", None);
+        assert_eq!(
+            (s.status.as_str(), s.backend.as_deref()),
+            ("recorded", Some("file"))
+        );
+    }
+
     fn with_broken(fail: Option<ProviderError>) -> Outcome {
         let catalog = Catalog::builtin();
         let mut providers: Vec<Box<dyn Provider>> = vec![Box::new(Broken {
@@ -645,6 +725,7 @@ mod tests {
         let o = with_broken(None);
         let s = status_of(&o, "scan_archives", None);
         assert_eq!(s.status, "error");
+        assert_eq!(s.backend.as_deref(), Some("broken"));
         assert_eq!(s.error_code.as_deref(), Some("verify_mismatch"));
         assert_eq!(s.observed, Some(json!("surprise")));
     }

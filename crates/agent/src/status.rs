@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use rampart_core::resolve::Resolution;
+use rampart_core::text::{cell, table};
 use rampart_proto::device::{EnrollmentState, SettingStatus};
 use serde::Serialize;
 use serde_json::Value;
@@ -80,11 +81,13 @@ pub struct SettingView {
     pub value: Value,
     /// The policies the value (or the conflict) comes from.
     pub sources: Vec<String>,
-    /// `succeeded`, `error`, `conflict`, `not_applicable`, `pending`.
+    /// One of `rampart_proto::device::SETTING_STATUSES`.
     pub status: String,
     pub observed: Option<Value>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// The provider that applied it, when one did.
+    pub backend: Option<String>,
 }
 
 /// Reads the state directory into the view.
@@ -223,6 +226,7 @@ fn rows(r: &Resolution, digest: &str, applied: &Applied) -> Vec<SettingView> {
             observed: s.observed.clone(),
             error_code: s.error_code.clone(),
             error_message: s.error_message.clone(),
+            backend: s.backend.clone(),
         });
     };
     let plain =
@@ -233,6 +237,7 @@ fn rows(r: &Resolution, digest: &str, applied: &Applied) -> Vec<SettingView> {
             observed: None,
             error_code: None,
             error_message: message,
+            backend: None,
         };
     for s in &r.settings {
         push(
@@ -357,7 +362,9 @@ pub fn render(v: &StatusView) -> String {
                 let detail = match (&s.error_code, &s.error_message, &s.observed) {
                     (_, Some(m), _) => m.clone(),
                     (Some(c), None, _) => c.clone(),
-                    (None, None, Some(o)) if s.status != "succeeded" => format!("observed {o}"),
+                    (None, None, Some(o)) if s.status != "succeeded" && s.status != "recorded" => {
+                        format!("observed {o}")
+                    }
                     _ => String::new(),
                 };
                 vec![
@@ -365,12 +372,13 @@ pub fn render(v: &StatusView) -> String {
                     cell(&s.value),
                     s.sources.join(", "),
                     s.status.clone(),
+                    s.backend.clone().unwrap_or_else(|| "-".into()),
                     detail,
                 ]
             })
             .collect();
         out.push_str(&table(
-            &["SETTING", "VALUE", "SOURCES", "STATUS", "DETAIL"],
+            &["SETTING", "VALUE", "SOURCES", "STATUS", "BACKEND", "DETAIL"],
             &rows,
         ));
     }
@@ -382,40 +390,6 @@ pub fn render(v: &StatusView) -> String {
                 r.setting, r.provider, r.removal, r.result
             ));
         }
-    }
-    out
-}
-
-fn cell(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// Left-aligned columns, two spaces apart; the last column is not padded.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let mut s = String::new();
-        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(cell);
-            } else {
-                s.push_str(&format!("{cell:<w$}  "));
-            }
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    let mut out = line(header.to_vec());
-    for row in rows {
-        out.push_str(&line(row.iter().map(String::as_str).collect()));
     }
     out
 }
@@ -523,6 +497,7 @@ mod tests {
         let mut r = resolution(&[
             ("real_time_protection", json!(true)),
             ("scan_archives", json!(false)),
+            ("excluded_paths", json!(["/srv/cache", "/var/tmp"])),
         ]);
         r.conflicts.push(Conflict {
             setting: "cloud_protection".into(),
@@ -568,6 +543,7 @@ mod tests {
                         observed: Some(json!(true)),
                         error_code: None,
                         error_message: None,
+                        backend: Some("mdatp".into()),
                     },
                     SettingStatus {
                         setting: "scan_archives".into(),
@@ -576,6 +552,7 @@ mod tests {
                         observed: Some(json!(true)),
                         error_code: Some("verify_mismatch".into()),
                         error_message: Some("file: read back true instead of false".into()),
+                        backend: Some("file".into()),
                     },
                 ],
                 removed: Vec::new(),
@@ -596,12 +573,18 @@ mod tests {
         let j = serde_json::to_value(&v).unwrap();
         assert_eq!(j["tenant"], json!({"id": "t1", "name": "Tenant One"}));
         assert_eq!(j["policy"]["digest"], "digest-7");
+        let scan_archives = j["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["setting"] == "scan_archives")
+            .unwrap();
         assert_eq!(
-            j["settings"][2],
+            *scan_archives,
             json!({
                 "setting": "scan_archives", "key": null, "value": false, "sources": ["p1"],
                 "status": "error", "observed": true, "error_code": "verify_mismatch",
-                "error_message": "file: read back true instead of false"
+                "error_message": "file: read back true instead of false", "backend": "file"
             })
         );
 
@@ -611,6 +594,14 @@ mod tests {
         assert!(text.contains("2026-01-01T00:01:40Z"), "{text}");
         assert!(text.contains("SETTING"), "{text}");
         assert!(text.contains("read back true instead of false"), "{text}");
+        // Each row names the backend that applied it, and a list is one item
+        // a line, as the CLI prints it.
+        let line = |needle: &str| text.lines().find(|l| l.contains(needle)).unwrap_or("");
+        assert!(line("real_time_protection").contains("mdatp"), "{text}");
+        assert!(line("excluded_paths").contains("/srv/cache"), "{text}");
+        assert!(!line("excluded_paths").contains("/var/tmp"), "{text}");
+        assert!(!text.contains("[\"/srv/cache\""), "{text}");
+        assert!(text.lines().any(|l| l.trim() == "/var/tmp"), "{text}");
     }
 
     #[test]

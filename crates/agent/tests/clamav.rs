@@ -271,7 +271,7 @@ async fn clamd_and_clamonacc_enforce_exclusions_and_real_time_protection() {
         let r = device_report(&server, "clam-01").await;
         succeeded
             .iter()
-            .all(|s| row(&r, s)["status"] == "succeeded")
+            .all(|s| row(&r, s)["status"] == "succeeded" && row(&r, s)["backend"] == "clamav")
     })
     .await;
     let r = device_report(&server, "clam-01").await;

@@ -335,7 +335,7 @@ async fn policy_changes_and_sync_reach_several_agents_and_statuses_come_back() {
             &format!("{} applies its policy and reports", a.name),
             async || {
                 let r = device_report(&server, &a.name).await;
-                row(&r, "real_time_protection")["status"] == "succeeded"
+                row(&r, "real_time_protection")["status"] == "recorded"
             },
         )
         .await;
@@ -380,7 +380,7 @@ async fn policy_changes_and_sync_reach_several_agents_and_statuses_come_back() {
             async || {
                 let r = device_report(&server, &a.name).await;
                 r["digest"] == r["applied_digest"]
-                    && row(&r, "scan_archives")["status"] == "succeeded"
+                    && row(&r, "scan_archives")["status"] == "recorded"
             },
         )
         .await;
@@ -393,7 +393,7 @@ async fn policy_changes_and_sync_reach_several_agents_and_statuses_come_back() {
         .unwrap()
         .1;
     assert!(
-        report["settings"]["scan_archives"]["succeeded"]
+        report["settings"]["scan_archives"]["recorded"]
             .as_u64()
             .unwrap()
             >= 3,
@@ -423,7 +423,8 @@ async fn policy_changes_and_sync_reach_several_agents_and_statuses_come_back() {
         .find(|s| s["setting"] == "real_time_protection")
         .unwrap()
         .clone();
-    assert_eq!(rta["status"], "succeeded");
+    assert_eq!(rta["status"], "recorded");
+    assert_eq!(rta["backend"], "file");
     assert_eq!(rta["sources"], json!(["linux-av-baseline", "linux-av-web"]));
     for a in &mut agents {
         a.stop();
@@ -476,11 +477,7 @@ async fn an_outage_keeps_enforcement_and_the_outbox_drains_after() {
     )
     .await;
     let r = device_report(&server, "web-out").await;
-    assert_eq!(
-        row(&r, "real_time_protection")["status"],
-        "succeeded",
-        "{r}"
-    );
+    assert_eq!(row(&r, "real_time_protection")["status"], "recorded", "{r}");
     agent.stop();
     server.stop().await.unwrap();
 }
@@ -1143,7 +1140,7 @@ async fn restore_under_running_agents(backend: Backend) {
     eventually(20, "the server has its report", async || {
         let r = device_report(&server, "web-restore-a").await;
         r["applied_digest"] == restored_digest
-            && row(&r, "real_time_protection")["status"] == "succeeded"
+            && row(&r, "real_time_protection")["status"] == "recorded"
     })
     .await;
     // The device report says how the device came back: it proved itself

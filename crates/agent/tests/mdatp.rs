@@ -90,7 +90,9 @@ async fn the_managed_file_gets_the_documented_keys_and_keeps_the_rest() {
     ];
     eventually(30, "every setting succeeds", &agent, async || {
         let r = device_report(&server, "mde-01").await;
-        settings.iter().all(|s| row(&r, s)["status"] == "succeeded")
+        settings
+            .iter()
+            .all(|s| row(&r, s)["status"] == "succeeded" && row(&r, s)["backend"] == "mdatp")
     })
     .await;
     if !mdatp_installed() {

@@ -590,7 +590,7 @@ async fn a_policy_filters_real_traffic_drift_is_restored_and_unassigning_removes
                 "firewall_rules",
             ]
             .iter()
-            .all(|s| row(&r, s)["status"] == "succeeded")
+            .all(|s| row(&r, s)["status"] == "succeeded" && row(&r, s)["backend"] == "nftables")
         },
     )
     .await;

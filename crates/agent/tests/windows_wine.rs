@@ -440,6 +440,7 @@ async fn the_windows_agent_under_wine_enforces_through_the_policy_registry() {
                 message.starts_with(r"registry: HKLM\SOFTWARE\Policies\Microsoft\"),
                 "{row}"
             );
+            assert_eq!(row["backend"], "registry", "{row}");
         }
     }
     let tamper = r["settings"]

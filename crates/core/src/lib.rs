@@ -15,5 +15,6 @@ pub mod names;
 pub mod resolve;
 pub mod schema;
 pub mod suggest;
+pub mod text;
 pub mod validate;
 pub mod value;

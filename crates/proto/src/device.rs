@@ -242,13 +242,34 @@ pub struct PolicyPayload {
 pub struct SettingStatus {
     pub setting: String,
     pub key: Option<String>,
-    /// `succeeded`, `error`, `conflict`, `not_applicable`, `pending`.
+    /// One of [`SETTING_STATUSES`].
     pub status: String,
     /// The value read back from the component.
     pub observed: Option<Value>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// One of [`BACKENDS`]: what on the device applied the setting. Absent
+    /// for a setting no backend handled (not applicable, conflict).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
 }
+
+/// The states a setting can be reported in. `recorded` is the `file`
+/// backend's result: the value was written down and read back, but nothing
+/// on the device enforces it, so it is never counted as `succeeded`.
+pub const SETTING_STATUSES: &[&str] = &[
+    "succeeded",
+    "recorded",
+    "error",
+    "conflict",
+    "not_applicable",
+    "pending",
+];
+
+/// The backends an agent can name as having applied a setting.
+/// They are the agent's provider names; `mdatp` covers Defender's managed
+/// configuration on Linux and its managed preferences on macOS.
+pub const BACKENDS: &[&str] = &["nftables", "clamav", "mdatp", "registry", "file"];
 
 /// `POST /device/v1/status`: one report from the agent's outbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

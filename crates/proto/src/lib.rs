@@ -358,6 +358,9 @@ pub struct ApplyResponse {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct StatusCounts {
     pub succeeded: u64,
+    /// Written down by the agent's `file` backend, not enforced.
+    #[serde(default)]
+    pub recorded: u64,
     pub error: u64,
     pub conflict: u64,
     pub not_applicable: u64,
@@ -374,8 +377,13 @@ pub struct SettingStatusView {
     /// The entry's name when the catalog knows one (an ASR rule's title).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_name: Option<String>,
-    /// `succeeded`, `error`, `conflict`, `not_applicable`, `pending`.
+    /// `succeeded`, `recorded` (written down by the `file` backend, not
+    /// enforced), `error`, `conflict`, `not_applicable`, `pending`.
     pub status: String,
+    /// The backend on the device that applied it (`nftables`, `clamav`,
+    /// `mdatp`, `registry`, `file`), as the agent reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
     /// The effective value the device should hold.
     #[schema(value_type = Option<serde_json::Value>)]
     pub value: Option<Value>,
@@ -462,6 +470,9 @@ pub struct PolicyReport {
 pub struct SettingDeviceStatus {
     pub device: String,
     pub status: String,
+    /// The backend on the device that applied it, as the agent reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
     #[schema(value_type = Option<serde_json::Value>)]
     pub value: Option<Value>,
     pub sources: Vec<String>,

@@ -4,8 +4,9 @@
 //!
 //! Each simulated device is a genuine `rampart-agent` (the library, not a
 //! mock): its own key and certificate, mutual TLS to this server's device
-//! channel, signed policies verified, the `file` provider enforcing into its
-//! own state directory under `DATA_DIR/simulated/`, statuses through the
+//! channel, signed policies verified, the `file` provider recording into its
+//! own state directory under `DATA_DIR/simulated/` (reported `recorded`, not
+//! enforced: nothing on this machine acts on them), statuses through the
 //! outbox.
 
 use std::path::Path;

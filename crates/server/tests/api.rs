@@ -804,6 +804,7 @@ async fn reports_count_statuses_per_policy_setting_and_device() {
         observed: Some(json!(true)),
         error_code: error.map(|_| "apply_failed".into()),
         error_message: error.map(str::to_string),
+        backend: Some("file".into()),
         digest: digest.clone(),
         updated_at: rampart_testkit::TEST_EPOCH,
     };
@@ -870,7 +871,7 @@ async fn reports_count_statuses_per_policy_setting_and_device() {
     );
     assert_eq!(
         policy["devices_by_status"],
-        json!({"succeeded": 0, "error": 1, "conflict": 1, "not_applicable": 0, "pending": 1})
+        json!({"succeeded": 0, "recorded": 0, "error": 1, "conflict": 1, "not_applicable": 0, "pending": 1})
     );
     assert_eq!(policy["settings"]["pua_protection"]["conflict"], 2);
     assert_eq!(policy["settings"]["real_time_protection"]["succeeded"], 1);

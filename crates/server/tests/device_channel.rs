@@ -274,10 +274,24 @@ async fn a_device_gets_a_signed_policy_then_pays_a_few_bytes_per_unchanged_check
     assert_eq!(pl2.version, 2);
     assert_ne!(pl2.digest, pl.digest);
 
-    // Status reports show through the admin API.
+    // A backend the server does not know is refused, naming the field, and
+    // stores nothing.
+    let bad = json!({"report_id": "r0", "digest": pl2.digest, "version": 2, "statuses": [
+        {"setting": "real_time_protection", "key": null, "status": "succeeded", "observed": true, "error_code": null, "error_message": null, "backend": "magic"}]});
+    let (s, e) = d
+        .call(reqwest::Method::POST, "/device/v1/status", Some(bad))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert!(e.to_string().contains("statuses[0].backend"), "{e}");
+    let rep = admin.get("/reports/devices/web-03").await.unwrap().1;
+    assert_eq!(rep["counts"]["succeeded"], 0, "{rep}");
+
+    // Status reports show through the admin API, each with its backend; a
+    // value the file backend only recorded is counted apart from succeeded.
     let report = json!({"report_id": "r1", "digest": pl2.digest, "version": 2, "statuses": [
-        {"setting": "real_time_protection", "key": null, "status": "succeeded", "observed": true, "error_code": null, "error_message": null},
-        {"setting": "scan_archives", "key": null, "status": "error", "observed": null, "error_code": "apply_failed", "error_message": "boom"}]});
+        {"setting": "real_time_protection", "key": null, "status": "succeeded", "observed": true, "error_code": null, "error_message": null, "backend": "mdatp"},
+        {"setting": "pua_protection", "key": null, "status": "recorded", "observed": true, "error_code": null, "error_message": "recorded by the file provider, not enforced", "backend": "file"},
+        {"setting": "scan_archives", "key": null, "status": "error", "observed": null, "error_code": "apply_failed", "error_message": "boom", "backend": "clamav"}]});
     let (s, ack) = d
         .call(
             reqwest::Method::POST,
@@ -285,7 +299,7 @@ async fn a_device_gets_a_signed_policy_then_pays_a_few_bytes_per_unchanged_check
             Some(report.clone()),
         )
         .await;
-    assert_eq!((s, ack["changed"].as_u64()), (StatusCode::OK, Some(2)));
+    assert_eq!((s, ack["changed"].as_u64()), (StatusCode::OK, Some(3)));
     let (_, ack) = d
         .call(reqwest::Method::POST, "/device/v1/status", Some(report))
         .await;
@@ -301,7 +315,32 @@ async fn a_device_gets_a_signed_policy_then_pays_a_few_bytes_per_unchanged_check
             .clone()
     };
     assert_eq!(row("real_time_protection")["status"], "succeeded");
+    assert_eq!(row("real_time_protection")["backend"], "mdatp");
+    assert_eq!(row("pua_protection")["status"], "recorded");
+    assert_eq!(row("pua_protection")["backend"], "file");
     assert_eq!(row("scan_archives")["error_message"], "boom");
+    assert_eq!(row("scan_archives")["backend"], "clamav");
+    assert_eq!(
+        (
+            rep["counts"]["succeeded"].as_u64(),
+            rep["counts"]["recorded"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{rep}"
+    );
+    let by_setting = admin
+        .get("/reports/settings/pua_protection")
+        .await
+        .unwrap()
+        .1;
+    assert_eq!(by_setting["counts"]["recorded"], 1, "{by_setting}");
+    let web03 = by_setting["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device"] == "web-03")
+        .unwrap();
+    assert_eq!(web03["backend"], "file", "{by_setting}");
     assert_eq!(
         admin.get("/devices/web-03").await.unwrap().1["policy_version"],
         2

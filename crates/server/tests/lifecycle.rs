@@ -87,7 +87,7 @@ fn the_readme_main_command_loads_the_examples_serves_and_stops_cleanly_on_sigter
                 .await
                 .unwrap()
         });
-        let live = report["counts"]["succeeded"].as_u64().unwrap_or(0) > 0
+        let live = report["counts"]["recorded"].as_u64().unwrap_or(0) > 0
             && report["counts"]["conflict"].as_u64().unwrap_or(0) >= 1;
         if live {
             break;

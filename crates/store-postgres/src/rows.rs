@@ -163,7 +163,7 @@ pub(crate) fn tombstone(row: &PgRow) -> Result<DeviceTombstone> {
 }
 
 pub(crate) const STATUS_COLUMNS: &str = "device, setting, setting_key, status, observed, \
-    error_code, error_message, digest, updated_at";
+    error_code, error_message, backend, digest, updated_at";
 
 pub(crate) fn status(row: &PgRow) -> Result<StatusRecord> {
     Ok(StatusRecord {
@@ -174,6 +174,7 @@ pub(crate) fn status(row: &PgRow) -> Result<StatusRecord> {
         observed: get(row, "observed")?,
         error_code: get(row, "error_code")?,
         error_message: get(row, "error_message")?,
+        backend: get(row, "backend")?,
         digest: get(row, "digest")?,
         updated_at: get(row, "updated_at")?,
     })

@@ -840,6 +840,7 @@ struct Reported {
     observed: Option<Value>,
     error_code: Option<String>,
     error_message: Option<String>,
+    backend: Option<String>,
     digest: String,
 }
 
@@ -850,6 +851,7 @@ impl From<&StatusRecord> for Reported {
             observed: s.observed.clone(),
             error_code: s.error_code.clone(),
             error_message: s.error_message.clone(),
+            backend: s.backend.clone(),
             digest: s.digest.clone(),
         }
     }
@@ -900,11 +902,12 @@ pub(crate) async fn statuses(
         }
         sqlx::query(
             "INSERT INTO statuses (tenant_id, device, setting, setting_key, status, observed, \
-             error_code, error_message, digest, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             error_code, error_message, backend, digest, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
              ON CONFLICT (tenant_id, device, setting, setting_key) DO UPDATE SET \
              status = excluded.status, observed = excluded.observed, \
              error_code = excluded.error_code, error_message = excluded.error_message, \
+             backend = excluded.backend, \
              digest = excluded.digest, updated_at = excluded.updated_at",
         )
         .bind(tenant)
@@ -915,6 +918,7 @@ pub(crate) async fn statuses(
         .bind(&s.observed)
         .bind(&s.error_code)
         .bind(&s.error_message)
+        .bind(&s.backend)
         .bind(&s.digest)
         .bind(s.updated_at)
         .execute(&mut *conn)

@@ -45,6 +45,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0006_tenant_settings_version.sql",
         sql: include_str!("../migrations/0006_tenant_settings_version.sql"),
     },
+    Migration {
+        version: 7,
+        file: "0007_status_backend.sql",
+        sql: include_str!("../migrations/0007_status_backend.sql"),
+    },
 ];
 
 /// Brings the schema up to date. Safe against another process opening the

@@ -187,6 +187,7 @@ fn status(device: &str, setting: &str, key: &str, status: &str) -> StatusRecord 
         observed: Some(json!({ "enabled": true, "ports": [22, 443] })),
         error_code: None,
         error_message: None,
+        backend: Some("nftables".to_owned()),
         digest: "digest-1".to_owned(),
         updated_at: T0 + 10,
     }

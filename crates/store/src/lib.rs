@@ -150,12 +150,16 @@ pub struct StatusRecord {
     pub setting: String,
     /// Empty for a whole setting; the ASR rule id or firewall rule name else.
     pub key: String,
-    /// `succeeded`, `error`, `conflict`, `not_applicable`, `pending`.
+    /// `succeeded`, `recorded`, `error`, `conflict`, `not_applicable`,
+    /// `pending`.
     pub status: String,
     /// The value read back from the component.
     pub observed: Option<Value>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// The backend on the device that applied the setting (one of
+    /// `rampart_proto::device::BACKENDS`); none when no backend handled it.
+    pub backend: Option<String>,
     /// Digest of the effective policy the report is about.
     pub digest: String,
     pub updated_at: Timestamp,

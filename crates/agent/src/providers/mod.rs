@@ -117,6 +117,13 @@ pub trait Provider: Send {
     /// Stable name, used in statuses, logs and `applied.json`'s ledger.
     fn name(&self) -> &'static str;
 
+    /// Whether a value this provider applies is in force on the device.
+    /// The `file` provider only writes values down, so what it applies is
+    /// reported `recorded`, never `succeeded`.
+    fn enforces(&self) -> bool {
+        true
+    }
+
     /// Whether this provider carries `setting` (a catalog id).
     fn handles(&self, setting: &str) -> bool;
 

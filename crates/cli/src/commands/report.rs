@@ -66,12 +66,31 @@ pub async fn run(client: Client, args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `2 succeeded, 0 error, 1 conflict, 0 not applicable, 3 pending`.
+/// `2 succeeded, 0 error, 1 conflict, 0 not applicable, 3 pending`, with
+/// `1 recorded, not enforced` after the first when there are such.
 fn counts(c: &StatusCounts) -> String {
+    let recorded = if c.recorded > 0 {
+        format!(", {} recorded, not enforced", c.recorded)
+    } else {
+        String::new()
+    };
     format!(
-        "{} succeeded, {} error, {} conflict, {} not applicable, {} pending",
+        "{} succeeded{recorded}, {} error, {} conflict, {} not applicable, {} pending",
         c.succeeded, c.error, c.conflict, c.not_applicable, c.pending
     )
+}
+
+/// A status as people read it: the `file` backend's `recorded` says that
+/// nothing enforces the value.
+fn status_text(status: &str) -> String {
+    match status {
+        "recorded" => "recorded, not enforced".into(),
+        other => other.to_string(),
+    }
+}
+
+fn backend_text(backend: Option<&String>) -> String {
+    backend.cloned().unwrap_or_else(|| "-".into())
 }
 
 /// Why a setting is in its status: each conflicting policy's value, the
@@ -115,6 +134,7 @@ fn policy_text(r: &PolicyReport) -> String {
             vec![
                 s.clone(),
                 c.succeeded.to_string(),
+                c.recorded.to_string(),
                 c.error.to_string(),
                 c.conflict.to_string(),
                 c.not_applicable.to_string(),
@@ -127,6 +147,7 @@ fn policy_text(r: &PolicyReport) -> String {
         &[
             "SETTING",
             "SUCCEEDED",
+            "RECORDED",
             "ERROR",
             "CONFLICT",
             "NOT APPLICABLE",
@@ -153,7 +174,7 @@ fn policy_text(r: &PolicyReport) -> String {
                 .collect();
             vec![
                 d.device.clone(),
-                d.status.clone(),
+                status_text(&d.status),
                 render::time(d.last_check_in),
                 problems.join("\n"),
             ]
@@ -200,7 +221,8 @@ fn device_text(r: &DeviceReport) -> String {
             vec![
                 // An ASR rule by its name; its id is in `-o json`.
                 render::keyed(&s.setting, s.key_name.as_deref().or(s.key.as_deref())),
-                s.status.clone(),
+                status_text(&s.status),
+                backend_text(s.backend.as_ref()),
                 opt_value(s.value.as_ref()),
                 opt_value(s.observed.as_ref()),
                 s.sources.join("\n"),
@@ -211,7 +233,7 @@ fn device_text(r: &DeviceReport) -> String {
     out.push('\n');
     out.push_str(&render::table(
         &[
-            "SETTING", "STATUS", "VALUE", "OBSERVED", "SOURCES", "DETAIL",
+            "SETTING", "STATUS", "BACKEND", "VALUE", "OBSERVED", "SOURCES", "DETAIL",
         ],
         &rows,
     ));
@@ -246,7 +268,8 @@ fn setting_text(r: &SettingReport) -> String {
         .map(|d| {
             vec![
                 d.device.clone(),
-                d.status.clone(),
+                status_text(&d.status),
+                backend_text(d.backend.as_ref()),
                 opt_value(d.value.as_ref()),
                 d.sources.join("\n"),
                 d.error_message.clone().unwrap_or_default(),
@@ -255,7 +278,7 @@ fn setting_text(r: &SettingReport) -> String {
         .collect();
     out.push('\n');
     out.push_str(&render::table(
-        &["DEVICE", "STATUS", "VALUE", "SOURCES", "DETAIL"],
+        &["DEVICE", "STATUS", "BACKEND", "VALUE", "SOURCES", "DETAIL"],
         &rows,
     ));
     out
@@ -264,6 +287,39 @@ fn setting_text(r: &SettingReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_device_report_names_the_backend_and_never_calls_a_recorded_value_enforced() {
+        let r: DeviceReport = serde_json::from_value(serde_json::json!({
+            "device": "web-01", "managed": true, "reason": null, "managed_by": "rampart",
+            "last_check_in": 1_767_225_600, "digest": "d", "applied_digest": "d",
+            "counts": {"succeeded": 1, "recorded": 1, "error": 0, "conflict": 0, "not_applicable": 0, "pending": 0},
+            "settings": [
+                {"setting": "scan_archives", "key": null, "status": "recorded", "backend": "file", "value": true,
+                 "observed": true, "sources": ["p"], "error_code": null,
+                 "error_message": "recorded by the file provider, not enforced", "other_policies": [], "reason": null},
+                {"setting": "firewall_enabled", "key": null, "status": "succeeded", "backend": "nftables", "value": true,
+                 "observed": true, "sources": ["p"], "error_code": null, "error_message": null,
+                 "other_policies": [], "reason": null}],
+            "tamper_events": [], "trust_events": []
+        }))
+        .unwrap();
+        let text = device_text(&r);
+        assert!(
+            text.contains("1 succeeded, 1 recorded, not enforced, 0 error"),
+            "{text}"
+        );
+        let line = |needle: &str| text.lines().find(|l| l.starts_with(needle)).unwrap_or("");
+        assert!(
+            line("scan_archives").contains("recorded, not enforced  file"),
+            "{text}"
+        );
+        assert!(
+            line("firewall_enabled").contains("succeeded               nftables"),
+            "{text}"
+        );
+        assert!(text.contains("BACKEND"), "{text}");
+    }
 
     #[test]
     fn a_device_report_lists_its_trust_events() {

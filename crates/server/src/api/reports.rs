@@ -24,6 +24,7 @@ use crate::fleet::Fleet;
 use crate::state::AppState;
 
 pub const SUCCEEDED: &str = "succeeded";
+pub const RECORDED: &str = "recorded";
 pub const ERROR: &str = "error";
 pub const CONFLICT: &str = "conflict";
 pub const NOT_APPLICABLE: &str = "not_applicable";
@@ -41,9 +42,10 @@ const TRUST_ACTIONS: &[&str] = &[
 /// Severity for "the worst status wins" roll-ups.
 fn severity(status: &str) -> u8 {
     match status {
-        ERROR => 4,
-        CONFLICT => 3,
-        PENDING => 2,
+        ERROR => 5,
+        CONFLICT => 4,
+        PENDING => 3,
+        RECORDED => 2,
         SUCCEEDED => 1,
         _ => 0,
     }
@@ -58,6 +60,7 @@ fn worst<'a>(statuses: impl Iterator<Item = &'a str>) -> &'a str {
 pub fn count(counts: &mut StatusCounts, status: &str) {
     match status {
         SUCCEEDED => counts.succeeded += 1,
+        RECORDED => counts.recorded += 1,
         ERROR => counts.error += 1,
         CONFLICT => counts.conflict += 1,
         NOT_APPLICABLE => counts.not_applicable += 1,
@@ -127,6 +130,7 @@ pub fn device_settings(
             key: c.key.clone(),
             key_name: key_name(&c.setting, c.key.as_deref()),
             status: CONFLICT.into(),
+            backend: None,
             value: None,
             observed: None,
             sources: c.policies.clone(),
@@ -151,6 +155,7 @@ pub fn device_settings(
             key: n.key.clone(),
             key_name: key_name(&n.setting, n.key.as_deref()),
             status: NOT_APPLICABLE.into(),
+            backend: None,
             value: None,
             observed: None,
             sources: n.policies.clone(),
@@ -180,6 +185,7 @@ fn status_row(
     } else {
         worst(reported.iter().map(|r| r.status.as_str()))
     };
+    let worst_row = reported.iter().find(|r| r.status == status);
     let failing = reported
         .iter()
         .find(|r| r.status == status && r.error_message.is_some());
@@ -192,6 +198,7 @@ fn status_row(
         key: key.map(str::to_string),
         key_name: key_name(setting, key),
         status: status.to_string(),
+        backend: worst_row.and_then(|r| r.backend.clone()),
         value: Some(value.clone()),
         observed,
         sources: sources.to_vec(),
@@ -382,6 +389,7 @@ fn superseded_row(resolution: &Resolution, setting: &str, policy: &str) -> Setti
         key: None,
         key_name: None,
         status: CONFLICT.into(),
+        backend: None,
         value: winner.map(|s| s.value.clone()),
         observed: None,
         sources: vec![policy.to_string()],
@@ -442,6 +450,7 @@ fn device_row(
     sources.dedup();
     SettingDeviceStatus {
         device: device.name.clone(),
+        backend: rows.iter().find_map(|r| r.backend.clone()),
         status,
         value: rows.iter().find_map(|r| r.value.clone()),
         sources,

@@ -10,8 +10,8 @@ use rampart_core::resolve::Resolution;
 use rampart_core::validate::{check_tags, normalize_tags};
 use rampart_proto::device::{
     codes, CheckIn, CheckInResponse, EnrollRequest, EnrollResponse, ReattestRequest, RenewRequest,
-    RenewResponse, StatusAck, StatusReport, WaitResponse, MAX_STATUSES_PER_REPORT,
-    MAX_TAMPER_EVENTS_PER_REPORT,
+    RenewResponse, StatusAck, StatusReport, WaitResponse, BACKENDS, MAX_STATUSES_PER_REPORT,
+    MAX_TAMPER_EVENTS_PER_REPORT, SETTING_STATUSES,
 };
 use rampart_store::{DeviceRecord, NewAudit, StatusRecord, TokenUse, Write};
 use serde::Deserialize;
@@ -566,14 +566,6 @@ pub async fn wait(
     }))
 }
 
-const STATUSES: &[&str] = &[
-    "succeeded",
-    "error",
-    "conflict",
-    "not_applicable",
-    "pending",
-];
-
 /// Tamper events copied into the audit entry of one report; the rest are
 /// counted.
 const TAMPER_EVENTS_AUDITED: usize = 10;
@@ -613,15 +605,26 @@ pub async fn status(
     }
     let mut errors = Vec::new();
     for (i, s) in report.statuses.iter().enumerate() {
-        if !STATUSES.contains(&s.status.as_str()) {
+        if !SETTING_STATUSES.contains(&s.status.as_str()) {
             errors.push(FieldError::new(
                 format!("statuses[{i}].status"),
                 format!(
                     "unknown status {:?}; expected one of {}",
                     s.status,
-                    STATUSES.join(", ")
+                    SETTING_STATUSES.join(", ")
                 ),
             ));
+        }
+        if let Some(backend) = &s.backend {
+            if !BACKENDS.contains(&backend.as_str()) {
+                errors.push(FieldError::new(
+                    format!("statuses[{i}].backend"),
+                    format!(
+                        "unknown backend {backend:?}; expected one of {}",
+                        BACKENDS.join(", ")
+                    ),
+                ));
+            }
         }
     }
     if !errors.is_empty() {
@@ -677,6 +680,7 @@ pub async fn status(
             observed: s.observed.clone(),
             error_code: s.error_code.clone(),
             error_message: s.error_message.clone(),
+            backend: s.backend.clone(),
             digest: report.digest.clone(),
             updated_at: now,
         })

@@ -64,6 +64,10 @@ impl Provider for FileProvider {
         "file"
     }
 
+    fn enforces(&self) -> bool {
+        false
+    }
+
     fn handles(&self, setting: &str) -> bool {
         self.settings.contains(setting)
     }

@@ -21,12 +21,29 @@ export const platformName = (p) => PLATFORMS.find(([k]) => k === p)?.[1] ?? p;
 
 export const STATUSES = [
   ['succeeded', 'Succeeded'],
+  // The agent's file backend wrote the value down; nothing enforces it.
+  ['recorded', 'Recorded, not enforced'],
   ['error', 'Error'],
   ['conflict', 'Conflict'],
   ['not_applicable', 'Not applicable'],
   ['pending', 'Pending'],
 ];
 export const statusName = (s) => STATUSES.find(([k]) => k === s)?.[1] ?? s;
+
+/** What applied a setting on the device, as the agent named it. */
+export const BACKENDS = [
+  ['nftables', 'nftables'],
+  ['clamav', 'ClamAV'],
+  ['mdatp', 'Defender for Endpoint'],
+  ['registry', 'Windows registry'],
+  ['file', 'File (not enforced)'],
+];
+export const backendName = (b) => BACKENDS.find(([k]) => k === b)?.[1] ?? b;
+
+/** The backend under a status badge, when the agent said which one. */
+export function backendNote(backend) {
+  return backend ? h('span', { class: 'backend block muted', title: `applied by the ${backend} backend` }, `by ${backendName(backend)}`) : null;
+}
 
 /** A status as a badge: colour plus words, never colour alone. */
 export function statusBadge(status) {

@@ -5,7 +5,7 @@
 
 import { h, replace, announce, idFor, keepFocus } from '../dom.js';
 import { get, post, put, del, seg, can, catalogMap, ApiError } from '../api.js';
-import { chips, enrollmentBadge, when, dateTime, platformName, statusBadge, valueNode, policyLinks, STATUSES } from '../format.js';
+import { chips, enrollmentBadge, when, dateTime, platformName, statusBadge, backendNote, valueNode, policyLinks, STATUSES } from '../format.js';
 import { field, showErrors, clearErrors, errorBox } from '../forms.js';
 
 export async function render(main, ctx) {
@@ -81,7 +81,7 @@ export async function render(main, ctx) {
       }, def?.title ?? s.setting);
       rows.push(h('tr', { class: `row-${s.status}`, dataset: { setting: s.setting } },
         h('th', { scope: 'row' }, toggle, h('code', { class: 'setting-id' }, s.setting), s.key ? h('span', { class: 'key', title: s.key }, ` [${s.key_name ?? s.key}]`) : null),
-        h('td', {}, statusBadge(s.status)),
+        h('td', {}, statusBadge(s.status), backendNote(s.backend)),
         h('td', {}, s.status === 'conflict' ? h('span', { class: 'muted' }, 'not applied') : valueNode(s.value)),
         h('td', {}, s.observed === null || s.observed === undefined ? h('span', { class: 'muted' }, '—') : valueNode(s.observed)),
         h('td', {}, policyLinks(s.sources)),

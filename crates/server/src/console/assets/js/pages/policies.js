@@ -59,10 +59,10 @@ export async function render(main, ctx) {
     try {
       const r = await get(`/reports/policies/${seg(name)}`);
       const c = r.devices_by_status;
-      const parts = [['succeeded', c.succeeded], ['error', c.error], ['conflict', c.conflict], ['pending', c.pending], ['not_applicable', c.not_applicable]]
+      const parts = [['succeeded', c.succeeded], ['recorded', c.recorded], ['error', c.error], ['conflict', c.conflict], ['pending', c.pending], ['not_applicable', c.not_applicable]]
         .filter(([, n]) => n > 0);
       replace(cell, parts.length
-        ? h('span', { class: 'mini-counts' }, parts.map(([k, n]) => h('span', { class: `badge st-${k}` }, `${n} ${k.replace('_', ' ')}`)))
+        ? h('span', { class: 'mini-counts' }, parts.map(([k, n]) => h('span', { class: `badge st-${k}` }, `${n} ${k === 'recorded' ? 'recorded, not enforced' : k.replace('_', ' ')}`)))
         : h('span', { class: 'muted' }, 'no device'));
     } catch {
       replace(cell, h('span', { class: 'muted' }, 'unavailable'));

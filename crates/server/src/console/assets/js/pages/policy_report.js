@@ -5,7 +5,7 @@
 
 import { h, replace, idFor, keepFocus } from '../dom.js';
 import { get, seg, can, catalogMap } from '../api.js';
-import { STATUSES, statusBadge, when, familyName, platformName, valueNode, policyLinks, plural } from '../format.js';
+import { STATUSES, statusBadge, backendNote, when, familyName, platformName, valueNode, policyLinks, plural } from '../format.js';
 import { assigned } from './policies.js';
 
 export async function render(main, ctx) {
@@ -79,8 +79,8 @@ export async function render(main, ctx) {
               h('table', { class: 'data compact' },
                 h('thead', {}, h('tr', {}, ['Setting', 'Status', 'Value', 'Other policies that manage this setting'].map((t) => h('th', { scope: 'col' }, t)))),
                 h('tbody', {}, d.settings.map((s) => h('tr', {},
-                  h('th', { scope: 'row' }, title(s.setting), s.key ? h('span', { class: 'key' }, ` [${s.key}]`) : null),
-                  h('td', {}, statusBadge(s.status)),
+                  h('th', { scope: 'row' }, title(s.setting), s.key ? h('span', { class: 'key', title: s.key }, ` [${s.key_name ?? s.key}]`) : null),
+                  h('td', {}, statusBadge(s.status), backendNote(s.backend)),
                   h('td', {}, s.status === 'conflict' ? h('span', { class: 'muted' }, 'not applied') : valueNode(s.value)),
                   h('td', {}, policyLinks(s.other_policies), s.reason ? h('span', { class: 'block muted' }, s.reason) : null,
                     s.error_message ? h('span', { class: 'block error-text' }, s.error_code ? `${s.error_code}: ` : '', s.error_message) : null)))))))];

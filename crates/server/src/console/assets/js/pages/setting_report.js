@@ -3,7 +3,7 @@
 
 import { h } from '../dom.js';
 import { get, seg, catalogMap } from '../api.js';
-import { STATUSES, statusBadge, valueNode, policyLinks } from '../format.js';
+import { STATUSES, statusBadge, backendNote, valueNode, policyLinks } from '../format.js';
 
 export async function render(main, ctx) {
   const id = ctx.params.setting;
@@ -23,7 +23,7 @@ export async function render(main, ctx) {
         h('thead', {}, h('tr', {}, ['Device', 'Status', 'Value', 'Policies that set it', 'Notes'].map((t) => h('th', { scope: 'col' }, t)))),
         h('tbody', {}, r.devices.map((d) => h('tr', {},
           h('th', { scope: 'row' }, h('a', { href: `#/devices/${seg(d.device)}` }, d.device)),
-          h('td', {}, statusBadge(d.status)),
+          h('td', {}, statusBadge(d.status), backendNote(d.backend)),
           h('td', {}, d.status === 'conflict' ? h('span', { class: 'muted' }, 'not applied') : valueNode(d.value)),
           h('td', {}, policyLinks(d.sources)),
           h('td', {}, d.error_message ?? '')))))) : h('p', { class: 'muted' }, 'No managed device gets this setting.')));
