@@ -375,6 +375,47 @@ test('the console, end to end', { timeout: 300000 }, async (top) => {
     await shot('12-tenant');
   });
 
+  await t.test('tenant settings: a change that affects devices shows its impact and asks first', async () => {
+    const dialog = page.getByRole('dialog', { name: 'Change the tenant settings?' });
+    await page.getByLabel('Linux', { exact: true }).selectOption('off');
+    await page.getByRole('button', { name: 'Save', exact: true }).click();
+    await visible(dialog);
+    const text = await dialog.textContent();
+    // Every Linux device leaves the scope (the example fleet's and the live
+    // agents); no Windows or macOS device is named.
+    const leaving = (await apiCall('GET', '/devices')).body.filter((d) => d.os === 'linux' && d.managed_by === 'rampart').length;
+    assert.match(text, new RegExp(`${leaving} devices stop being managed: Rampart's settings are removed from them`));
+    assert.match(text, /live-web-01/);
+    assert.match(text, /live-web-02/);
+    assert.doesNotMatch(text, /fin-ws-01|mac-exec-01/);
+    await visible(dialog.getByRole('button', { name: `Save and apply to ${leaving} devices` }));
+    await shot('12-tenant-impact');
+    // Cancel saves nothing.
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    assert.equal(await page.locator('dialog').count(), 0);
+    assert.equal((await apiCall('GET', '/tenant')).body.settings.enforcement.linux, 'all');
+    // Browser Back closes the dialog with the page, and saves nothing.
+    await page.getByRole('button', { name: 'Save', exact: true }).click();
+    await visible(dialog);
+    await page.goBack();
+    await page.waitForFunction(() => !document.querySelector('dialog'));
+    assert.equal((await apiCall('GET', '/tenant')).body.settings.enforcement.linux, 'all');
+    // Confirming saves: the conflict policy changes the conflicting
+    // devices' settings; then it is set back the same way.
+    for (const [label, expected] of [['Apply the most secure value', 'most_secure_wins'], ['Report a conflict', 'report']]) {
+      await page.goto(`${base}/#/tenant`);
+      await visible(page.getByRole('heading', { name: 'Tenant settings', level: 1 }));
+      await page.getByLabel(label).check();
+      await page.getByRole('button', { name: 'Save', exact: true }).click();
+      await visible(dialog);
+      assert.match(await dialog.textContent(), /get different settings/);
+      await dialog.getByRole('button', { name: /^Save and apply to \d+ devices?$/ }).click();
+      await visible(page.getByText('Saved.'));
+      assert.equal(await page.locator('dialog').count(), 0);
+      assert.equal((await apiCall('GET', '/tenant')).body.settings.conflict_policy, expected);
+    }
+  });
+
   await t.test('audit log', async () => {
     await page.getByRole('link', { name: 'Audit log' }).click();
     await visible(page.locator('#audit-table tr', { hasText: 'policy.create' }).filter({ hasText: 'live-canary-av' }).filter({ hasText: 'user:admin' }));

@@ -126,14 +126,18 @@ rampart-agent onboard --package "$work/package.json" --device-name packaged-01 \
   exec $agent_cmd
 ) >"$work/agent.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 60); do
-  rampart report device packaged-01 -o json 2>/dev/null | grep -q '"recorded"' && break
-  sleep 1
-done
 # The packaged configuration enables only the file provider: its values are
 # recorded, not enforced, and the report says which backend applied them.
-report=$(rampart report device packaged-01 -o json)
-echo "$report" | grep -q '"recorded"' && echo "$report" | grep -q '"backend": "file"' || {
+reported() {
+  local report
+  report=$(rampart report device packaged-01 -o json 2>/dev/null) || return 1
+  echo "$report" | grep -q '"status": "recorded"' && echo "$report" | grep -q '"backend": "file"'
+}
+for _ in $(seq 1 60); do
+  reported && break
+  sleep 1
+done
+reported || {
   cat "$work/agent.log"; rampart report device packaged-01 || true; fail "the packaged agent did not report the policy"
 }
 expect_mode "$agent_state" 700 root:root

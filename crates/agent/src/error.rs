@@ -45,6 +45,10 @@ pub enum Error {
     /// the read-back failed there.
     #[error("drift check: {0}")]
     DriftCheck(String),
+    /// `offboard` could not get an answer from the running agent, or
+    /// offboarding failed there.
+    #[error("offboard: {0}")]
+    Offboard(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -108,6 +108,9 @@ enum Command {
         /// Clean up locally even when the server cannot be reached.
         #[arg(long)]
         force: bool,
+        /// When `run` is running, how long to wait for it to offboard.
+        #[arg(long, default_value_t = 60)]
+        wait_secs: u64,
         #[command(flatten)]
         common: Common,
     },
@@ -207,8 +210,10 @@ fn execute(command: Command) -> Result<ExitCode> {
                 overrides,
                 shutdown_signal(),
             ))?;
-            if exit == RunExit::Revoked {
-                println!("the tenant revoked this device: Rampart's settings were removed and the agent stopped managing it");
+            match exit {
+                RunExit::Revoked => println!("the tenant revoked this device: Rampart's settings were removed and the agent stopped managing it"),
+                RunExit::Offboarded(done) => print!("{done}"),
+                RunExit::Stopped => {}
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -252,10 +257,18 @@ fn execute(command: Command) -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
         },
-        Command::Offboard { force, common } => {
+        Command::Offboard {
+            force,
+            wait_secs,
+            common,
+        } => {
             let (state, config) = load(&common)?;
-            let done =
-                runtime()?.block_on(rampart_agent::offboard::offboard(&state, &config, force))?;
+            let done = runtime()?.block_on(rampart_agent::offboard::offboard_device(
+                &state,
+                &config,
+                force,
+                std::time::Duration::from_secs(wait_secs),
+            ))?;
             print!("{done}");
             Ok(ExitCode::SUCCESS)
         }

@@ -4,18 +4,24 @@
 //! [`stop_managing`] is the same clean-up the run loop does when the tenant
 //! revokes the device.
 
+use std::time::{Duration, Instant};
+
 use rampart_core::catalog::Catalog;
+use serde::{Deserialize, Serialize};
 
 use crate::channel::{Channel, ChannelError};
 use crate::clock::now;
 use crate::config::AgentConfig;
 use crate::enforce;
 use crate::providers::{self, Provider};
-use crate::state::{EnrollmentRecord, LastError, LocalState, Removed, StateDir};
+use crate::state::{
+    read_json, remove_if_exists, write_json, EnrollmentRecord, LastError, LocalState, Removed,
+    StateDir,
+};
 use crate::{Error, Result};
 
 /// What offboarding did.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Offboarded {
     pub tenant_name: String,
     pub device_name: String,
@@ -66,8 +72,66 @@ pub fn stop_managing(
     Ok(outcome.removed)
 }
 
+/// `<state>/offboard.request`: what `rampart-agent offboard` asks of a
+/// running agent.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct OffboardRequest {
+    pub force: bool,
+}
+
+/// `<state>/offboard.result`: the running agent's answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct OffboardAnswer {
+    pub offboarded: Option<Offboarded>,
+    pub error: Option<String>,
+}
+
+/// How often `rampart-agent offboard` looks for the running agent's answer.
+const ANSWER_POLL: Duration = Duration::from_millis(200);
+
+/// `rampart-agent offboard`. When `run` is running (it holds `run.lock`),
+/// it is asked to offboard — it holds the channel and the providers, and
+/// stops at once instead of finding out at its next check-in that the
+/// device is gone — and its answer is awaited up to `wait`. Otherwise this
+/// process offboards, holding the lock so that no `run` starts meanwhile.
+pub async fn offboard_device(
+    state: &StateDir,
+    config: &AgentConfig,
+    force: bool,
+    wait: Duration,
+) -> Result<Offboarded> {
+    if let Some(_lock) = state.try_lock_run()? {
+        return offboard(state, config, force).await;
+    }
+    remove_if_exists(&state.offboard_result())?;
+    write_json(&state.offboard_request(), &OffboardRequest { force })?;
+    let deadline = Instant::now() + wait;
+    loop {
+        if let Some(answer) = read_json::<OffboardAnswer>(&state.offboard_result())? {
+            remove_if_exists(&state.offboard_result())?;
+            return match (answer.offboarded, answer.error) {
+                (Some(done), _) => Ok(done),
+                (None, e) => Err(Error::Offboard(format!(
+                    "the running agent could not offboard: {}",
+                    e.unwrap_or_else(|| "no reason given".into())
+                ))),
+            };
+        }
+        if Instant::now() >= deadline {
+            // A request left behind must not offboard the device later.
+            remove_if_exists(&state.offboard_request())?;
+            return Err(Error::Offboard(format!(
+                "the running agent did not answer within {} s; nothing was changed. Stop it \
+                 (e.g. `systemctl stop rampart-agent`) and offboard again",
+                wait.as_secs()
+            )));
+        }
+        tokio::time::sleep(ANSWER_POLL).await;
+    }
+}
+
 /// Tells the server, then cleans up. With `force`, cleans up even when the
-/// server cannot be reached.
+/// server cannot be reached. The caller holds `run.lock`.
 pub async fn offboard(state: &StateDir, config: &AgentConfig, force: bool) -> Result<Offboarded> {
     let identity = state
         .load_identity()?

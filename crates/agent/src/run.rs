@@ -45,7 +45,7 @@ use crate::clock::{now, random_unit};
 use crate::config::AgentConfig;
 use crate::enforce;
 use crate::facts::{self, FactsOverride};
-use crate::offboard::stop_managing;
+use crate::offboard::{stop_managing, OffboardAnswer, OffboardRequest, Offboarded};
 use crate::outbox::Outbox;
 use crate::providers::{self, Provider};
 use crate::state::{
@@ -100,12 +100,15 @@ pub fn held_policy_in(
 }
 
 /// Why `run` returned.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum RunExit {
     /// Asked to stop (SIGTERM, Ctrl-C).
     Stopped,
     /// The tenant revoked the device; Rampart's settings were removed.
     Revoked,
+    /// `rampart-agent offboard` asked this agent to leave the tenant, and
+    /// it did.
+    Offboarded(Offboarded),
 }
 
 /// The agent with a trust: everything a check-in needs.
@@ -923,8 +926,10 @@ pub async fn run(
     let interval = config.check_in_interval;
     let drift_every = config.drift_check_interval;
     let mut agent = Agent::open(state, config, facts_override)?;
-    // A request a `check-drift` left behind when it gave up is stale.
+    // Requests a `check-drift` or an `offboard` left behind when they gave
+    // up are stale: acting on them now would surprise (fail static).
     remove_if_exists(&agent.state.drift_request())?;
+    remove_if_exists(&agent.state.offboard_request())?;
     tracing::info!(
         event = "started",
         device_id = %agent.identity.device_id,
@@ -981,6 +986,20 @@ pub async fn run(
                 }
             }
             _ = requests.tick() => {
+                if let Some(request) = read_json::<OffboardRequest>(&agent.state.offboard_request())? {
+                    remove_if_exists(&agent.state.offboard_request())?;
+                    tracing::info!(event = "offboard_requested", force = request.force, "rampart-agent offboard asked this agent to leave the tenant");
+                    let outcome = crate::offboard::offboard(&agent.state, &agent.config, request.force).await;
+                    let answer = match &outcome {
+                        Ok(done) => OffboardAnswer { offboarded: Some(done.clone()), error: None },
+                        Err(e) => OffboardAnswer { offboarded: None, error: Some(e.to_string()) },
+                    };
+                    write_json(&agent.state.offboard_result(), &answer)?;
+                    match outcome {
+                        Ok(done) => return Ok(RunExit::Offboarded(done)),
+                        Err(e) => tracing::error!(event = "offboard_failed", error = %e, "offboarding failed; the device stays managed"),
+                    }
+                }
                 if agent.state.drift_request().exists() {
                     tracing::info!(event = "drift_requested", "check-drift asked for a read-back");
                     next_drift = Instant::now() + drift_every;

@@ -111,6 +111,12 @@ impl StateDir {
     pub fn drift_result(&self) -> PathBuf {
         self.root.join("check-drift.result")
     }
+    pub fn offboard_request(&self) -> PathBuf {
+        self.root.join("offboard.request")
+    }
+    pub fn offboard_result(&self) -> PathBuf {
+        self.root.join("offboard.result")
+    }
 
     /// Takes the lock the running agent holds for its lifetime; `None`
     /// when another process holds it. Released when the guard is dropped

@@ -102,6 +102,9 @@ impl Agent {
     /// SIGTERM by PID, then wait for the exit.
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            if child.try_wait().unwrap().is_some() {
+                return;
+            }
             let _ = Command::new("kill")
                 .args(["-TERM", &child.id().to_string()])
                 .status();
@@ -539,6 +542,59 @@ async fn offboarding_tells_the_server_and_cleans_up() {
         .enforced()
         .is_none_or(|e| e.get("real_time_protection").is_none()));
     assert_ne!(agent.status()["state"], "enrolled");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn offboarding_while_the_agent_runs_stops_it_promptly() {
+    let server = TestServer::with_examples().await.unwrap();
+    let pkg = package(&server, json!({})).await;
+    let mut agent = Agent::new("web-off-run", "os: linux\ntype: server\ntags: [web]\n", "");
+    assert!(agent.onboard(&pkg).status.success());
+    // A request an earlier `offboard` left behind when it gave up is not
+    // acted on by a later start.
+    std::fs::write(agent.state().join("offboard.request"), "{\"force\": false}").unwrap();
+    agent.start();
+    eventually(30, "the policy is applied", async || {
+        agent
+            .enforced()
+            .is_some_and(|e| e.get("real_time_protection").is_some())
+    })
+    .await;
+    assert_eq!(agent.status()["state"], "enrolled");
+    assert!(!agent.state().join("offboard.request").exists());
+    // The running agent does the offboarding itself and stops: no check-in
+    // interval to wait for, and no "revoked" story afterwards.
+    let started = Instant::now();
+    let out = agent
+        .cmd(&["offboard", "--wait-secs", "30"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", stderr(&out), agent.log());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("offboarded device web-off-run"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    eventually(10, "the running agent exits", async || {
+        agent.exited().is_some()
+    })
+    .await;
+    assert!(agent.exited().unwrap().success(), "{}", agent.log());
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let log = agent.log();
+    assert!(log.contains("offboard_requested"), "{log}");
+    assert!(!log.contains("revoked"), "{log}");
+    assert_eq!(
+        server.admin().get("/devices/web-off-run").await.unwrap().0,
+        reqwest::StatusCode::NOT_FOUND
+    );
+    assert!(agent
+        .enforced()
+        .is_none_or(|e| e.get("real_time_protection").is_none()));
+    assert_eq!(agent.status()["state"], "not_onboarded");
+    assert!(!agent.state().join("offboard.request").exists());
+    assert!(!agent.state().join("offboard.result").exists());
     server.stop().await.unwrap();
 }
 

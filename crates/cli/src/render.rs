@@ -65,6 +65,32 @@ pub fn conflict_detail(c: &rampart_proto::ConflictView) -> Vec<String> {
         .collect()
 }
 
+/// One device of a preview: whether it enters or leaves the enforcement
+/// scope, then each setting and conflict it gains, changes or loses.
+pub fn device_impact(d: &rampart_proto::DeviceImpact) -> String {
+    let scope = match (d.managed_before, d.managed_after) {
+        (false, true) => " (becomes managed)",
+        (true, false) => " (stops being managed: Rampart's settings are removed)",
+        _ => "",
+    };
+    let mut out = format!("  {}{scope}\n", d.device);
+    for (mark, settings) in [("+", &d.added), ("~", &d.changed), ("-", &d.removed)] {
+        for s in settings {
+            out.push_str(&format!("    {mark} {s}\n"));
+        }
+    }
+    for (mark, conflicts) in [("+", &d.conflicts_added), ("-", &d.conflicts_removed)] {
+        for c in conflicts {
+            out.push_str(&format!(
+                "    {mark} conflict {}: {}\n",
+                keyed(&c.setting, c.key.as_deref()),
+                conflict_detail(c).join(", ")
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

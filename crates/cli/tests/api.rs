@@ -278,6 +278,46 @@ async fn tenant_set_changes_only_the_settings_given() {
     let table = ok(&server, &["tenant", "show"]).await;
     assert!(table.contains("MDE-Management"), "{table}");
 
+    // --dry-run shows the impact first and changes nothing.
+    let before = json(&server, &["tenant", "show"]).await;
+    let text = ok(
+        &server,
+        &["tenant", "set", "--enforcement", "linux=off", "--dry-run"],
+    )
+    .await;
+    assert!(
+        text.contains("web-01 (stops being managed: Rampart's settings are removed)"),
+        "{text}"
+    );
+    assert!(text.contains("    - real_time_protection"), "{text}");
+    assert!(text.contains("(dry run: nothing was changed)"), "{text}");
+    assert!(
+        !text.contains("fin-ws-01"),
+        "a Windows device is not affected: {text}"
+    );
+    let impact = json(
+        &server,
+        &["tenant", "set", "--enforcement", "linux=off", "--dry-run"],
+    )
+    .await;
+    let web01 = impact["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device"] == "web-01")
+        .unwrap();
+    assert_eq!(
+        (&web01["managed_before"], &web01["managed_after"]),
+        (&Value::Bool(true), &Value::Bool(false))
+    );
+    assert_eq!(json(&server, &["tenant", "show"]).await, before);
+    let first_line = text.lines().next().unwrap_or_default();
+    assert!(
+        first_line.starts_with("0 devices would become managed, ")
+            && first_line.contains("would stop being managed"),
+        "{text}"
+    );
+
     ok(
         &server,
         &[

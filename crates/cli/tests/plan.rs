@@ -207,6 +207,13 @@ fn catalog_list_filters_by_family_and_platform() {
         text.contains("real_time_protection") && !text.contains("asr_rules"),
         "{text}"
     );
+    // Both filters hold at once; an empty answer says why, not just a header.
+    let none = rampart(&["catalog", "list", "--family", "asr", "--platform", "linux"]);
+    assert!(none.status.success(), "{}", stderr(&none));
+    assert_eq!(
+        stdout(&none).trim(),
+        "no asr setting is available on linux; asr settings are available on: windows"
+    );
     let bad = rampart(&["catalog", "list", "--family", "antivirs"]);
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("expected one of antivirus"));

@@ -274,9 +274,11 @@ pub struct EffectivePolicyView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Change {
-    /// Create or replace a policy or group with this document.
+    /// Create or replace a policy or group with this document; for
+    /// `tenant_settings`, the fields given replace the current ones (as
+    /// `PUT /tenant/settings` does).
     Put {
-        /// `policy` or `group`.
+        /// `policy`, `group` or `tenant_settings`.
         kind: String,
         #[schema(value_type = Object)]
         document: Value,
@@ -295,6 +297,12 @@ pub struct PreviewRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DeviceImpact {
     pub device: String,
+    /// Whether Rampart manages the device's settings now, and would after
+    /// the change (a tenant's enforcement scope decides it).
+    #[serde(default)]
+    pub managed_before: bool,
+    #[serde(default)]
+    pub managed_after: bool,
     /// Settings the device would newly get.
     pub added: Vec<String>,
     /// Settings whose value or sources would change.

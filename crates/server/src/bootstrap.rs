@@ -196,6 +196,15 @@ pub async fn load_dir(
         );
     for (kind, name, doc) in docs {
         let current = store.object(tenant, kind, &name).await?;
+        if let Some(c) = current.as_ref().filter(|c| c.doc != doc) {
+            tracing::warn!(
+                event = "load_overwrote",
+                kind = kind.as_str(),
+                name = %name,
+                stored_version = c.version,
+                "--load replaces this object with the one in its files; the change made since (API or console) is overwritten"
+            );
+        }
         if current.is_none_or(|c| c.doc != doc) {
             writes.push(Write::PutObject {
                 kind,

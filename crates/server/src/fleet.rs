@@ -217,6 +217,8 @@ pub fn impact(
         }
         out.push(DeviceImpact {
             device: name.clone(),
+            managed_before: b.is_some_and(|r| r.managed),
+            managed_after: a.is_some_and(|r| r.managed),
             added,
             changed,
             removed,

@@ -37,7 +37,7 @@ struct Args {
         hide_env_values = true
     )]
     database_url: Option<String>,
-    /// Load the policy-as-code files (and simulated devices) of this directory into the default tenant at start.
+    /// Load the policy-as-code files (and simulated devices) of this directory into the default tenant at every start; objects of the files replace changes made since through the API.
     #[arg(long)]
     load: Option<PathBuf>,
     /// Serve the admin API and console over TLS with this certificate chain (PEM).

@@ -141,23 +141,41 @@ async fn validation_errors_are_422_and_name_every_field_and_nothing_is_written()
         .iter()
         .map(|d| d["path"].as_str().unwrap())
         .collect();
+    // The unknown group is reported in the same answer as the field errors.
     for p in [
         "settings.pua_protection",
         "settings.scan_archives",
         "settings.nope",
         "colour",
+        "assignments.include",
     ] {
         assert!(paths.contains(&p), "{p} missing from {paths:?}");
     }
-    // Assignments are checked once the document itself is valid.
+    // A misspelt group gets the closest existing name.
+    admin
+        .post(
+            "/groups",
+            &json!({"name": "linux-servers", "rule": "os == \"linux\""}),
+        )
+        .await
+        .unwrap();
     let (s, body) = admin
-        .post("/policies", &policy("p", json!({}), &["ghosts"]))
+        .post("/policies", &policy("p", json!({}), &["linux-server"]))
         .await
         .unwrap();
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"]["details"][0]["path"], "assignments.include");
+    let message = body["error"]["details"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("did you mean \"linux-servers\"?"),
+        "{message}"
+    );
     assert_eq!(admin.get("/policies").await.unwrap().1, json!([]));
-    assert_eq!(audit_len(&admin).await, before);
+    assert_eq!(
+        audit_len(&admin).await,
+        before + 1,
+        "only the group was written"
+    );
     server.stop().await.unwrap();
 }
 
@@ -600,6 +618,58 @@ async fn group_membership_preview_and_refusal_to_delete_an_assigned_group() {
         .as_str()
         .unwrap()
         .contains("windows-asr-finance"));
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_tenant_settings_preview_names_devices_entering_and_leaving_the_scope() {
+    let server = TestServer::with_examples().await.unwrap();
+    let admin = server.admin();
+    let before = admin.get("/tenant").await.unwrap().1;
+    let change = json!({"changes": [{"op": "put", "kind": "tenant_settings",
+        "document": {"enforcement": {"windows": "off", "macos": "all"}}}]});
+    let (s, preview) = admin.post("/preview", &change).await.unwrap();
+    assert_eq!(s, StatusCode::OK, "{preview}");
+    let by_name = |name: &str| {
+        preview["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["device"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let ws = by_name("fin-ws-01");
+    assert_eq!(
+        (&ws["managed_before"], &ws["managed_after"]),
+        (&json!(true), &json!(false)),
+        "{preview}"
+    );
+    assert!(!ws["removed"].as_array().unwrap().is_empty(), "{ws}");
+    // Linux devices are not in the answer: their scope did not change.
+    assert_eq!(by_name("web-01"), Value::Null, "{preview}");
+    // Nothing was saved.
+    assert_eq!(admin.get("/tenant").await.unwrap().1, before);
+    // A bad value is named under its change, and tenant settings cannot be
+    // deleted.
+    let bad = json!({"changes": [
+        {"op": "put", "kind": "tenant_settings", "document": {"enforcement": {"linux": "sometimes"}}},
+        {"op": "delete", "kind": "tenant_settings", "name": "x"}]});
+    let (s, e) = admin.post("/preview", &bad).await.unwrap();
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    let paths: Vec<&str> = e["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.starts_with("changes[0].document.enforcement")),
+        "{paths:?}"
+    );
+    assert!(paths.contains(&"changes[1].op"), "{paths:?}");
     server.stop().await.unwrap();
 }
 

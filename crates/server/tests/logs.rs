@@ -98,3 +98,50 @@ async fn json_logs_name_the_request_tenant_and_device() {
     let _ = std::fs::remove_dir_all(&data);
     let _ = std::fs::remove_file(data.with_extension("log"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn load_at_start_names_each_change_it_overwrites() {
+    let data = temp("load");
+    let files = rampart_testkit::repo_path("examples/fleet");
+    let args = ["--log-format", "json", "--load", files.to_str().unwrap()];
+    {
+        let server = ServerProcess::spawn(&data, None, &args);
+        let (s, view) = server
+            .admin(reqwest::Method::GET, "/policies/linux-av-baseline", None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{view}");
+        let mut doc = serde_json::Map::new();
+        for field in ["name", "family", "platform", "settings", "assignments"] {
+            doc.insert(field.into(), view[field].clone());
+        }
+        doc.insert("description".into(), "changed in the console".into());
+        let (s, body) = server
+            .admin(
+                reqwest::Method::PUT,
+                "/policies/linux-av-baseline",
+                Some(Value::Object(doc)),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        // A first load overwrites nothing.
+        assert!(!server.log().contains("load_overwrote"), "{}", server.log());
+    }
+    // The next start with the same files puts the file's policy back, and
+    // says so, naming it.
+    let server = ServerProcess::spawn(&data, None, &args);
+    let overwritten: Vec<Value> = lines(&server)
+        .into_iter()
+        .filter(|l| l["event"] == "load_overwrote")
+        .collect();
+    assert_eq!(overwritten.len(), 1, "{}", server.log());
+    assert_eq!(overwritten[0]["name"], "linux-av-baseline");
+    assert_eq!(overwritten[0]["kind"], "policy");
+    assert_eq!(overwritten[0]["level"], "WARN");
+    let (_, view) = server
+        .admin(reqwest::Method::GET, "/policies/linux-av-baseline", None)
+        .await;
+    assert_ne!(view["description"], "changed in the console", "{view}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_file(data.with_extension("log"));
+}

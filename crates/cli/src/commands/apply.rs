@@ -16,7 +16,7 @@ use anyhow::{bail, Result};
 use rampart_core::catalog::Catalog;
 use rampart_core::documents::{load_documents, load_partial_documents};
 use rampart_policy_files::read_documents;
-use rampart_proto::{ApplyRequest, ApplyResponse, DeviceImpact, ObjectRef};
+use rampart_proto::{ApplyRequest, ApplyResponse, ObjectRef};
 
 use crate::client::{self, ApiError, Client, Target};
 use crate::render;
@@ -168,7 +168,7 @@ fn summary(r: &ApplyResponse, dry_run: bool) -> String {
     if !r.devices.is_empty() {
         out.push_str("\ndevices whose effective policy changes:\n");
         for d in &r.devices {
-            out.push_str(&device_impact(d));
+            out.push_str(&render::device_impact(d));
         }
     }
     out.push_str(&format!(
@@ -203,33 +203,6 @@ fn kept_note(kept: &[ObjectRef]) -> String {
         render::count(kept.len(), "object"),
         names.join(", ")
     )
-}
-
-fn device_impact(d: &DeviceImpact) -> String {
-    let mut out = format!("  {}\n", d.device);
-    let mut lines = 0;
-    for (mark, settings) in [("+", &d.added), ("~", &d.changed), ("-", &d.removed)] {
-        for s in settings {
-            out.push_str(&format!("    {mark} {s}\n"));
-            lines += 1;
-        }
-    }
-    for (mark, conflicts) in [("+", &d.conflicts_added), ("-", &d.conflicts_removed)] {
-        for c in conflicts {
-            out.push_str(&format!(
-                "    {mark} conflict {}: {}\n",
-                render::keyed(&c.setting, c.key.as_deref()),
-                render::conflict_detail(c).join(", ")
-            ));
-            lines += 1;
-        }
-    }
-    if lines == 0 {
-        // The impact lists a device whose settings stay the same only when
-        // it enters or leaves the enforcement scope.
-        out.push_str("    management scope changes\n");
-    }
-    out
 }
 
 #[cfg(test)]

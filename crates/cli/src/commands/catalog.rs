@@ -44,6 +44,28 @@ fn parse_platform(s: &str) -> Result<Platform, String> {
         .ok_or_else(|| format!("unknown platform; expected one of {}", Platform::expected()))
 }
 
+/// Why `catalog list` found nothing: the family's settings exist, only not
+/// on that platform.
+fn no_match(catalog: &Catalog, family: Option<Family>, platform: Option<Platform>) -> String {
+    let (Some(f), Some(p)) = (family, platform) else {
+        return "no setting matches".into();
+    };
+    let mut elsewhere: Vec<&str> = catalog
+        .iter()
+        .filter(|d| d.allows_family(f))
+        .flat_map(|d| d.platforms.iter().map(|p| p.as_str()))
+        .collect();
+    elsewhere.sort_unstable();
+    elsewhere.dedup();
+    format!(
+        "no {} setting is available on {}; {} settings are available on: {}",
+        f.as_str(),
+        p.as_str(),
+        f.as_str(),
+        join(elsewhere.into_iter())
+    )
+}
+
 pub fn run(cmd: Command) -> Result<ExitCode> {
     let catalog = Catalog::builtin();
     match cmd {
@@ -59,6 +81,9 @@ pub fn run(cmd: Command) -> Result<ExitCode> {
                 .collect();
             match output {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&defs)?),
+                Format::Table if defs.is_empty() => {
+                    println!("{}", no_match(catalog, family, platform));
+                }
                 Format::Table => {
                     let rows: Vec<Vec<String>> = defs
                         .iter()

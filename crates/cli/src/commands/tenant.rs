@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use rampart_core::model::{ConflictPolicy, Enforcement, Platform};
-use rampart_proto::TenantView;
+use rampart_proto::{PreviewResponse, TenantView};
 use serde_json::{Map, Value};
 
 use crate::client::Client;
@@ -53,6 +53,10 @@ enum Command {
         /// managed: true or false (off by default).
         #[arg(long, value_name = "BOOL", group = "change")]
         manage_domain_controllers: Option<bool>,
+        /// Show which devices would enter or leave the enforcement scope and
+        /// which settings would change, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -93,6 +97,7 @@ pub async fn run(client: Client, args: Args) -> Result<ExitCode> {
             conflict_policy,
             allow_takeover,
             manage_domain_controllers,
+            dry_run,
         } => {
             // Only the fields given are sent: the server keeps the others.
             let mut body = Map::new();
@@ -115,6 +120,21 @@ pub async fn run(client: Client, args: Args) -> Result<ExitCode> {
             if let Some(manage) = manage_domain_controllers {
                 body.insert("manage_domain_controllers".into(), Value::from(manage));
             }
+            if dry_run {
+                let preview: PreviewResponse = client
+                    .post(
+                        &["preview"],
+                        &serde_json::json!({"changes": [
+                            {"op": "put", "kind": "tenant_settings", "document": body}
+                        ]}),
+                    )
+                    .await?;
+                match args.output {
+                    Format::Json => render::print_json(&preview)?,
+                    Format::Table => print!("{}", impact_text(&preview)),
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             // Based on the settings as they are now: a change someone else
             // makes in between is refused, not overwritten.
             let current: TenantView = client.get(&["tenant"]).await?;
@@ -132,6 +152,31 @@ pub async fn run(client: Client, args: Args) -> Result<ExitCode> {
         Format::Table => print!("{}", describe(&tenant)),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a tenant change would do, for `--dry-run`.
+fn impact_text(p: &PreviewResponse) -> String {
+    let entering = p
+        .devices
+        .iter()
+        .filter(|d| !d.managed_before && d.managed_after)
+        .count();
+    let leaving = p
+        .devices
+        .iter()
+        .filter(|d| d.managed_before && !d.managed_after)
+        .count();
+    let mut out = format!(
+        "{} would become managed, {} would stop being managed, {} in all would change\n",
+        render::count(entering, "device"),
+        render::count(leaving, "device"),
+        render::count(p.devices.len(), "device"),
+    );
+    for d in &p.devices {
+        out.push_str(&render::device_impact(d));
+    }
+    out.push_str("(dry run: nothing was changed)\n");
+    out
 }
 
 fn describe(t: &TenantView) -> String {

@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use rampart_core::error::FieldError;
-use rampart_core::model::{Group, Policy, Role, TenantSettings, ALL_DEVICES};
+use rampart_core::model::{Group, Policy, Role, TenantSettings};
 use rampart_core::validate::{
     group_from_json, group_to_json, policy_from_json, policy_to_json, tenant_settings_from_json,
     tenant_settings_to_json,
@@ -23,6 +23,7 @@ use rampart_store::{Expect, ObjectKind, Write};
 use serde_json::Value;
 
 use crate::api::audit;
+use crate::api::policies::unknown_groups;
 use crate::auth::Principal;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
@@ -36,12 +37,15 @@ fn kind_of(kind: &str, path: &str, errors: &mut Vec<FieldError>) -> Option<Objec
         other => {
             errors.push(FieldError::new(
                 path,
-                format!("unknown kind {other:?}; expected policy or group"),
+                format!("unknown kind {other:?}; expected policy, group or tenant_settings"),
             ));
             None
         }
     }
 }
+
+/// The `kind` of a preview change to the tenant settings.
+const TENANT_SETTINGS: &str = "tenant_settings";
 
 /// Reports assignments to groups the state does not hold.
 fn check_assignments(
@@ -49,22 +53,14 @@ fn check_assignments(
     groups: &[Group],
     errors: &mut Vec<FieldError>,
 ) {
+    let known: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
     for (path, p) in policies {
-        for (field, names) in [
-            ("assignments.include", &p.assignments.include),
-            ("assignments.exclude", &p.assignments.exclude),
-        ] {
-            for g in names {
-                let known = groups.iter().any(|x| &x.name == g)
-                    || (g == ALL_DEVICES && field.ends_with("include"));
-                if !known {
-                    errors.push(FieldError::new(
-                        format!("{path}.{field}"),
-                        format!("unknown group {g:?}"),
-                    ));
-                }
-            }
-        }
+        errors.extend(unknown_groups(
+            &format!("{path}."),
+            &p.assignments.include,
+            &p.assignments.exclude,
+            &known,
+        ));
     }
 }
 
@@ -83,6 +79,20 @@ pub async fn preview(
     for (i, change) in req.changes.iter().enumerate() {
         let path = format!("changes[{i}]");
         match change {
+            Change::Put { kind, document } if kind == TENANT_SETTINGS => {
+                match tenant_settings_from_json(document, &after.settings) {
+                    Ok(s) => after.settings = s,
+                    Err(e) => {
+                        errors.extend(e.into_iter().map(|e| e.under(&format!("{path}.document"))))
+                    }
+                }
+            }
+            Change::Delete { kind, .. } if kind == TENANT_SETTINGS => {
+                errors.push(FieldError::new(
+                    format!("{path}.op"),
+                    "the tenant settings cannot be deleted; put the values to change",
+                ));
+            }
             Change::Put { kind, document } => {
                 match kind_of(kind, &format!("{path}.kind"), &mut errors) {
                     Some(ObjectKind::Policy) => {

@@ -62,29 +62,69 @@ pub async fn versions(
     Ok(Json(history.iter().map(policy_view).collect()))
 }
 
-/// Checks a policy body against the catalog and the tenant's groups.
+/// Checks a policy body against the catalog and the tenant's groups; every
+/// finding in one answer (an unknown group is reported beside the field
+/// errors, not after they are fixed).
 pub async fn check(state: &AppState, tenant: &str, body: &Value) -> ApiResult<Policy> {
-    let mut policy = policy_from_json(body, state.catalog, 1, state.clock.now())
-        .map_err(ApiError::Validation)?;
+    let parsed = policy_from_json(body, state.catalog, 1, state.clock.now());
     let groups = state.store.objects(tenant, ObjectKind::Group).await?;
+    let known: Vec<&str> = groups.iter().map(|r| r.name.as_str()).collect();
+    let (include, exclude) = match &parsed {
+        Ok(p) => (p.assignments.include.clone(), p.assignments.exclude.clone()),
+        Err(_) => (assigned(body, "include"), assigned(body, "exclude")),
+    };
+    let mut errors = parsed.as_ref().err().cloned().unwrap_or_default();
+    errors.extend(unknown_groups("", &include, &exclude, &known));
+    match parsed {
+        Ok(mut policy) if errors.is_empty() => {
+            policy.modified_at = state.clock.now();
+            Ok(policy)
+        }
+        _ => Err(ApiError::Validation(errors)),
+    }
+}
+
+/// The group names of `assignments.<field>` in a body that did not
+/// validate, as far as they are strings.
+fn assigned(body: &Value, field: &str) -> Vec<String> {
+    body.get("assignments")
+        .and_then(|a| a.get(field))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|g| g.trim().to_string())
+        .collect()
+}
+
+/// An error for each assigned group that is not in `known` (with the
+/// closest known name); `prefix` leads each field path (`changes[2].`).
+pub(crate) fn unknown_groups(
+    prefix: &str,
+    include: &[String],
+    exclude: &[String],
+    known: &[&str],
+) -> Vec<FieldError> {
     let mut errors = Vec::new();
     for (field, names) in [
-        ("assignments.include", &policy.assignments.include),
-        ("assignments.exclude", &policy.assignments.exclude),
+        ("assignments.include", include),
+        ("assignments.exclude", exclude),
     ] {
         for g in names {
-            let known = groups.iter().any(|r| &r.name == g)
-                || (g == ALL_DEVICES && field.ends_with("include"));
-            if !known {
-                errors.push(FieldError::new(field, format!("unknown group {g:?}")));
+            let ok =
+                known.contains(&g.as_str()) || (g == ALL_DEVICES && field.ends_with("include"));
+            if !ok {
+                errors.push(FieldError::new(
+                    format!("{prefix}{field}"),
+                    format!(
+                        "unknown group {g:?};{} define it or use {ALL_DEVICES}",
+                        rampart_core::suggest::hint(g, known.iter().copied())
+                    ),
+                ));
             }
         }
     }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
-    policy.modified_at = state.clock.now();
-    Ok(policy)
+    errors
 }
 
 #[utoipa::path(post, path = "/api/v1/policies", tag = "policies",

@@ -39,6 +39,7 @@ assets!(
     "js/dom.js",
     "js/format.js",
     "js/forms.js",
+    "js/dialog.js",
     "js/pages/login.js",
     "js/pages/devices.js",
     "js/pages/device.js",

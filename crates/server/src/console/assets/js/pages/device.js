@@ -7,6 +7,7 @@ import { h, replace, announce, idFor, keepFocus } from '../dom.js';
 import { get, post, put, del, seg, can, catalogMap, ApiError } from '../api.js';
 import { chips, enrollmentBadge, when, dateTime, platformName, statusBadge, backendNote, valueNode, policyLinks, STATUSES } from '../format.js';
 import { field, showErrors, clearErrors, errorBox } from '../forms.js';
+import { confirmDialog } from '../dialog.js';
 
 export async function render(main, ctx) {
   const name = ctx.params.name;
@@ -157,51 +158,33 @@ export async function render(main, ctx) {
   // does: it re-attests with its key).
   function confirmReenroll() {
     const hours = h('input', { type: 'number', id: 'reenroll-hours', min: '1', max: '168', value: '24', required: '' });
-    const dialog = h('dialog', { class: 'dialog', 'aria-labelledby': 'reenroll-h' },
-      h('h2', { id: 'reenroll-h' }, `Allow re-enrollment of ${name}?`),
-      h('p', {}, 'The next agent that onboards under this name with a valid onboarding package takes over this device: it keeps its id and history, and the certificate the device holds now stops working. Use it for a reinstalled machine that lost its key. It works once.'),
-      field({ path: 'expires_in_hours', label: 'Approval lasts (hours)', control: hours }),
-      h('div', { class: 'dialog-actions' },
-        h('button', { type: 'button', class: 'btn', onclick: () => dialog.close() }, 'Cancel'),
-        h('button', {
-          type: 'button', class: 'btn btn-primary', id: 'confirm-reenroll',
-          onclick: async () => {
-            try {
-              const r = await post(`${path}/reenroll`, { expires_in_hours: Number(hours.value) });
-              dialog.close();
-              replace(syncStatus, `Re-enrollment allowed once until ${dateTime(r.until)}.`);
-            } catch (err) {
-              dialog.append(errorBox(err));
-            }
-          },
-        }, 'Allow once')));
-    dialog.addEventListener('close', () => dialog.remove());
-    document.body.append(dialog);
-    dialog.showModal();
+    confirmDialog({
+      id: 'reenroll',
+      title: `Allow re-enrollment of ${name}?`,
+      body: [
+        h('p', {}, 'The next agent that onboards under this name with a valid onboarding package takes over this device: it keeps its id and history, and the certificate the device holds now stops working. Use it for a reinstalled machine that lost its key. It works once.'),
+        field({ path: 'expires_in_hours', label: 'Approval lasts (hours)', control: hours })],
+      action: 'Allow once',
+      onConfirm: async () => {
+        const r = await post(`${path}/reenroll`, { expires_in_hours: Number(hours.value) });
+        replace(syncStatus, `Re-enrollment allowed once until ${dateTime(r.until)}.`);
+      },
+    });
   }
 
   function confirmDelete() {
-    const dialog = h('dialog', { class: 'dialog', 'aria-labelledby': 'del-h' },
-      h('h2', { id: 'del-h' }, `Delete ${name}?`),
-      h('p', {}, 'The device loses its trust at once: at its next contact it gets a signed notice, removes the settings Rampart set and stops being managed. It must onboard again to be managed. Its reports are removed.'),
-      h('div', { class: 'dialog-actions' },
-        h('button', { type: 'button', class: 'btn', onclick: () => dialog.close() }, 'Cancel'),
-        h('button', {
-          type: 'button', class: 'btn btn-danger', id: 'confirm-delete',
-          onclick: async () => {
-            try {
-              await del(path);
-              dialog.close();
-              announce(`${name} deleted`);
-              location.hash = '#/devices';
-            } catch (err) {
-              dialog.append(errorBox(err));
-            }
-          },
-        }, 'Delete device')));
-    dialog.addEventListener('close', () => dialog.remove());
-    document.body.append(dialog);
-    dialog.showModal();
+    confirmDialog({
+      id: 'delete',
+      title: `Delete ${name}?`,
+      body: h('p', {}, 'The device loses its trust at once: at its next contact it gets a signed notice, removes the settings Rampart set and stops being managed. It must onboard again to be managed. Its reports are removed.'),
+      action: 'Delete device',
+      danger: true,
+      onConfirm: async () => {
+        await del(path);
+        announce(`${name} deleted`);
+        location.hash = '#/devices';
+      },
+    });
   }
 
   async function refresh() {

@@ -6,6 +6,7 @@ import { h, replace, announce, debounce } from '../dom.js';
 import { get, post, put, del, seg, can, ApiError } from '../api.js';
 import { field, fieldset, showErrors, clearErrors, errorBox, focusFirstError } from '../forms.js';
 import { plural } from '../format.js';
+import { confirmDialog } from '../dialog.js';
 
 const RULE_HELP = 'Attributes: os, os_version, type, name, tags. Operators: == != in [..] "not in" [..], ~ "glob*" (names and tags), < <= > >= on os_version; tag("x"); and, or, not, parentheses. Example: os == "linux" and tag("web") and not tag("lab")';
 
@@ -126,14 +127,18 @@ export async function render(main, ctx) {
     }
   });
 
-  async function remove() {
-    if (!window.confirm(`Delete group ${editing}?`)) return;
-    try {
-      await del(`/groups/${seg(editing)}`);
-      location.hash = '#/groups';
-    } catch (err) {
-      replace(status, errorBox(err));
-    }
+  function remove() {
+    confirmDialog({
+      id: 'delete-group',
+      title: `Delete group ${editing}?`,
+      body: h('p', {}, 'A group that a policy is assigned to cannot be deleted: change the policy first.'),
+      action: 'Delete group',
+      danger: true,
+      onConfirm: async () => {
+        await del(`/groups/${seg(editing)}`);
+        location.hash = '#/groups';
+      },
+    });
   }
 
   main.append(

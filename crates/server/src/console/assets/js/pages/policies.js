@@ -5,6 +5,7 @@ import { h, replace, announce } from '../dom.js';
 import { get, post, del, seg, can } from '../api.js';
 import { FAMILIES, familyName, platformName, when, plural } from '../format.js';
 import { errorBox, select } from '../forms.js';
+import { confirmDialog } from '../dialog.js';
 
 export async function render(main, ctx) {
   ctx.title('Endpoint security');
@@ -76,14 +77,18 @@ export async function render(main, ctx) {
       const r = await post('/preview', { changes: [{ op: 'delete', kind: 'policy', name }] });
       impact = ` ${plural(r.devices.length, 'device')} would have ${r.devices.length === 1 ? 'its' : 'their'} effective policy changed.`;
     } catch { /* deleting is still possible */ }
-    if (!window.confirm(`Delete policy ${name}?${impact}`)) return;
-    try {
-      await del(`/policies/${seg(name)}`);
-      announce(`Policy ${name} deleted`);
-      ctx.current() && (await render(replace(main), ctx));
-    } catch (err) {
-      replace(status, errorBox(err));
-    }
+    confirmDialog({
+      id: 'delete-policy',
+      title: `Delete policy ${name}?`,
+      body: h('p', {}, `Devices stop getting its settings; each setting is undone as the catalog says (reverted to the default, or kept).${impact}`),
+      action: 'Delete policy',
+      danger: true,
+      onConfirm: async () => {
+        await del(`/policies/${seg(name)}`);
+        announce(`Policy ${name} deleted`);
+        ctx.current() && (await render(replace(main), ctx));
+      },
+    });
   }
 }
 

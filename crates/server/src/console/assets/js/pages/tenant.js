@@ -4,8 +4,9 @@
 
 import { h, replace, announce, append } from '../dom.js';
 import { get, put, post, del, seg, can, ApiError } from '../api.js';
-import { PLATFORMS, when } from '../format.js';
+import { PLATFORMS, when, plural } from '../format.js';
 import { field, fieldset, showErrors, clearErrors, errorBox, focusFirstError, select } from '../forms.js';
+import { confirmDialog } from '../dialog.js';
 
 const SCOPES = [['off', 'Off'], ['all', 'All devices'], ['tagged', 'Tagged devices only (pilot)']];
 
@@ -52,16 +53,37 @@ export async function render(main, ctx) {
       manage_domain_controllers: dcs.checked,
       conflict_policy: secure.checked ? 'most_secure_wins' : 'report',
     };
-    try {
+    const save = async () => {
       const saved = await put('/tenant/settings', body, version);
       version = saved.settings_version;
       replace(status, h('p', { class: 'ok-text' }, 'Saved. Devices whose effective policy changed are told at once.'));
       announce('Tenant settings saved');
-    } catch (err) {
-      const rest = err instanceof ApiError ? showErrors(form, err.details) : [];
+    };
+    const failed = (err, prefix = '') => {
+      const rest = err instanceof ApiError ? showErrors(form, err.details, prefix) : [];
       if (!err.details?.length || rest.length) replace(status, errorBox(err, rest));
       focusFirstError(form);
+    };
+    // A tenant-wide change shows what it does to the fleet before it is
+    // saved: the same preview the server computes for a policy change.
+    let impact;
+    try {
+      impact = await post('/preview', { changes: [{ op: 'put', kind: 'tenant_settings', document: body }] });
+    } catch (err) {
+      failed(err, 'changes[0].document.');
+      return;
     }
+    if (!impact.devices.length) {
+      try { await save(); } catch (err) { failed(err); }
+      return;
+    }
+    confirmDialog({
+      id: 'tenant-impact',
+      title: 'Change the tenant settings?',
+      body: impactSummary(impact.devices),
+      action: `Save and apply to ${plural(impact.devices.length, 'device')}`,
+      onConfirm: save,
+    });
   });
 
   append(main, [
@@ -70,6 +92,23 @@ export async function render(main, ctx) {
     admin ? null : h('p', { class: 'notice', id: 'read-only-note' }, 'Only global admins can change tenant settings; you can read them.'),
     h('section', { class: 'card' }, form)]);
   if (admin) main.append(await usersSection());
+}
+
+/** What a tenant change does to the fleet: devices entering and leaving
+ * the scope, and the others whose settings change. */
+function impactSummary(devices) {
+  const entering = devices.filter((d) => !d.managed_before && d.managed_after);
+  const leaving = devices.filter((d) => d.managed_before && !d.managed_after);
+  const changing = devices.filter((d) => d.managed_before === d.managed_after);
+  const group = (list, text) => list.length
+    ? h('div', { class: 'impact-group' }, h('p', {}, h('strong', {}, `${plural(list.length, 'device')} ${text}`)),
+      h('ul', { class: 'plain impact-devices' }, list.slice(0, 20).map((d) => h('li', {}, d.device))),
+      list.length > 20 ? h('p', { class: 'muted' }, `and ${list.length - 20} more`) : null)
+    : null;
+  return h('div', { id: 'tenant-impact-summary' },
+    group(entering, 'become managed: Rampart applies their policies'),
+    group(leaving, "stop being managed: Rampart's settings are removed from them"),
+    group(changing, 'get different settings'));
 }
 
 async function usersSection() {
@@ -97,16 +136,20 @@ async function usersSection() {
     roleSel.addEventListener('change', () => change(tr, u, { role: roleSel.value }, `${u.username} is now ${roleSel.value.replace('_', ' ')}`));
     const toggle = h('button', { type: 'button', class: 'btn', onclick: () =>
       change(tr, u, { disabled: !u.disabled }, `${u.username} ${u.disabled ? 'enabled' : 'disabled'}`) }, u.disabled ? 'Enable' : 'Disable');
-    const remove = h('button', { type: 'button', class: 'btn btn-danger', onclick: async () => {
-      if (!window.confirm(`Delete user ${u.username}? Their sessions end at once.`)) return;
+    const remove = h('button', { type: 'button', class: 'btn btn-danger', onclick: () => {
       replace(listStatus);
-      try {
-        await del(`/users/${seg(u.username)}`);
-        tr.remove();
-        replace(listStatus, h('p', { class: 'ok-text' }, `User ${u.username} deleted.`));
-      } catch (err) {
-        replace(listStatus, errorBox(err, []));
-      }
+      confirmDialog({
+        id: 'delete-user',
+        title: `Delete user ${u.username}?`,
+        body: h('p', {}, 'Their sessions end at once; the audit log keeps what they did.'),
+        action: 'Delete user',
+        danger: true,
+        onConfirm: async () => {
+          await del(`/users/${seg(u.username)}`);
+          tr.remove();
+          replace(listStatus, h('p', { class: 'ok-text' }, `User ${u.username} deleted.`));
+        },
+      });
     } }, 'Delete');
     append(tr, [h('th', { scope: 'row' }, u.username), h('td', {}, roleSel), h('td', {}, u.disabled ? 'Disabled' : 'Enabled'),
       h('td', {}, when(u.created_at)), h('td', {}, toggle, ' ', remove)]);
