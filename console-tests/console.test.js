@@ -148,6 +148,14 @@ before(async () => {
     execFileSync(AGENT_BIN, ['onboard', '--package', pkgFile, '--device-name', name, '--facts', facts, ...common], { env: { ...process.env, RAMPART_AGENT_LOG: 'warn' } });
     agents.push(start(AGENT_BIN, ['run', ...common], path.join(dir, 'agent.log')));
   }
+  // A Mac without the pilot tag (macOS is in pilot mode in the example
+  // tenant): it enrolls, and the server says why it is not managed.
+  const mac = path.join(tmp, 'pilot-mac-01');
+  mkdirSync(mac);
+  writeFileSync(path.join(mac, 'facts.yaml'), 'os: macos\nos_version: "14.5"\ntype: workstation\ntags: [exec]\n');
+  writeFileSync(path.join(mac, 'agent.toml'), '[survey]\nbuiltin = false\n');
+  execFileSync(AGENT_BIN, ['onboard', '--package', pkgFile, '--device-name', 'pilot-mac-01', '--facts', path.join(mac, 'facts.yaml'),
+    '--state-dir', path.join(mac, 'state'), '--config', path.join(mac, 'agent.toml')], { env: { ...process.env, RAMPART_AGENT_LOG: 'warn' } });
 
   const profile = path.join(tmp, 'chromium-profile');
   context = await chromium.launchPersistentContext(profile, {
@@ -214,6 +222,26 @@ test('the console, end to end', { timeout: 300000 }, async (top) => {
     await eventually('only managed devices', async () => (await rows.count()) === 3);
     await page.getByLabel('Label', { exact: true }).selectOption('');
     await shot('02-devices');
+  });
+
+  await t.test('device out of scope: why, and how to fix it', async () => {
+    await page.goto(`${base}/#/devices/pilot-mac-01`);
+    await visible(page.getByRole('heading', { name: 'pilot-mac-01', level: 1 }));
+    const help = page.locator('#device-help');
+    await visible(help);
+    const text = await help.textContent();
+    assert.match(text, /Why: The device's platform is in pilot mode \(tagged\) and the device does not carry the pilot tag\./);
+    assert.match(text, /Fix: Tag the device/);
+    // The command is shown as code, not as literal backticks.
+    assert.equal(await help.locator('code', { hasText: 'rampart device tag NAME --add TAG' }).count(), 1);
+    assert.doesNotMatch(text, /`/);
+    await shot('02-device-out-of-scope');
+    // A managed device has nothing to fix.
+    await page.goto(`${base}/#/devices/live-web-01`);
+    await visible(page.getByRole('heading', { name: 'live-web-01', level: 1 }));
+    assert.equal(await page.locator('#device-help').count(), 0);
+    await page.getByRole('link', { name: 'Devices', exact: true }).first().click();
+    await visible(page.getByRole('heading', { name: 'Devices', level: 1 }));
   });
 
   await t.test('groups: a dynamic group, its members shown as the rule is typed', async () => {

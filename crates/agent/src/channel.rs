@@ -33,6 +33,16 @@ pub enum ChannelError {
     /// No answer: network down, server down, TLS handshake refused.
     #[error("cannot reach the Rampart server at {url}: {message}")]
     Unreachable { url: String, message: String },
+    /// The server answered with a certificate the agent refuses: not from
+    /// the CA the onboarding package pins (`server_certificate_untrusted`),
+    /// or not valid at this device's time (`clock_skew`). Retried like an
+    /// unreachable server: the last verified policy stays enforced.
+    #[error("the Rampart server at {url} is not trusted ({code}): {message}")]
+    ServerCertificate {
+        url: String,
+        code: &'static str,
+        message: String,
+    },
     /// The device was deleted: the server sent a signed notice, which the
     /// agent verifies before it removes anything.
     #[error("the server says this device was offboarded: {message}")]
@@ -59,11 +69,17 @@ pub enum ChannelError {
     Tls(String),
 }
 
+/// The server's certificate is not from the CA the package pins.
+pub const SERVER_CERTIFICATE_UNTRUSTED: &str = "server_certificate_untrusted";
+/// The server's certificate is not valid at this device's time.
+pub const CLOCK_SKEW: &str = "clock_skew";
+
 impl ChannelError {
     /// A stable code for `status` and logs.
     pub fn code(&self) -> &str {
         match self {
             ChannelError::Unreachable { .. } => "server_unreachable",
+            ChannelError::ServerCertificate { code, .. } => code,
             ChannelError::Offboarded { .. } => codes::DEVICE_OFFBOARDED,
             ChannelError::Untrusted { code, .. } => code,
             ChannelError::Refused { code, .. } => code,
@@ -76,7 +92,9 @@ impl ChannelError {
     /// change by itself.
     pub fn is_transient(&self) -> bool {
         match self {
-            ChannelError::Unreachable { .. } | ChannelError::Protocol { .. } => true,
+            ChannelError::Unreachable { .. }
+            | ChannelError::ServerCertificate { .. }
+            | ChannelError::Protocol { .. } => true,
             ChannelError::Refused { status, .. } => *status >= 500 || *status == 429,
             ChannelError::Offboarded { .. }
             | ChannelError::Untrusted { .. }
@@ -230,8 +248,19 @@ impl Channel {
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> ChannelError {
-        ChannelError::Unreachable {
+        let code = match rampart_pki::certificate_rejection(e) {
+            Some(rampart_pki::CertificateRejection::Untrusted) => SERVER_CERTIFICATE_UNTRUSTED,
+            Some(rampart_pki::CertificateRejection::OutsideValidity) => CLOCK_SKEW,
+            None => {
+                return ChannelError::Unreachable {
+                    url: self.base.clone(),
+                    message: chain(e),
+                }
+            }
+        };
+        ChannelError::ServerCertificate {
             url: self.base.clone(),
+            code,
             message: chain(e),
         }
     }
@@ -323,6 +352,46 @@ mod tests {
         let e = classify(StatusCode::BAD_GATEWAY, b"<html>proxy</html>");
         assert_eq!(e.code(), "http_502");
         assert!(e.is_transient());
+    }
+
+    /// A real TLS server whose certificate the agent refuses: the failure
+    /// says why, with a code of its own, and is retried (fail static).
+    #[cfg(not(windows))]
+    #[tokio::test]
+    async fn a_refused_server_certificate_has_a_code_that_says_why() {
+        rampart_pki::install_crypto_provider();
+        let pinned = rampart_pki::new_ca("pinned", 30).unwrap();
+        let other = rampart_pki::new_ca("other", 30).unwrap();
+        let now = crate::clock::now();
+        for (ca, not_before, expected) in [
+            (&other, now - 60, SERVER_CERTIFICATE_UNTRUSTED),
+            (&pinned, now + 86_400, CLOCK_SKEW),
+            (&pinned, now - 2 * 86_400, CLOCK_SKEW),
+        ] {
+            let not_after = if not_before < now - 86_400 {
+                now - 86_400
+            } else {
+                not_before + 86_400
+            };
+            let (cert, key) =
+                rampart_pki::issue_server_cert(ca, &["127.0.0.1".into()], not_before, not_after)
+                    .unwrap();
+            let acceptor = tokio_rustls::TlsAcceptor::from(
+                rampart_pki::plain_server_config(&cert, &key).unwrap(),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let _ = acceptor.accept(stream).await;
+                }
+            });
+            let channel = Channel::anonymous(&format!("https://{addr}"), &pinned.cert_pem).unwrap();
+            let e = channel.offboard().await.unwrap_err();
+            server.abort();
+            assert_eq!(e.code(), expected, "{e}");
+            assert!(e.is_transient(), "{e}");
+        }
     }
 
     #[test]

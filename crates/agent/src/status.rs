@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use rampart_core::resolve::Resolution;
 use rampart_core::text::{cell, table};
 use rampart_proto::device::{EnrollmentState, SettingStatus};
+use rampart_proto::troubleshooting::{guidance, Guidance};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -49,6 +50,9 @@ pub struct StatusView {
     /// (`certificate_invalid`, `certificate_expired`, `device_key_invalid`):
     /// the agent re-attests with its enrolled key at the next check-in.
     pub certificate_problem: Option<String>,
+    /// Cause and fix of the enrollment code and of the last error's code
+    /// (`docs/troubleshooting.md`), when they have one.
+    pub help: Vec<Guidance>,
     /// Status reports not yet acknowledged by the server.
     pub outbox: usize,
     pub settings: Vec<SettingView>,
@@ -160,10 +164,22 @@ pub fn collect(state: &StateDir) -> Result<StatusView> {
         _ => None,
     };
 
+    let last_error = record.as_ref().and_then(|r| r.last_error.clone());
+    let mut help: Vec<Guidance> = Vec::new();
+    let codes = [
+        enrollment.as_ref().and_then(|e| e.code.clone()),
+        last_error.as_ref().map(|e| e.code.clone()),
+    ];
+    for g in codes.iter().flatten().filter_map(|c| guidance(c)) {
+        if !help.contains(&g) {
+            help.push(g);
+        }
+    }
     Ok(StatusView {
         state: local.as_str(),
         enrollment,
-        last_error: record.as_ref().and_then(|r| r.last_error.clone()),
+        last_error,
+        help,
         managed_by,
         server: identity.as_ref().map(|i| i.server_url.clone()),
         tenant: identity.as_ref().map(|i| Named {
@@ -314,6 +330,10 @@ pub fn render(v: &StatusView) -> String {
             format!("{} ({}, {})", e.message, e.code, format_utc(e.at)),
         );
     }
+    for g in &v.help {
+        field("cause", format!("{}: {}", g.code, g.cause));
+        field("fix", g.fix.clone());
+    }
     field(
         "policy",
         v.policy.as_ref().map_or_else(
@@ -416,7 +436,7 @@ mod tests {
                 "state": "not_onboarded", "enrollment": null, "last_error": null,
                 "managed_by": null, "server": null, "tenant": null, "device": null,
                 "last_check_in": null, "policy": null, "certificate_not_after": null,
-                "outbox": 0, "settings": [], "removed": [],
+                "help": [], "outbox": 0, "settings": [], "removed": [],
                 "policy_problem": null, "certificate_problem": null
             })
         );
@@ -632,6 +652,19 @@ mod tests {
         let text = render(&v);
         assert!(
             text.contains("not_managed (managed_by_other_authority): intune manages this device"),
+            "{text}"
+        );
+        // The code's cause and fix, from docs/troubleshooting.md's table.
+        assert_eq!(v.help.len(), 1);
+        assert_eq!(v.help[0].code, "managed_by_other_authority");
+        assert!(
+            text.contains(
+                "cause:          managed_by_other_authority: Another management authority"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("fix:            Remove the other authority from the device, or let Rampart take over: `rampart tenant set --allow-takeover true`."),
             "{text}"
         );
     }

@@ -27,5 +27,6 @@ pub use issue::{
 };
 pub use signing::{new_signing_key, sign, verify, SigningKeyPair};
 pub use tls::{
-    client_config, install_crypto_provider, plain_server_config, server_config, ClientCaRoots,
+    certificate_rejection, client_config, install_crypto_provider, plain_server_config,
+    server_config, CertificateRejection, ClientCaRoots,
 };

@@ -255,6 +255,49 @@ pub fn client_config(server_ca_pem: &str, identity: Option<(&str, &str)>) -> Res
     Ok(config)
 }
 
+/// Why a TLS peer's certificate was refused, when that is why a connection
+/// failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateRejection {
+    /// Not issued by a trusted CA, or not for the name connected to.
+    Untrusted,
+    /// Outside its validity at this machine's time: this clock, or the
+    /// certificate, is wrong.
+    OutsideValidity,
+}
+
+/// Finds a refused certificate in an error's chain (a rustls error, as is
+/// or inside the `io::Error`s TLS streams and connectors report it in).
+pub fn certificate_rejection(
+    err: &(dyn std::error::Error + 'static),
+) -> Option<CertificateRejection> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        // TLS streams wrap the rustls error in an `io::Error`, which
+        // connectors may wrap in another; `source()` skips the wrapped one.
+        let mut tls = e.downcast_ref::<rustls::Error>();
+        let mut io = e.downcast_ref::<std::io::Error>();
+        while let (None, Some(wrapper)) = (tls, io) {
+            let inner = wrapper.get_ref();
+            tls = inner.and_then(|i| i.downcast_ref::<rustls::Error>());
+            io = inner.and_then(|i| i.downcast_ref::<std::io::Error>());
+        }
+        if let Some(rustls::Error::InvalidCertificate(c)) = tls {
+            return Some(match c {
+                rustls::CertificateError::Expired
+                | rustls::CertificateError::ExpiredContext { .. }
+                | rustls::CertificateError::NotValidYet
+                | rustls::CertificateError::NotValidYetContext { .. } => {
+                    CertificateRejection::OutsideValidity
+                }
+                _ => CertificateRejection::Untrusted,
+            });
+        }
+        next = e.source();
+    }
+    None
+}
+
 fn private_key(pem: &str) -> Result<PrivateKeyDer<'static>> {
     PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| PkiError::PrivateKey(e.to_string()))
 }

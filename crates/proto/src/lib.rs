@@ -8,6 +8,7 @@
 //! every field error at once, which serde alone cannot do.
 
 pub mod device;
+pub mod troubleshooting;
 
 use std::collections::BTreeMap;
 
@@ -138,6 +139,9 @@ pub struct EnrollmentView {
     /// Stable code when enrollment failed.
     pub code: Option<String>,
     pub reason: Option<String>,
+    /// What `code` means and how to fix it (`docs/troubleshooting.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub help: Option<troubleshooting::Guidance>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

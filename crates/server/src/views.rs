@@ -78,6 +78,10 @@ pub fn device_view(d: &DeviceRecord) -> DeviceView {
             status: d.enrollment_status.clone(),
             code: d.enrollment_code.clone(),
             reason: d.enrollment_reason.clone(),
+            help: d
+                .enrollment_code
+                .as_deref()
+                .and_then(rampart_proto::troubleshooting::guidance),
         },
         last_check_in: d.last_check_in,
         policy_version: d.policy_version,

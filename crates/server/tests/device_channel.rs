@@ -397,6 +397,15 @@ async fn survey_and_scope_outcomes_carry_stable_codes() {
         assert_eq!(e["enrollment"]["labels"], json!(["Joined"]));
         let shown = admin.get(&format!("/devices/{name}")).await.unwrap().1;
         assert_eq!(shown["enrollment"]["code"], code);
+        // Each code comes with its cause and fix (docs/troubleshooting.md).
+        assert_eq!(shown["enrollment"]["help"]["code"], code, "{shown}");
+        assert!(
+            !shown["enrollment"]["help"]["fix"]
+                .as_str()
+                .unwrap_or_default()
+                .is_empty(),
+            "{shown}"
+        );
     }
     let other = admin.get("/devices?managed_by=intune").await.unwrap().1;
     assert_eq!(other.as_array().unwrap().len(), 1);

@@ -275,7 +275,7 @@ fn describe(d: &DeviceView) -> String {
     if let Some(reason) = &d.enrollment.reason {
         enrollment.push_str(&format!(": {reason}"));
     }
-    let rows = vec![
+    let mut rows = vec![
         vec!["name".to_string(), d.name.clone()],
         vec!["id".to_string(), d.id.clone()],
         vec!["os".to_string(), d.os.clone()],
@@ -292,6 +292,11 @@ fn describe(d: &DeviceView) -> String {
             d.policy_version.map_or("-".into(), |v| v.to_string()),
         ],
     ];
+    // Why the device is in this state and what to do, after the state.
+    if let Some(help) = &d.enrollment.help {
+        rows.insert(9, vec!["cause".to_string(), help.cause.clone()]);
+        rows.insert(10, vec!["fix".to_string(), help.fix.clone()]);
+    }
     render::table(&["PROPERTY", "VALUE"], &rows)
 }
 
@@ -344,4 +349,48 @@ fn effective_table(e: &EffectivePolicyView) -> String {
         render::table(&["SETTING", "VALUE", "SOURCES"], &rows).trim_end(),
         versions.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_device_out_of_scope_shows_the_cause_and_the_fix() {
+        let d: DeviceView = serde_json::from_value(serde_json::json!({
+            "id": "d1", "name": "ws-07", "os": "windows", "os_version": "10.0.22631",
+            "type": "workstation", "agent_version": "0.1.0", "tags": [], "labels": ["Joined"],
+            "managed_by": "rampart",
+            "enrollment": {"status": "not_managed", "code": "pilot_tag_missing",
+                "reason": "the platform is in pilot mode",
+                "help": rampart_proto::troubleshooting::guidance("pilot_tag_missing")},
+            "last_check_in": null, "policy_version": null
+        }))
+        .unwrap();
+        let text = describe(&d);
+        let row = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(
+            row("enrollment").contains("not_managed (pilot_tag_missing)"),
+            "{text}"
+        );
+        assert!(
+            row("cause").contains("does not carry the pilot tag"),
+            "{text}"
+        );
+        assert!(
+            row("fix").contains("rampart device tag NAME --add TAG"),
+            "{text}"
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        let at = |name: &str| lines.iter().position(|l| l.starts_with(name)).unwrap();
+        assert!(
+            at("enrollment") < at("cause") && at("cause") < at("fix"),
+            "{text}"
+        );
+    }
 }

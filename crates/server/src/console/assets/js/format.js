@@ -30,6 +30,11 @@ export const STATUSES = [
 ];
 export const statusName = (s) => STATUSES.find(([k]) => k === s)?.[1] ?? s;
 
+/** Text whose `backticked` parts are code, as nodes (never parsed as HTML). */
+export function withCode(text) {
+  return String(text).split('`').map((part, i) => (i % 2 ? h('code', {}, part) : part));
+}
+
 /** What applied a setting on the device, as the agent named it. */
 export const BACKENDS = [
   ['nftables', 'nftables'],

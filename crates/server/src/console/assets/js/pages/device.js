@@ -5,7 +5,7 @@
 
 import { h, replace, announce, idFor, keepFocus } from '../dom.js';
 import { get, post, put, del, seg, can, catalogMap, ApiError } from '../api.js';
-import { chips, enrollmentBadge, when, dateTime, platformName, statusBadge, backendNote, valueNode, policyLinks, STATUSES } from '../format.js';
+import { chips, enrollmentBadge, when, dateTime, platformName, statusBadge, backendNote, valueNode, policyLinks, withCode, STATUSES } from '../format.js';
 import { field, showErrors, clearErrors, errorBox } from '../forms.js';
 import { confirmDialog } from '../dialog.js';
 
@@ -52,7 +52,11 @@ export async function render(main, ctx) {
         h('div', {}, h('dt', {}, 'Policy'), h('dd', {},
           !r.managed ? h('span', {}, 'not managed', r.reason ? h('span', { class: 'muted block' }, r.reason) : null)
             : inSync ? h('span', { class: 'ok-text' }, 'applied (in sync)')
-              : h('span', { class: 'pending-text' }, r.applied_digest ? 'an older version is applied; waiting for the device' : 'not applied yet')))));
+              : h('span', { class: 'pending-text' }, r.applied_digest ? 'an older version is applied; waiting for the device' : 'not applied yet')))),
+      // A code's cause and fix, from the same table as docs/troubleshooting.md.
+      d.enrollment.help ? h('div', { class: 'warning', id: 'device-help', role: 'note' },
+        h('p', {}, h('strong', {}, 'Why: '), withCode(d.enrollment.help.cause)),
+        h('p', {}, h('strong', {}, 'Fix: '), withCode(d.enrollment.help.fix))) : null);
     keepFocus(statusCard, () => drawSettings(r));
     replace(tamperCard, r.tamper_events?.length
       ? h('section', { class: 'card', 'aria-labelledby': 'tamper-h' },
