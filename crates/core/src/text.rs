@@ -52,6 +52,8 @@ pub fn cell(v: &Value) -> String {
         Value::Array(items) if !items.is_empty() => {
             items.iter().map(item).collect::<Vec<_>>().join("\n")
         }
+        // One firewall rule (a row of its own in a report).
+        Value::Object(map) if map.contains_key("name") && map.contains_key("action") => item(v),
         Value::Object(map) if !map.is_empty() => map
             .iter()
             .map(|(k, v)| format!("{k}={}", value(v)))
@@ -110,6 +112,7 @@ mod tests {
         assert_eq!(cell(&json!(null)), "-");
         let rule = json!([{"name": "ssh", "direction": "in", "action": "allow", "protocol": "tcp", "local_ports": "22"}]);
         assert_eq!(cell(&rule), "ssh (in allow tcp port 22)");
+        assert_eq!(cell(&rule[0]), "ssh (in allow tcp port 22)");
     }
 
     #[test]

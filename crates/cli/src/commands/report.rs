@@ -104,6 +104,10 @@ fn detail(s: &SettingStatusView) -> String {
             .collect();
         return format!("conflict: {}", sides.join(", "));
     }
+    // The STATUS column already says "recorded, not enforced".
+    if s.status == "recorded" && s.error_code.is_none() {
+        return String::new();
+    }
     match (&s.error_message, &s.error_code, &s.reason) {
         (Some(m), Some(code), _) => format!("{code}: {m}"),
         (Some(m), None, _) => m.clone(),
