@@ -207,7 +207,7 @@ test('the console, end to end', { timeout: 300000 }, async (top) => {
 
   await t.test('devices: live agents enrolled, filter and sort', async () => {
     for (const [name] of AGENTS) {
-      await visible(page.locator('#devices-table tbody tr', { hasText: name }).filter({ hasText: 'enrolled' }), 30000);
+      await visible(page.locator('#devices-table tbody tr', { hasText: name }).filter({ hasText: 'Enrolled, managed' }), 30000);
     }
     const rows = page.locator('#devices-table tbody tr');
     assert.ok(await rows.count() >= 15, 'the example fleet and the live agents');
@@ -235,11 +235,19 @@ test('the console, end to end', { timeout: 300000 }, async (top) => {
     // The command is shown as code, not as literal backticks.
     assert.equal(await help.locator('code', { hasText: 'rampart device tag NAME --add TAG' }).count(), 1);
     assert.doesNotMatch(text, /`/);
+    // Plain words that agree with each other, and no Policy sync for a
+    // device Rampart does not manage.
+    assert.equal((await page.locator('#managed-by').textContent()).trim(), 'Nobody (outside the scope)');
+    assert.match(await page.locator('#enrollment .badge').textContent(), /^Enrolled, not managed: no pilot tag$/);
+    assert.equal(await page.getByRole('button', { name: 'Policy sync' }).count(), 0);
     await shot('02-device-out-of-scope');
-    // A managed device has nothing to fix.
+    // A managed device has nothing to fix, and can be synced.
     await page.goto(`${base}/#/devices/live-web-01`);
     await visible(page.getByRole('heading', { name: 'live-web-01', level: 1 }));
     assert.equal(await page.locator('#device-help').count(), 0);
+    assert.equal((await page.locator('#managed-by').textContent()).trim(), 'Rampart');
+    assert.equal(await page.locator('#enrollment .badge').textContent(), 'Enrolled, managed');
+    await visible(page.getByRole('button', { name: 'Policy sync' }));
     await page.getByRole('link', { name: 'Devices', exact: true }).first().click();
     await visible(page.getByRole('heading', { name: 'Devices', level: 1 }));
   });

@@ -55,9 +55,40 @@ export function statusBadge(status) {
   return h('span', { class: `badge st-${status}` }, statusName(status));
 }
 
+/** Why a device that enrolled is not managed, in words (the code is in
+ * the badge's title and in the API). */
+const NOT_MANAGED_BECAUSE = {
+  pilot_tag_missing: 'no pilot tag',
+  platform_not_enabled: 'platform not in scope',
+  os_unsupported: 'OS not supported',
+  managed_by_other_authority: 'another authority manages it',
+  domain_controller_not_allowed: 'domain controller',
+};
+
+const ENROLLMENT_WORDS = {
+  enrolled: 'Enrolled, managed',
+  simulated: 'Simulated device',
+  pending: 'Pending',
+  failed: 'Enrollment failed',
+  refused: 'Enrollment refused',
+  offboarded: 'Offboarded',
+};
+
+/** The enrollment state in plain words, its stable code on hover. */
 export function enrollmentBadge(enrollment) {
   const status = enrollment?.status || 'unknown';
-  return h('span', { class: `badge en-${status}` }, status);
+  const code = enrollment?.code;
+  const words = status === 'not_managed'
+    ? `Enrolled, not managed${code ? `: ${NOT_MANAGED_BECAUSE[code] ?? code}` : ''}`
+    : ENROLLMENT_WORDS[status] ?? status;
+  return h('span', { class: `badge en-${status}`, title: code ? `${status} (${code})` : status, dataset: { status } }, words);
+}
+
+/** Who manages the device's security settings, consistent with its
+ * enrollment: a device outside the scope is managed by nobody. */
+export function managedByText(d) {
+  if (d.managed_by === 'rampart') return d.enrollment?.status === 'not_managed' ? 'Nobody (outside the scope)' : 'Rampart';
+  return d.managed_by;
 }
 
 export function dateTime(secs) {

@@ -5,7 +5,7 @@
 
 import { h, replace, announce, idFor, keepFocus } from '../dom.js';
 import { get, post, put, del, seg, can, catalogMap, ApiError } from '../api.js';
-import { chips, enrollmentBadge, when, dateTime, platformName, statusBadge, backendNote, valueNode, policyLinks, withCode, STATUSES } from '../format.js';
+import { chips, enrollmentBadge, managedByText, when, dateTime, platformName, statusBadge, backendNote, valueNode, policyLinks, withCode, STATUSES } from '../format.js';
 import { field, showErrors, clearErrors, errorBox } from '../forms.js';
 import { confirmDialog } from '../dialog.js';
 
@@ -18,8 +18,12 @@ export async function render(main, ctx) {
   const syncStatus = h('p', { class: 'action-status', role: 'status', 'aria-live': 'polite' });
   const actions = h('div', { class: 'actions' });
   if (can('security_manager')) {
+    // A sync asks the agent to check in for its policy: only a device
+    // Rampart manages has one to fetch.
+    if (device.enrollment.status === 'enrolled') {
+      actions.append(h('button', { type: 'button', class: 'btn btn-primary', id: 'policy-sync', onclick: sync }, 'Policy sync'));
+    }
     actions.append(
-      h('button', { type: 'button', class: 'btn btn-primary', id: 'policy-sync', onclick: sync }, 'Policy sync'),
       h('button', { type: 'button', class: 'btn', id: 'reenroll-device', onclick: confirmReenroll }, 'Allow re-enrollment'),
       h('button', { type: 'button', class: 'btn btn-danger', id: 'delete-device', onclick: confirmDelete }, 'Delete'));
   }
@@ -42,9 +46,9 @@ export async function render(main, ctx) {
       h('dl', { class: 'facts' },
         h('div', {}, h('dt', {}, 'OS'), h('dd', {}, `${platformName(d.os)} ${d.os_version}`)),
         h('div', {}, h('dt', {}, 'Type'), h('dd', {}, d.type)),
-        h('div', {}, h('dt', {}, 'Managed by'), h('dd', {}, d.managed_by)),
+        h('div', {}, h('dt', {}, 'Managed by'), h('dd', { id: 'managed-by' }, managedByText(d))),
         h('div', {}, h('dt', {}, 'Labels'), h('dd', {}, chips(d.labels, 'chip chip-label'))),
-        h('div', {}, h('dt', {}, 'Enrollment'), h('dd', {}, enrollmentBadge(d.enrollment),
+        h('div', {}, h('dt', {}, 'Enrollment'), h('dd', { id: 'enrollment' }, enrollmentBadge(d.enrollment),
           d.enrollment.code ? h('code', { class: 'code-after' }, d.enrollment.code) : null,
           d.enrollment.reason ? h('span', { class: 'muted block' }, d.enrollment.reason) : null)),
         h('div', {}, h('dt', {}, 'Last check-in'), h('dd', {}, when(d.last_check_in), d.last_check_in ? h('span', { class: 'muted block' }, dateTime(d.last_check_in)) : null)),

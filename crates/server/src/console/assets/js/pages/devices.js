@@ -3,7 +3,7 @@
 
 import { h, replace, announce, keepFocus } from '../dom.js';
 import { get } from '../api.js';
-import { chips, enrollmentBadge, when, platformName, PLATFORMS, plural } from '../format.js';
+import { chips, enrollmentBadge, managedByText, when, platformName, PLATFORMS, plural } from '../format.js';
 import { select } from '../forms.js';
 
 const COLUMNS = [
@@ -95,10 +95,10 @@ export async function render(main, ctx) {
         h('th', { scope: 'row' }, h('a', { href: `#/devices/${encodeURIComponent(d.name)}` }, d.name)),
         h('td', {}, `${platformName(d.os)} ${d.os_version}`),
         h('td', {}, d.type),
-        h('td', {}, d.managed_by),
+        h('td', {}, managedByText(d)),
         h('td', {}, chips(d.labels, 'chip chip-label')),
         h('td', {}, chips(d.tags)),
-        h('td', {}, enrollmentBadge(d.enrollment), d.enrollment.code ? h('code', { class: 'code-after' }, d.enrollment.code) : null),
+        h('td', {}, enrollmentBadge(d.enrollment)),
         h('td', {}, when(d.last_check_in)))) : h('tr', {}, h('td', { colspan: COLUMNS.length, class: 'empty' }, 'No device matches these filters.')))));
   }
 
