@@ -6,6 +6,8 @@
 #![cfg(not(windows))]
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -101,22 +103,8 @@ impl Agent {
 
     /// SIGTERM by PID, then wait for the exit.
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            if child.try_wait().unwrap().is_some() {
-                return;
-            }
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if child.try_wait().unwrap().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            support::stop_process(child);
         }
     }
 

@@ -17,6 +17,8 @@
 #![cfg(not(windows))]
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -28,6 +30,7 @@ use rampart_agent::providers::{Provider, Values};
 use rampart_core::catalog::Catalog;
 use rampart_testkit::{Options, TestServer};
 use serde_json::{json, Value};
+use support::{device_report, put_policy, row};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_rampart-agent");
 
@@ -311,19 +314,8 @@ impl Agent {
     }
 
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if child.try_wait().unwrap().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            support::stop_process(child);
         }
     }
 
@@ -360,37 +352,6 @@ fn policy(name: &str, family: &str, settings: Value) -> Value {
         "settings": settings,
         "assignments": {"include": ["all-devices"]},
     })
-}
-
-async fn put_policy(server: &TestServer, body: &Value) {
-    let name = body["name"].as_str().unwrap();
-    let (s, b) = server
-        .admin()
-        .put(&format!("/policies/{name}"), body)
-        .await
-        .unwrap();
-    if s == reqwest::StatusCode::NOT_FOUND {
-        let (s, b) = server.admin().post("/policies", body).await.unwrap();
-        assert!(s.is_success(), "create {name}: {b}");
-        return;
-    }
-    assert!(s.is_success(), "update {name}: {b}");
-}
-
-async fn device_report(server: &TestServer, name: &str) -> Value {
-    server
-        .admin()
-        .get(&format!("/reports/devices/{name}"))
-        .await
-        .unwrap()
-        .1
-}
-
-fn row<'a>(report: &'a Value, setting: &str) -> &'a Value {
-    report["settings"]
-        .as_array()
-        .and_then(|rows| rows.iter().find(|r| r["setting"] == setting))
-        .unwrap_or(&Value::Null)
 }
 
 /// Polls `f` until it is true or `secs` pass.

@@ -16,6 +16,8 @@
 #![cfg(not(windows))]
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -26,6 +28,7 @@ use rampart_agent::providers::windows::render::{self, Rendered};
 use rampart_agent::providers::Values;
 use rampart_testkit::TestServer;
 use serde_json::{json, Value};
+use support::{device_report, put_policy, stderr, stop_process, sync};
 
 /// The exe and a working `wine`, or why not.
 fn prerequisites() -> Result<PathBuf, String> {
@@ -121,19 +124,8 @@ impl Wine {
 
     /// SIGTERM by PID, then wait for the exit.
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if child.try_wait().unwrap().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            stop_process(child);
         }
     }
 
@@ -166,10 +158,6 @@ impl Drop for Wine {
 /// A Linux path as Wine's `Z:` drive sees it.
 fn win(p: &Path) -> String {
     format!("Z:{}", p.display()).replace('/', "\\")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// `reg query /s` output: a key line, then `    NAME    REG_TYPE    DATA`.
@@ -251,39 +239,6 @@ fn windows_policy(name: &str, family: &str, settings: Value, include: &[&str]) -
         "settings": settings,
         "assignments": {"include": include},
     })
-}
-
-async fn put_policy(server: &TestServer, body: &Value) {
-    let name = body["name"].as_str().unwrap();
-    let (s, b) = server
-        .admin()
-        .put(&format!("/policies/{name}"), body)
-        .await
-        .unwrap();
-    if s == reqwest::StatusCode::NOT_FOUND {
-        let (s, b) = server.admin().post("/policies", body).await.unwrap();
-        assert!(s.is_success(), "create {name}: {b}");
-        return;
-    }
-    assert!(s.is_success(), "update {name}: {b}");
-}
-
-async fn report(server: &TestServer, device: &str) -> Value {
-    server
-        .admin()
-        .get(&format!("/reports/devices/{device}"))
-        .await
-        .unwrap()
-        .1
-}
-
-async fn sync(server: &TestServer, device: &str) {
-    let (s, b) = server
-        .admin()
-        .post(&format!("/devices/{device}/sync"), &json!({}))
-        .await
-        .unwrap();
-    assert!(s.is_success(), "sync: {b}");
 }
 
 /// The device's effective settings as the agent was given them (the
@@ -429,10 +384,10 @@ async fn the_windows_agent_under_wine_enforces_through_the_policy_registry() {
             })
     };
     eventually(180, "every Windows setting succeeds", &wine, async || {
-        expected_succeeded(&report(&server, "win-01").await)
+        expected_succeeded(&device_report(&server, "win-01").await)
     })
     .await;
-    let r = report(&server, "win-01").await;
+    let r = device_report(&server, "win-01").await;
     for row in r["settings"].as_array().unwrap() {
         if row["status"] == "succeeded" && row["key"].is_null() {
             let message = row["error_message"].as_str().unwrap_or_default();
@@ -499,7 +454,7 @@ async fn the_windows_agent_under_wine_enforces_through_the_policy_registry() {
         "the hand-made change is restored and reported",
         &wine,
         async || {
-            let r = report(&server, "win-01").await;
+            let r = device_report(&server, "win-01").await;
             let events = r["tamper_events"].as_array().cloned().unwrap_or_default();
             events
                 .iter()
@@ -566,7 +521,7 @@ async fn the_windows_agent_under_wine_enforces_through_the_policy_registry() {
         },
     )
     .await;
-    let r = report(&server, "win-01").await;
+    let r = device_report(&server, "win-01").await;
     assert_eq!(r["managed"], false, "{r}");
     assert_eq!(
         wine.policy_values(),
@@ -588,7 +543,7 @@ async fn the_windows_agent_under_wine_enforces_through_the_policy_registry() {
         120,
         "the tenant allows domain controllers: enforced",
         &wine,
-        async || expected_succeeded(&report(&server, "win-01").await),
+        async || expected_succeeded(&device_report(&server, "win-01").await),
     )
     .await;
     let mut want = rendered(&effective(&server, "win-01").await);
