@@ -167,7 +167,7 @@ before(async () => {
   page = context.pages()[0] ?? await context.newPage();
   page.setDefaultTimeout(15000);
   page.on('pageerror', (e) => pageErrors.push(`page error: ${e.message}`));
-  page.on('console', (m) => { if (m.type() === 'error' && !/status of 40[13]|status of 422|status of 409/.test(m.text())) pageErrors.push(`console: ${m.text()}`); });
+  page.on('console', (m) => { if (m.type() === 'error' && !/status of 40[134]|status of 422|status of 409|ERR_CONNECTION_REFUSED/.test(m.text())) pageErrors.push(`console: ${m.text()}`); });
 });
 
 after(async () => {
@@ -221,6 +221,30 @@ test('the console, end to end', { timeout: 300000 }, async (top) => {
     await page.getByLabel('Label', { exact: true }).selectOption('Managed');
     await eventually('only managed devices', async () => (await rows.count()) === 3);
     await page.getByLabel('Label', { exact: true }).selectOption('');
+    // Search reads every column: OS and labels as well as names and tags.
+    await page.getByLabel('Search', { exact: true }).fill('linux joined');
+    await eventually('the three live Linux agents', async () => (await rows.count()) === 3);
+    await page.getByLabel('Search', { exact: true }).fill('');
+    // Problems at a glance: the web agents report the PUA conflict.
+    const web01 = page.locator('#devices-table tbody tr', { hasText: 'live-web-01' });
+    await visible(web01.locator('.problems-cell', { hasText: /\d+ conflicts?/ }), 60000);
+    await page.getByLabel('Problems', { exact: true }).selectOption('conflicts');
+    await eventually('only devices with conflicts', async () => {
+      const cells = await page.locator('#devices-table tbody .problems-cell').allTextContents();
+      return cells.length >= 2 && cells.every((c) => /conflict/.test(c));
+    });
+    // The view is in the URL: a reload (or a shared link) shows the same.
+    // (Sorted by last check-in above: the first click sorts by name, the
+    // second reverses it.)
+    await page.getByRole('button', { name: 'Name' }).click();
+    await page.getByRole('button', { name: 'Name' }).click();
+    await page.waitForURL(/problems=conflicts/);
+    await page.waitForURL(/dir=desc/);
+    await page.reload();
+    await visible(page.getByRole('heading', { name: 'Devices', level: 1 }));
+    assert.equal(await page.getByLabel('Problems', { exact: true }).inputValue(), 'conflicts');
+    assert.equal(await page.locator('th[aria-sort="descending"]').textContent(), 'Name');
+    await page.getByLabel('Problems', { exact: true }).selectOption('');
     await shot('02-devices');
   });
 
@@ -294,8 +318,21 @@ test('the console, end to end', { timeout: 300000 }, async (top) => {
     await page.getByRole('button', { name: 'Next', exact: true }).click();
 
     await visible(page.getByRole('heading', { name: 'Configuration settings' }));
+    // Settings come in groups, their help folded away until asked for.
+    const groupNames = await page.locator('.setting-group > h3').allTextContents();
+    for (const g of ['Real-time protection', 'Scans', 'Exclusions']) assert.ok(groupNames.includes(g), String(groupNames));
+    const help = page.locator('[data-setting="scan_archives"] details.setting-help');
+    assert.equal(await help.getAttribute('open'), null);
+    assert.equal(await help.locator('p.help').isVisible(), false);
+    await help.locator('> summary').click();
+    assert.ok(await help.locator('p.help').isVisible());
     await page.getByLabel('Behavior monitoring', { exact: true }).selectOption('true');
     await page.getByLabel('Scan archives', { exact: true }).selectOption('false');
+    // "Show only configured settings" leaves the two just set.
+    await page.getByLabel('Show only configured settings').check();
+    const shownSettings = await page.locator('.settings-list .setting:not([hidden])').evaluateAll((els) => els.map((e) => e.dataset.setting));
+    assert.deepEqual(shownSettings.sort(), ['behavior_monitoring', 'scan_archives']);
+    await page.getByLabel('Show only configured settings').uncheck();
     // A relative path is refused by the server, next to its setting.
     await page.getByLabel('Excluded files and folders', { exact: true }).fill('relative/path');
     await page.getByRole('button', { name: 'Next', exact: true }).click();
@@ -342,6 +379,14 @@ test('the console, end to end', { timeout: 300000 }, async (top) => {
     await visible(detail);
     assert.match(await detail.locator('tr', { hasText: 'Scan archives' }).textContent(), /Conflict.*linux-av-baseline/s);
     await shot('09-policy-report');
+    // Editing ends in a review that saves, and says so.
+    await page.locator('#edit-policy').click();
+    await visible(page.getByRole('heading', { name: 'Edit policy live-canary-av', level: 1 }));
+    const stepNames = await page.locator('.steps li').allTextContents();
+    assert.ok(stepNames.some((n) => /Review \+ save/.test(n)), String(stepNames));
+    assert.ok(!stepNames.some((n) => /Review \+ create/.test(n)), String(stepNames));
+    await page.goBack();
+    await visible(page.getByRole('heading', { name: 'live-canary-av', level: 1 }));
   });
 
   await t.test('device: a conflict names the other policies; policy sync; tags', async () => {
@@ -349,6 +394,15 @@ test('the console, end to end', { timeout: 300000 }, async (top) => {
     await visible(page.getByRole('heading', { name: 'live-web-01', level: 1 }));
     const pua = page.locator('#device-settings tr[data-setting="pua_protection"]');
     await visible(pua.getByText('Conflict'));
+    // Problems come first, and a status tile shows only its settings.
+    assert.equal(await page.locator('#device-settings > tbody > tr:not(.detail-row)').first().getAttribute('class'), 'row-conflict');
+    await page.locator('.count-tile[data-status="conflict"] button').click();
+    await page.waitForURL(/status=conflict/);
+    assert.equal(await page.locator('.count-tile[data-status="conflict"] button').getAttribute('aria-pressed'), 'true');
+    const shownRows = await page.locator('#device-settings > tbody > tr:not(.detail-row)').evaluateAll((trs) => trs.map((tr) => tr.className));
+    assert.ok(shownRows.length >= 1 && shownRows.every((c) => c === 'row-conflict'), String(shownRows));
+    await page.locator('.count-tile[data-status="conflict"] button').click();
+    await eventually('every setting again', async () => (await page.locator('#device-settings tr.row-recorded').count()) > 0);
     // Each side of the conflict with the value it asks for.
     assert.match(await pua.locator('.conflicting').textContent(),
       /Conflict: linux-av-baseline sets block; linux-av-web sets audit/);
@@ -391,6 +445,13 @@ test('the console, end to end', { timeout: 300000 }, async (top) => {
     await page.getByLabel('Family', { exact: true }).selectOption('');
     await visible(page.getByRole('heading', { name: 'Antivirus', level: 2 }));
     await page.waitForFunction(() => [...document.querySelectorAll('.status-cell')].every((c) => !c.textContent.includes('…')));
+    // At 1440 pixels every table fits: no sideways scrolling, Delete visible.
+    const overflowing = await page.locator('.table-wrap').evaluateAll((els) => els.filter((e) => e.scrollWidth > e.clientWidth + 1).length);
+    assert.equal(overflowing, 0, 'a policy table scrolls sideways');
+    const del = page.getByRole('button', { name: 'Delete linux-av-baseline' });
+    const box = await del.boundingBox();
+    const wrap = await page.locator('.table-wrap').first().boundingBox();
+    assert.ok(box && box.x + box.width <= wrap.x + wrap.width, `Delete is clipped: ${JSON.stringify(box)} in ${JSON.stringify(wrap)}`);
     await shot('11-policies');
   });
 
@@ -452,6 +513,26 @@ test('the console, end to end', { timeout: 300000 }, async (top) => {
     }
   });
 
+  await t.test('a missing object and an unreachable server: say so, and offer a retry', async () => {
+    await page.goto(`${base}/#/devices/no-such-device`);
+    await visible(page.getByRole('heading', { name: 'Not found', level: 1 }));
+    assert.match(await page.locator('#page-failure').textContent(), /no-such-device/);
+    assert.equal(await page.locator('#retry').count(), 0);
+    await page.locator('#page-failure').getByRole('link', { name: 'Go to devices' }).click();
+    await visible(page.getByRole('heading', { name: 'Devices', level: 1 }));
+
+    // The groups API fails at the network level: a page that says so, and
+    // Retry loads it once the server answers again.
+    await page.route('**/api/v1/groups', (r) => r.abort('connectionrefused'));
+    await page.getByRole('link', { name: 'Groups' }).click();
+    await visible(page.getByRole('heading', { name: 'The server cannot be reached', level: 1 }));
+    await shot('16-unreachable');
+    await page.unroute('**/api/v1/groups');
+    await page.getByRole('button', { name: 'Retry' }).click();
+    await visible(page.getByRole('heading', { name: 'Groups', level: 1 }));
+    assert.equal(await page.locator('#page-failure').count(), 0);
+  });
+
   await t.test('audit log', async () => {
     await page.getByRole('link', { name: 'Audit log' }).click();
     await visible(page.locator('#audit-table tr', { hasText: 'policy.create' }).filter({ hasText: 'live-canary-av' }).filter({ hasText: 'user:admin' }));
@@ -483,6 +564,49 @@ test('the console, end to end', { timeout: 300000 }, async (top) => {
       return [a.status, b.status];
     });
     assert.deepEqual(statuses, [403, 403]);
+  });
+
+  await t.test('a read-only user reads what a policy configures and compares its versions', async () => {
+    // A second version, made by an administrator through the API.
+    const current = await apiCall('GET', '/policies/live-canary-av');
+    const next = { ...current.body, settings: { ...current.body.settings, excluded_paths: ['/srv/canary', '/srv/canary-2'] } };
+    for (const k of ['version', 'modified_at', 'modified_by']) delete next[k];
+    const put = await fetch(`${base}/api/v1/policies/live-canary-av`, {
+      method: 'PUT',
+      headers: { Authorization: `Bearer ${adminToken}`, 'Content-Type': 'application/json', 'If-Match': `"${current.body.version}"` },
+      body: JSON.stringify(next),
+    });
+    assert.equal(put.status, 200, await put.text());
+
+    await page.goto(`${base}/#/reports/policies/live-canary-av`);
+    await visible(page.getByRole('heading', { name: 'live-canary-av', level: 1 }));
+    assert.equal(await page.locator('#edit-policy').count(), 0);
+    const config = page.locator('#policy-config');
+    await visible(config.locator('tr[data-setting="behavior_monitoring"]', { hasText: 'true' }));
+    await visible(config.locator('tr[data-setting="scan_archives"]', { hasText: 'false' }));
+    // Help is there, folded away, and its code spans are code, not backticks.
+    const help = config.locator('tr[data-setting="excluded_paths"] details.help');
+    assert.equal(await help.getAttribute('open'), null);
+    await help.locator('summary').click();
+    assert.ok(await help.locator('p').isVisible());
+    assert.doesNotMatch(await config.textContent(), /`/);
+
+    // The two latest versions are compared by default; any two can be.
+    const diff = page.locator('#version-diff');
+    await visible(diff.locator('tr[data-changed="excluded_paths"]'));
+    assert.match(await diff.locator('caption').textContent(), /from version 1 to version 2/);
+    assert.match(await diff.locator('tr[data-changed="excluded_paths"]').textContent(), /\/srv\/canary-2/);
+    assert.equal(await diff.locator('tr[data-changed="behavior_monitoring"]').count(), 0);
+    await page.getByLabel('Compare', { exact: true }).selectOption('2');
+    await visible(page.getByText('Versions 2 and 2 configure the same.'));
+    await shot('15-policy-view-read-only');
+
+    // ASR rules read by their names, the GUID on hover.
+    await page.goto(`${base}/#/reports/policies/windows-asr-baseline`);
+    const asr = page.locator('#policy-config tr[data-setting="asr_rules"]');
+    await visible(asr);
+    assert.match(await asr.textContent(), /credential stealing/i);
+    await visible(asr.locator('[title="9e6c4e1f-7d60-472f-ba1a-a39ef669e4b2"]'));
   });
 
   await t.test('an expired session goes back to the sign-in page', async () => {

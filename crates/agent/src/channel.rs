@@ -15,8 +15,9 @@
 use std::time::Duration;
 
 use rampart_proto::device::{
-    codes, CheckIn, CheckInResponse, EnrollRequest, EnrollResponse, OffboardNotice, OffboardedBody,
-    ReattestRequest, RenewRequest, RenewResponse, StatusAck, StatusReport, WaitResponse,
+    codes, CheckIn, CheckInResponse, EnrollRequest, EnrollResponse, KeyAnnouncement,
+    OffboardNotice, OffboardedBody, ReattestRequest, RenewRequest, RenewResponse, StatusAck,
+    StatusReport, WaitResponse,
 };
 use rampart_proto::ErrorBody;
 use reqwest::{RequestBuilder, StatusCode};
@@ -49,6 +50,9 @@ pub enum ChannelError {
     Offboarded {
         message: String,
         notice: Box<OffboardNotice>,
+        /// The tenant's policy-key announcements, to verify the notice
+        /// with a key rotated since this device last heard.
+        key_announcements: Vec<KeyAnnouncement>,
     },
     /// The server does not take this device's certificate (it forgot it,
     /// or knows a newer one): re-attest with the enrolled key.
@@ -286,6 +290,7 @@ fn classify(status: StatusCode, body: &[u8]) -> ChannelError {
             return ChannelError::Offboarded {
                 message,
                 notice: Box::new(b.notice),
+                key_announcements: b.key_announcements,
             };
         }
     }

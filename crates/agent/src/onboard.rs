@@ -233,6 +233,7 @@ async fn onboard_inner(
         device_name: response.device_name.clone(),
         server_url: package.server_url.clone(),
         policy_key: response.policy_key.clone(),
+        retired_policy_keys: Vec::new(),
         issued_at,
         not_after: response.not_after,
     };
@@ -412,6 +413,7 @@ mod tests {
                 device_name: "web-1".into(),
                 server_url: "https://x".into(),
                 policy_key: "k".into(),
+                retired_policy_keys: Vec::new(),
                 issued_at: 0,
                 not_after: i64::MAX,
             })
@@ -440,6 +442,7 @@ mod tests {
             device_name: "web-1".into(),
             server_url: "https://127.0.0.1:9".into(),
             policy_key: "k".into(),
+            retired_policy_keys: Vec::new(),
             issued_at: 0,
             not_after: i64::MAX,
         };

@@ -34,7 +34,8 @@ use std::time::Duration;
 use rampart_core::catalog::Catalog;
 use rampart_core::resolve::Resolution;
 use rampart_proto::device::{
-    CheckIn, Facts, OffboardNotice, ReattestRequest, RenewRequest, Survey, TamperEvent,
+    CheckIn, Facts, KeyAnnouncement, OffboardNotice, ReattestRequest, RenewRequest, Survey,
+    TamperEvent,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -53,7 +54,9 @@ use crate::state::{
     HeldPolicy, Identity, LastError, LocalState, Lockout, StateDir,
 };
 use crate::survey::survey;
-use crate::verify::{verify, verify_notice, Expected, Held, VerifiedPolicy};
+use crate::verify::{
+    follow_key_announcements, verify, verify_notice, verify_stored, Expected, Held, VerifiedPolicy,
+};
 use crate::{Error, Result};
 
 /// How long after a failed renewal the agent tries again.
@@ -75,12 +78,16 @@ pub const HELD_POLICY_INVALID: &str = "held_policy_invalid";
 pub const CERTIFICATE_INVALID: &str = "certificate_invalid";
 pub const CERTIFICATE_EXPIRED: &str = "certificate_expired";
 pub const DEVICE_KEY_INVALID: &str = "device_key_invalid";
+/// How many policy keys left behind by rotations an agent remembers (to
+/// verify the policy on disk until the next one arrives).
+const MAX_RETIRED_POLICY_KEYS: usize = 8;
 
 /// The verified policy in `state`; `Err` with a [`HELD_POLICY_INVALID`]
 /// message when the file is there but does not load or verify.
 pub fn held_policy_in(
     state: &StateDir,
     expected: Expected<'_>,
+    retired_keys: &[String],
 ) -> std::result::Result<Option<VerifiedPolicy>, String> {
     let held = match state.load_held_policy() {
         Ok(Some(h)) => h,
@@ -90,7 +97,7 @@ pub fn held_policy_in(
             return Err(format!("{HELD_POLICY_INVALID}: {e}"));
         }
     };
-    match verify(&held.signed, expected, None) {
+    match verify_stored(&held.signed, expected, retired_keys) {
         Ok(v) => Ok(Some(v)),
         Err(e) => {
             tracing::error!(event = HELD_POLICY_INVALID, error = %e, "the policy on disk does not verify; it is not enforced, and the server is asked for it again");
@@ -235,7 +242,13 @@ impl Agent {
     /// by the disk is not enforced, and not claimed: its digest is not sent,
     /// so the server sends the policy again).
     pub fn held_policy(&self) -> Result<Option<VerifiedPolicy>> {
-        Ok(held_policy_in(&self.state, self.expected()).ok().flatten())
+        Ok(held_policy_in(
+            &self.state,
+            self.expected(),
+            &self.identity.retired_policy_keys,
+        )
+        .ok()
+        .flatten())
     }
 
     fn held_digest(&self) -> Option<String> {
@@ -350,10 +363,12 @@ impl Agent {
             }));
         }
         if response.policy_key != self.identity.policy_key {
-            // Policies stay verified with the key this device enrolled with.
-            tracing::warn!(
+            // An unsigned answer never changes the key policies are verified
+            // with: the next policy brings the signed announcements that
+            // lead from this device's key to the tenant's current one.
+            tracing::info!(
                 event = "policy_key_differs",
-                "the server announced another policy key; keeping the enrolled one"
+                "the tenant's policy key changed; keeping this one until a signed announcement leads to the new one"
             );
         }
         write_atomic(&self.state.next_key_pem(), next.key_pem.as_bytes(), true)?;
@@ -379,7 +394,13 @@ impl Agent {
     /// If the server sent a signed offboarding notice that verifies, stops
     /// managing (removes what Rampart set) and returns true; anything else
     /// leaves every setting in place.
-    pub fn offboard_on_notice(&mut self, message: &str, notice: &OffboardNotice) -> Result<bool> {
+    pub fn offboard_on_notice(
+        &mut self,
+        message: &str,
+        notice: &OffboardNotice,
+        key_announcements: &[KeyAnnouncement],
+    ) -> Result<bool> {
+        self.take_announced_keys(key_announcements)?;
         match verify_notice(notice, self.expected()) {
             Ok(payload) => {
                 self.revoke(&format!("{message} ({})", payload.reason))?;
@@ -391,6 +412,46 @@ impl Agent {
                 Ok(false)
             }
         }
+    }
+
+    /// Moves to the tenant's rotated policy key when `announcements` lead to
+    /// it from the key held, each signed with the key before it; the keys
+    /// left behind are kept only to verify the policy already on disk. An
+    /// announcement that does not verify changes nothing (fail static: the
+    /// policy held stays enforced, and a policy signed with an unknown key
+    /// is refused).
+    fn take_announced_keys(&mut self, announcements: &[KeyAnnouncement]) -> Result<()> {
+        if announcements.is_empty() {
+            return Ok(());
+        }
+        let taken = match follow_key_announcements(
+            &self.identity.tenant_id,
+            &self.identity.policy_key,
+            announcements,
+        ) {
+            Ok(taken) => taken,
+            Err(e) => {
+                tracing::error!(event = "policy_key_refused", code = e.code(), error = %e, "refused the announcement of a new policy key; keeping the one held");
+                return self.note_error(&Error::Verify(e));
+            }
+        };
+        let Some(newest) = taken.last() else {
+            return Ok(());
+        };
+        let mut retired: Vec<String> = taken[..taken.len() - 1].iter().rev().cloned().collect();
+        retired.push(self.identity.policy_key.clone());
+        retired.append(&mut self.identity.retired_policy_keys);
+        retired.truncate(MAX_RETIRED_POLICY_KEYS);
+        self.identity.retired_policy_keys = retired;
+        self.identity.policy_key = newest.clone();
+        self.state.save_identity(&self.identity)?;
+        tracing::info!(
+            event = "policy_key_rotated",
+            rotations = taken.len(),
+            key = %newest,
+            "the tenant rotated its policy key; verifying policies with the new one"
+        );
+        Ok(())
     }
 
     /// One check-in: renew if due, send digest, facts and survey; store and
@@ -425,6 +486,7 @@ impl Agent {
             version: held.as_ref().map(|h| h.version),
             facts: self.facts.clone(),
             survey: self.survey.clone(),
+            policy_key: Some(self.identity.policy_key.clone()),
         };
         let mut record = self.record()?;
         let response = match self.channel.checkin(&request).await {
@@ -471,6 +533,7 @@ impl Agent {
         record.survey = self.survey.clone();
         record.last_check_in = Some(now());
         record.last_error = None;
+        self.take_announced_keys(&response.key_announcements)?;
         if let Some(signed) = response.policy {
             let held_ref = held.as_ref().map(|h| Held {
                 version: h.version,
@@ -974,8 +1037,12 @@ pub async fn run(
                 } else {
                     next_drift = now + drift_every;
                     match agent.check_drift_now().await {
-                        Err(Error::Channel(ChannelError::Offboarded { message, notice })) => {
-                            if agent.offboard_on_notice(&message, &notice)? {
+                        Err(Error::Channel(ChannelError::Offboarded {
+                            message,
+                            notice,
+                            key_announcements,
+                        })) => {
+                            if agent.offboard_on_notice(&message, &notice, &key_announcements)? {
                                 return Ok(RunExit::Revoked);
                             }
                         }
@@ -1005,8 +1072,12 @@ pub async fn run(
                     next_drift = Instant::now() + drift_every;
                     let answer = agent.check_drift_now().await;
                     agent.answer_drift_request(&answer)?;
-                    if let Err(Error::Channel(ChannelError::Offboarded { message, notice })) = answer {
-                        if agent.offboard_on_notice(&message, &notice)? {
+                    if let Err(Error::Channel(ChannelError::Offboarded {
+                            message,
+                            notice,
+                            key_announcements,
+                        })) = answer {
+                        if agent.offboard_on_notice(&message, &notice, &key_announcements)? {
                             return Ok(RunExit::Revoked);
                         }
                     }
@@ -1049,8 +1120,12 @@ pub async fn run(
                 };
                 next_check_in = Instant::now() + delay;
             }
-            Err(Error::Channel(ChannelError::Offboarded { message, notice })) => {
-                if agent.offboard_on_notice(&message, &notice)? {
+            Err(Error::Channel(ChannelError::Offboarded {
+                message,
+                notice,
+                key_announcements,
+            })) => {
+                if agent.offboard_on_notice(&message, &notice, &key_announcements)? {
                     return Ok(RunExit::Revoked);
                 }
                 last_ok = false;

@@ -276,6 +276,10 @@ pub struct Identity {
     pub server_url: String,
     /// The tenant's Ed25519 policy key, hex.
     pub policy_key: String,
+    /// Policy keys this device held before the tenant rotated them, newest
+    /// first: only the policy stored on disk may still be signed with one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_policy_keys: Vec<String>,
     /// When the current certificate was obtained, seconds since the epoch:
     /// the start of the lifetime the renewal threshold is a third of.
     pub issued_at: i64,
@@ -602,6 +606,7 @@ mod tests {
             device_name: "n".into(),
             server_url: "https://x".into(),
             policy_key: "k".into(),
+            retired_policy_keys: Vec::new(),
             issued_at: 0,
             not_after: 3000,
         };

@@ -105,7 +105,7 @@ pub fn collect(state: &StateDir) -> Result<StatusView> {
                 device_id: &i.device_id,
                 policy_key: &i.policy_key,
             };
-            match held_policy_in(state, expected) {
+            match held_policy_in(state, expected, &i.retired_policy_keys) {
                 Ok(v) => (v, None),
                 Err(problem) => (None, Some(problem)),
             }
@@ -454,6 +454,7 @@ mod tests {
                 device_name: "web-1".into(),
                 server_url: "https://rampart.test:8443".into(),
                 policy_key: "k".into(),
+                retired_policy_keys: Vec::new(),
                 issued_at: 1_767_225_600,
                 not_after: 1_767_312_000,
             })

@@ -7,10 +7,15 @@
 //!    digest (a replay);
 //! 4. only then is the policy handed back, as a [`VerifiedPolicy`] — the
 //!    only type `enforce` and `state` accept.
+//!
+//! And the two other signed messages: the offboarding notice, and the
+//! announcement of a rotated policy key, which is followed only from the
+//! key this device already trusts.
 
 use rampart_core::resolve::Resolution;
 use rampart_proto::device::{
-    NoticePayload, OffboardNotice, PolicyPayload, SignedPolicy, NOTICE_OFFBOARD,
+    KeyAnnouncement, KeyAnnouncementPayload, NoticePayload, OffboardNotice, PolicyPayload,
+    SignedPolicy, ANNOUNCE_POLICY_KEY, NOTICE_OFFBOARD,
 };
 use serde_json::Value;
 
@@ -55,6 +60,8 @@ pub enum VerifyError {
     Older { held: u64, got: u64 },
     #[error("policy version {version} arrived again with a different digest (a replay)")]
     Replay { version: u64 },
+    #[error("a policy-key announcement was refused: {0}")]
+    BadAnnouncement(String),
 }
 
 impl VerifyError {
@@ -66,6 +73,7 @@ impl VerifyError {
             VerifyError::WrongDevice { .. } => "policy_wrong_device",
             VerifyError::Older { .. } => "policy_older",
             VerifyError::Replay { .. } => "policy_replay",
+            VerifyError::BadAnnouncement(_) => "policy_key_announcement_invalid",
         }
     }
 }
@@ -110,6 +118,82 @@ pub fn verify(
         payload,
         resolution,
     })
+}
+
+/// [`verify`] for the policy this device stored itself: it may have been
+/// signed with a policy key the tenant has rotated away from since
+/// (`retired_keys`, the ones this device held before, newest first), and it
+/// stays valid until the server sends the next one. A policy from the
+/// network is only ever checked against the current key.
+pub fn verify_stored(
+    signed: &SignedPolicy,
+    expected: Expected<'_>,
+    retired_keys: &[String],
+) -> Result<VerifiedPolicy, VerifyError> {
+    let mut result = verify(signed, expected, None);
+    for key in retired_keys {
+        if result != Err(VerifyError::BadSignature) {
+            break;
+        }
+        result = verify(
+            signed,
+            Expected {
+                policy_key: key,
+                ..expected
+            },
+            None,
+        );
+    }
+    result
+}
+
+/// Follows the tenant's key announcements from `held_key`: each one whose
+/// `previous_key` is the key reached so far must verify with that key and
+/// be for this tenant; it then makes its `key` the one reached. Returns the
+/// keys taken on, oldest first (empty when none follows from `held_key`).
+/// Announcements that do not start from a key reached are ignored (they
+/// are older than this device's key); one that starts from it but does not
+/// verify stops everything, and the device keeps `held_key`.
+pub fn follow_key_announcements(
+    tenant_id: &str,
+    held_key: &str,
+    announcements: &[KeyAnnouncement],
+) -> Result<Vec<String>, VerifyError> {
+    let mut reached = held_key.to_string();
+    let mut taken = Vec::new();
+    for announcement in announcements {
+        let payload: KeyAnnouncementPayload = serde_json::from_str(&announcement.payload)
+            .map_err(|e| VerifyError::BadAnnouncement(format!("it does not parse: {e}")))?;
+        if payload.previous_key != reached {
+            continue;
+        }
+        rampart_pki::verify(
+            &reached,
+            announcement.payload.as_bytes(),
+            &announcement.signature,
+        )
+        .map_err(|_| {
+            VerifyError::BadAnnouncement(format!(
+                "generation {} does not verify with the key it claims to replace",
+                payload.generation
+            ))
+        })?;
+        if payload.kind != ANNOUNCE_POLICY_KEY {
+            return Err(VerifyError::BadAnnouncement(format!(
+                "a message of kind {:?}, not {ANNOUNCE_POLICY_KEY:?}",
+                payload.kind
+            )));
+        }
+        if payload.tenant_id != tenant_id {
+            return Err(VerifyError::BadAnnouncement(format!(
+                "it is for tenant {}, not this device's",
+                payload.tenant_id
+            )));
+        }
+        reached = payload.key.clone();
+        taken.push(payload.key);
+    }
+    Ok(taken)
 }
 
 /// Checks an offboarding notice the way a policy is checked: the signature
@@ -297,6 +381,97 @@ pub(crate) mod tests {
             signature: policy.signature,
         };
         assert!(verify_notice(&as_notice, expected(&s.key.public_hex)).is_err());
+    }
+
+    fn announce(from: &Signer, to: &Signer, tenant: &str, kind: &str) -> KeyAnnouncement {
+        let text = serde_json::to_string(&KeyAnnouncementPayload {
+            kind: kind.into(),
+            tenant_id: tenant.into(),
+            previous_key: from.key.public_hex.clone(),
+            key: to.key.public_hex.clone(),
+            generation: 1,
+            issued_at: 0,
+        })
+        .unwrap();
+        KeyAnnouncement {
+            signature: rampart_pki::sign(&from.key.secret_hex, text.as_bytes()).unwrap(),
+            payload: text,
+        }
+    }
+
+    #[test]
+    fn a_chain_of_announcements_leads_from_the_held_key_to_the_current_one() {
+        let (k0, k1, k2) = (Signer::new(), Signer::new(), Signer::new());
+        let chain = vec![
+            announce(&k0, &k1, "t1", ANNOUNCE_POLICY_KEY),
+            announce(&k1, &k2, "t1", ANNOUNCE_POLICY_KEY),
+        ];
+        let from_first = follow_key_announcements("t1", &k0.key.public_hex, &chain).unwrap();
+        assert_eq!(
+            from_first,
+            vec![k1.key.public_hex.clone(), k2.key.public_hex.clone()]
+        );
+        // A device that already moved once takes only the rest; one holding
+        // the current key takes nothing.
+        let from_middle = follow_key_announcements("t1", &k1.key.public_hex, &chain).unwrap();
+        assert_eq!(from_middle, vec![k2.key.public_hex.clone()]);
+        assert!(follow_key_announcements("t1", &k2.key.public_hex, &chain)
+            .unwrap()
+            .is_empty());
+        // A key this device never held leads nowhere.
+        let stranger = Signer::new();
+        assert!(
+            follow_key_announcements("t1", &stranger.key.public_hex, &chain)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn only_an_announcement_signed_with_the_held_key_moves_the_device() {
+        let (k0, k1, attacker) = (Signer::new(), Signer::new(), Signer::new());
+        // Claims to replace k0 but is signed by someone else.
+        let mut forged = announce(&attacker, &attacker, "t1", ANNOUNCE_POLICY_KEY);
+        forged.payload = forged
+            .payload
+            .replace(&attacker.key.public_hex, &k0.key.public_hex);
+        let e = follow_key_announcements("t1", &k0.key.public_hex, &[forged]).unwrap_err();
+        assert_eq!(e.code(), "policy_key_announcement_invalid");
+        // Edited after signing.
+        let mut edited = announce(&k0, &k1, "t1", ANNOUNCE_POLICY_KEY);
+        edited.payload = edited
+            .payload
+            .replace(&k1.key.public_hex, &attacker.key.public_hex);
+        assert!(follow_key_announcements("t1", &k0.key.public_hex, &[edited]).is_err());
+        // Another tenant's, or another kind of signed message.
+        let other_tenant = announce(&k0, &k1, "t2", ANNOUNCE_POLICY_KEY);
+        assert!(follow_key_announcements("t1", &k0.key.public_hex, &[other_tenant]).is_err());
+        let other_kind = announce(&k0, &k1, "t1", NOTICE_OFFBOARD);
+        assert!(follow_key_announcements("t1", &k0.key.public_hex, &[other_kind]).is_err());
+        // A signed policy is not an announcement.
+        let policy = k0.sign(&payload(1, "abc", &resolution(&[])));
+        let as_announcement = KeyAnnouncement {
+            payload: policy.payload,
+            signature: policy.signature,
+        };
+        assert!(follow_key_announcements("t1", &k0.key.public_hex, &[as_announcement]).is_err());
+    }
+
+    #[test]
+    fn a_stored_policy_signed_with_a_retired_key_still_verifies_but_a_new_one_must_not() {
+        let (old, new) = (Signer::new(), Signer::new());
+        let signed = old.sign(&payload(2, "abc", &resolution(&[])));
+        let retired = vec![old.key.public_hex.clone()];
+        let v = verify_stored(&signed, expected(&new.key.public_hex), &retired).unwrap();
+        assert_eq!(v.payload.version, 2);
+        assert_eq!(
+            verify(&signed, expected(&new.key.public_hex), None),
+            Err(VerifyError::BadSignature)
+        );
+        assert_eq!(
+            verify_stored(&signed, expected(&new.key.public_hex), &[]),
+            Err(VerifyError::BadSignature)
+        );
     }
 
     #[test]

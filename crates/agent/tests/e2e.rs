@@ -508,6 +508,97 @@ async fn a_deleted_device_is_refused_at_once_and_removes_what_it_set() {
     server.stop().await.unwrap();
 }
 
+fn identity_key(agent: &Agent) -> String {
+    let identity = support::read_json(&agent.state().join("identity.json")).unwrap();
+    identity["policy_key"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_policy_key_is_taken_without_onboarding_again() {
+    let server = TestServer::with_examples().await.unwrap();
+    let pkg = package(&server, json!({})).await;
+    let mut agent = Agent::new("web-rot", "os: linux\ntype: server\ntags: [web]\n", "");
+    assert!(agent.onboard(&pkg).status.success());
+    agent.start();
+    eventually(30, "the first policy is applied", async || {
+        agent
+            .enforced()
+            .is_some_and(|e| e["real_time_protection"] == true)
+    })
+    .await;
+    let enrolled_key = identity_key(&agent);
+
+    // Two rotations while the agent holds a policy signed with the first
+    // key: it keeps enforcing that one, also across a restart.
+    let admin = server.admin();
+    for _ in 0..2 {
+        let (s, r) = admin
+            .post("/tenant/policy-key/rotate", &json!({}))
+            .await
+            .unwrap();
+        assert!(s.is_success(), "{r}");
+    }
+    let current = admin.get("/tenant/policy-key").await.unwrap().1["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    agent.stop();
+    let st = agent.status();
+    assert!(st["policy_problem"].is_null(), "{st}");
+    assert!(
+        st["policy"]["version"].is_u64(),
+        "the held policy still counts: {st}"
+    );
+    agent.start();
+
+    // The next policy is signed with the newest key; the agent follows the
+    // announcements from its own key and enforces it.
+    support::put_policy(
+        &server,
+        &support::policy(
+            "rotation-check",
+            "antivirus_exclusions",
+            json!({"excluded_extensions": ["rot"]}),
+        ),
+    )
+    .await;
+    eventually(
+        30,
+        "the policy signed with the new key is applied",
+        async || {
+            agent
+                .enforced()
+                .is_some_and(|e| e["excluded_extensions"].to_string().contains("rot"))
+        },
+    )
+    .await;
+    assert_eq!(identity_key(&agent), current);
+    assert_ne!(current, enrolled_key);
+    assert!(
+        agent.log().contains("policy_key_rotated"),
+        "{}",
+        agent.log()
+    );
+    let st = agent.status();
+    assert!(st["policy_problem"].is_null(), "{st}");
+    assert!(st["last_error"].is_null(), "{st}");
+
+    // A further rotation, then deletion: the notice is signed with a key
+    // the agent has not seen yet and comes with the announcement.
+    admin
+        .post("/tenant/policy-key/rotate", &json!({}))
+        .await
+        .unwrap();
+    let (s, _) = admin.delete("/devices/web-rot").await.unwrap();
+    assert!(s.is_success());
+    eventually(15, "the agent verifies the notice and stops", async || {
+        agent.exited().is_some()
+    })
+    .await;
+    assert_eq!(agent.status()["state"], "revoked");
+    server.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn offboarding_tells_the_server_and_cleans_up() {
     let server = TestServer::with_examples().await.unwrap();

@@ -270,6 +270,21 @@ async fn policies_are_created_from_a_file_and_invalid_ones_are_refused_with_fiel
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_policy_key_is_shown_and_rotated() {
+    let server = TestServer::with_examples().await.unwrap();
+    let before = json(&server, &["tenant", "policy-key"]).await;
+    assert_eq!(before["generation"], 0);
+    let rotated = ok(&server, &["tenant", "rotate-policy-key"]).await;
+    assert!(rotated.contains("nothing to re-onboard"), "{rotated}");
+    let after = json(&server, &["tenant", "policy-key"]).await;
+    assert_eq!(after["generation"], 1);
+    assert_ne!(after["key"], before["key"]);
+    let table = ok(&server, &["tenant", "policy-key"]).await;
+    assert!(table.contains(after["key"].as_str().unwrap()), "{table}");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn tenant_set_changes_only_the_settings_given() {
     let server = TestServer::with_examples().await.unwrap();
     let tenant = json(&server, &["tenant", "show"]).await;

@@ -189,7 +189,44 @@ pub const NOTICE_OFFBOARD: &str = "offboard";
 pub struct OffboardedBody {
     pub error: crate::ErrorDetail,
     pub notice: OffboardNotice,
+    /// The tenant's policy-key announcements, oldest first, so a device
+    /// holding an older key can verify the notice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_announcements: Vec<KeyAnnouncement>,
 }
+
+/// A new policy key announced with the key it replaces: the tenant rotated
+/// its policy-signing key, and an agent holding `previous_key` accepts
+/// `key` because the announcement verifies with `previous_key`. A chain of
+/// them takes an agent from any earlier key to the current one, so no
+/// device has to be onboarded again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyAnnouncement {
+    /// The JSON text of a [`KeyAnnouncementPayload`], exactly as signed.
+    pub payload: String,
+    /// Hex Ed25519 signature over `payload`'s bytes with `previous_key`.
+    pub signature: String,
+}
+
+/// What a key announcement says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyAnnouncementPayload {
+    /// Always `policy_key`: neither a policy nor a notice can pass for one.
+    pub kind: String,
+    pub tenant_id: String,
+    /// The key this one replaces, hex; the announcement is signed with it.
+    pub previous_key: String,
+    /// The new Ed25519 public key, hex.
+    pub key: String,
+    /// 1 for the first rotation, then counting up.
+    pub generation: u64,
+    pub issued_at: i64,
+}
+
+/// The value of [`KeyAnnouncementPayload::kind`].
+pub const ANNOUNCE_POLICY_KEY: &str = "policy_key";
 
 /// `POST /device/v1/checkin`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -201,6 +238,11 @@ pub struct CheckIn {
     pub version: Option<u64>,
     pub facts: Facts,
     pub survey: Survey,
+    /// The policy key the agent verifies with, hex: when it is not the
+    /// tenant's current one, a policy comes with the announcements that
+    /// lead to the current key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -209,6 +251,10 @@ pub struct CheckInResponse {
     /// Present only when the agent's digest is not current: an unchanged
     /// policy costs a few bytes.
     pub policy: Option<SignedPolicy>,
+    /// With a policy, when the agent's key is not the current one: every
+    /// announcement, oldest first (the agent follows the chain from its key).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_announcements: Vec<KeyAnnouncement>,
 }
 
 /// A policy signed with the tenant's Ed25519 key.

@@ -130,6 +130,17 @@ pub struct TenantView {
     pub settings_version: u64,
 }
 
+/// The tenant's policy-signing key: what agents verify policies with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PolicyKeyView {
+    /// The Ed25519 public key, hex.
+    pub key: String,
+    /// How many times the key was rotated (0: the key the tenant was made
+    /// with). Agents enrolled under any earlier key follow the signed
+    /// announcements to this one.
+    pub generation: u64,
+}
+
 // ---- devices --------------------------------------------------------------
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -162,7 +173,26 @@ pub struct DeviceView {
     /// Seconds since the epoch.
     pub last_check_in: Option<i64>,
     pub policy_version: Option<u64>,
+    /// What needs looking at on this device.
+    #[serde(default)]
+    pub problems: DeviceProblemsView,
 }
+
+/// A device's problems at a glance (the device report has the detail).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceProblemsView {
+    /// Settings (or rules) the device reported as failed.
+    pub errors: u64,
+    /// Settings (or rules) not applied because policies disagree.
+    pub conflicts: u64,
+    /// An agent-run device that has not checked in for longer than
+    /// [`STALE_AFTER_SECS`] (or never did).
+    pub stale: bool,
+}
+
+/// How long an enrolled device may go without a check-in before it counts
+/// as stale: two missed check-ins at the agent's default 90 minutes.
+pub const STALE_AFTER_SECS: i64 = 3 * 3600;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

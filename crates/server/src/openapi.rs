@@ -12,7 +12,7 @@ use crate::api::{admin, catalog, changes, devices, groups, onboarding, policies,
 #[openapi(
     info(title = "Rampart admin API", description = "Endpoint security settings management: devices, groups, policies, tenant settings, reports and the audit log."),
     paths(
-        tenant::whoami, tenant::show, tenant::update,
+        tenant::whoami, tenant::show, tenant::update, tenant::policy_key, tenant::rotate_policy_key,
         devices::list, devices::show, devices::set_tags, devices::delete, devices::sync, devices::reenroll, devices::effective,
         groups::list, groups::create, groups::preview, groups::show, groups::update, groups::delete, groups::members,
         policies::list, policies::create, policies::show, policies::update, policies::delete, policies::versions,

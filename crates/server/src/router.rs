@@ -15,6 +15,8 @@ pub fn router(state: AppState) -> Router {
         .route("/whoami", get(tenant::whoami))
         .route("/tenant", get(tenant::show))
         .route("/tenant/settings", put(tenant::update))
+        .route("/tenant/policy-key", get(tenant::policy_key))
+        .route("/tenant/policy-key/rotate", post(tenant::rotate_policy_key))
         .route("/devices", get(devices::list))
         .route(
             "/devices/{name}",

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rampart_store::{
-    AuditRecord, DeviceRecord, DeviceTombstone, NewAudit, ObjectKind, ObjectRecord,
+    AuditRecord, DeviceProblems, DeviceRecord, DeviceTombstone, NewAudit, ObjectKind, ObjectRecord,
     OnboardingTokenRecord, Result, StatusRecord, Store, StoreError, Tenant, TenantSecrets,
     Timestamp, TokenRecord, TokenUse, UserRecord, Write,
 };
@@ -190,6 +190,21 @@ impl Store for GuardedStore {
                 Write::PutTenantSecrets(s) => {
                     self.seal_tenant(tenant, s).map(Write::PutTenantSecrets)
                 }
+                Write::RotatePolicyKey {
+                    expected_verify_key,
+                    signing_key,
+                    verify_key,
+                    key_announcements,
+                } => self
+                    .keys
+                    .seal(&signing_key_context(tenant), &signing_key)
+                    .map_err(sealing_failed)
+                    .map(|signing_key| Write::RotatePolicyKey {
+                        expected_verify_key,
+                        signing_key,
+                        verify_key,
+                        key_announcements,
+                    }),
                 other => Ok(other),
             })
             .collect::<Result<Vec<_>>>()?;
@@ -310,6 +325,10 @@ impl Store for GuardedStore {
     async fn device_statuses(&self, tenant: &str, device: &str) -> Result<Vec<StatusRecord>> {
         self.bounded(self.inner.device_statuses(tenant, device))
             .await
+    }
+
+    async fn device_problems(&self, tenant: &str) -> Result<Vec<DeviceProblems>> {
+        self.bounded(self.inner.device_problems(tenant)).await
     }
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {

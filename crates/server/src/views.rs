@@ -3,11 +3,13 @@
 use rampart_core::model::TenantSettings;
 use rampart_core::resolve::{Conflict, NotApplicable, Resolution};
 use rampart_proto::{
-    AssignmentsView, AuditView, ConflictView, DeviceView, EffectivePolicyView,
+    AssignmentsView, AuditView, ConflictView, DeviceProblemsView, DeviceView, EffectivePolicyView,
     EffectiveSettingView, EnrollmentView, GroupView, NotApplicableView, PolicyView,
     TenantSettingsView, TokenView, UserView,
 };
-use rampart_store::{AuditRecord, DeviceRecord, ObjectRecord, TokenRecord, UserRecord};
+use rampart_store::{
+    AuditRecord, DeviceProblems, DeviceRecord, ObjectRecord, TokenRecord, UserRecord,
+};
 use serde_json::Value;
 
 fn text(doc: &Value, field: &str) -> String {
@@ -63,7 +65,13 @@ pub fn group_view(r: &ObjectRecord) -> GroupView {
     }
 }
 
-pub fn device_view(d: &DeviceRecord) -> DeviceView {
+/// The device as the API shows it; `problems` are its error and conflict
+/// counts (none when it has none), `now` decides whether it is stale.
+pub fn device_view(d: &DeviceRecord, problems: Option<&DeviceProblems>, now: i64) -> DeviceView {
+    let agent_run = matches!(d.enrollment_status.as_str(), "enrolled" | "not_managed");
+    let stale = agent_run
+        && d.last_check_in
+            .is_none_or(|at| now - at > rampart_proto::STALE_AFTER_SECS);
     DeviceView {
         id: d.id.clone(),
         name: d.name.clone(),
@@ -85,6 +93,11 @@ pub fn device_view(d: &DeviceRecord) -> DeviceView {
         },
         last_check_in: d.last_check_in,
         policy_version: d.policy_version,
+        problems: DeviceProblemsView {
+            errors: problems.map_or(0, |p| p.errors),
+            conflicts: problems.map_or(0, |p| p.conflicts),
+            stale,
+        },
     }
 }
 

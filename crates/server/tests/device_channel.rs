@@ -6,7 +6,8 @@
 use std::time::{Duration, Instant};
 
 use rampart_proto::device::{
-    CheckIn, CheckInResponse, EnrollResponse, Facts, OnboardingPackage, PolicyPayload, Survey,
+    CheckIn, CheckInResponse, EnrollResponse, Facts, KeyAnnouncement, KeyAnnouncementPayload,
+    OnboardingPackage, PolicyPayload, Survey,
 };
 use rampart_testkit::{Options, TestServer};
 use reqwest::StatusCode;
@@ -104,11 +105,22 @@ impl Device {
     }
 
     async fn checkin(&self, digest: Option<&str>, facts: Facts) -> (StatusCode, Value) {
+        self.checkin_holding(digest, None, facts).await
+    }
+
+    /// A check-in that says which policy key the device verifies with.
+    async fn checkin_holding(
+        &self,
+        digest: Option<&str>,
+        policy_key: Option<&str>,
+        facts: Facts,
+    ) -> (StatusCode, Value) {
         let body = serde_json::to_value(CheckIn {
             digest: digest.map(str::to_string),
             version: None,
             facts,
             survey: Survey::default(),
+            policy_key: policy_key.map(str::to_string),
         })
         .unwrap();
         self.call(reqwest::Method::POST, "/device/v1/checkin", Some(body))
@@ -320,6 +332,26 @@ async fn a_device_gets_a_signed_policy_then_pays_a_few_bytes_per_unchanged_check
     assert_eq!(row("pua_protection")["backend"], "file");
     assert_eq!(row("scan_archives")["error_message"], "boom");
     assert_eq!(row("scan_archives")["backend"], "clamav");
+    // The devices list counts the problems; a device quiet for longer than
+    // two check-ins is stale.
+    let listed = |list: &Value| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == "web-03")
+            .unwrap()["problems"]
+            .clone()
+    };
+    let list = admin.get("/devices").await.unwrap().1;
+    assert_eq!(
+        listed(&list),
+        json!({"errors": 1, "conflicts": 0, "stale": false})
+    );
+    let one = admin.get("/devices/web-03").await.unwrap().1;
+    assert_eq!(one["problems"]["errors"], 1, "{one}");
+    server.clock.advance(rampart_proto::STALE_AFTER_SECS + 60);
+    let list = admin.get("/devices").await.unwrap().1;
+    assert_eq!(listed(&list)["stale"], true, "{list}");
     assert_eq!(
         (
             rep["counts"]["succeeded"].as_u64(),
@@ -532,6 +564,7 @@ async fn renewal_supersedes_the_old_certificate_and_deletion_sends_a_signed_noti
             version: None,
             facts: facts("linux", &[]),
             survey: Survey::default(),
+            policy_key: None,
         })
         .send()
         .await
@@ -568,6 +601,121 @@ async fn renewal_supersedes_the_old_certificate_and_deletion_sends_a_signed_noti
     assert_eq!(payload["kind"], "offboard");
     assert_eq!(payload["device_id"], enrolled.device_id.as_str());
     assert!(payload["reason"].as_str().unwrap().contains("deleted by"));
+    server.stop().await.unwrap();
+}
+
+/// The announcements of a check-in answer, each verified with the key it
+/// replaces, as (previous key, new key, generation).
+fn announced_keys(answer: &Value) -> Vec<(String, String, u64)> {
+    let list: Vec<KeyAnnouncement> =
+        serde_json::from_value(answer["key_announcements"].clone()).unwrap_or_default();
+    list.iter()
+        .map(|a| {
+            let p: KeyAnnouncementPayload = serde_json::from_str(&a.payload).unwrap();
+            rampart_pki::verify(&p.previous_key, a.payload.as_bytes(), &a.signature)
+                .expect("an announcement verifies with the key it replaces");
+            assert_eq!(p.kind, "policy_key");
+            (p.previous_key, p.key, p.generation)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_rotated_policy_key_reaches_enrolled_devices_announced_by_the_old_one() {
+    let server = TestServer::with_examples().await.unwrap();
+    let p = package(&server, json!({})).await;
+    let mut d = Device::new(&p);
+    d.enroll(&p.token, "web-07", facts("linux", &[]), Survey::default())
+        .await;
+    let k0 = d.enrolled.clone().unwrap().policy_key;
+    let admin = server.admin();
+    let (s, key) = admin.get("/tenant/policy-key").await.unwrap();
+    assert_eq!(s, StatusCode::OK, "{key}");
+    assert_eq!(
+        (key["key"].as_str(), key["generation"].as_u64()),
+        (Some(k0.as_str()), Some(0))
+    );
+
+    // Only a global admin rotates.
+    let operator = server.client_with_role("security_manager").await.unwrap();
+    let (s, e) = operator
+        .post("/tenant/policy-key/rotate", &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::FORBIDDEN, "{e}");
+
+    let (s, first) = admin
+        .post("/tenant/policy-key/rotate", &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK, "{first}");
+    let k1 = first["key"].as_str().unwrap().to_string();
+    assert_ne!(k1, k0);
+    assert_eq!(first["generation"], 1);
+    let (_, second) = admin
+        .post("/tenant/policy-key/rotate", &json!({}))
+        .await
+        .unwrap();
+    let k2 = second["key"].as_str().unwrap().to_string();
+    assert_eq!(second["generation"], 2);
+
+    // A device that enrolled under the first key gets the policy signed
+    // with the newest and the chain that leads there from its own key.
+    let (s, answer) = d
+        .checkin_holding(None, Some(&k0), facts("linux", &[]))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{answer}");
+    assert_eq!(
+        announced_keys(&answer),
+        vec![(k0.clone(), k1.clone(), 1), (k1.clone(), k2.clone(), 2)]
+    );
+    let pl = payload(&answer, &k2);
+    assert!(
+        rampart_pki::verify(
+            &k0,
+            answer["policy"]["payload"].as_str().unwrap().as_bytes(),
+            answer["policy"]["signature"].as_str().unwrap()
+        )
+        .is_err(),
+        "nothing is signed with the old key any more"
+    );
+    // A device on the current key is not sent the chain, and an unchanged
+    // check-in carries neither policy nor announcements.
+    let (_, current) = d
+        .checkin_holding(None, Some(&k2), facts("linux", &[]))
+        .await;
+    assert!(current.get("key_announcements").is_none(), "{current}");
+    let (_, unchanged) = d
+        .checkin_holding(Some(&pl.digest), Some(&k0), facts("linux", &[]))
+        .await;
+    assert!(unchanged["policy"].is_null(), "{unchanged}");
+    assert!(unchanged.get("key_announcements").is_none(), "{unchanged}");
+
+    // The rotations are audited with the keys.
+    let (_, audit) = admin.get("/audit?limit=20").await.unwrap();
+    let rotations: Vec<&Value> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "tenant.policy_key.rotate")
+        .collect();
+    assert_eq!(rotations.len(), 2, "{audit}");
+    assert_eq!(rotations[0]["after"]["key"], k2.as_str());
+
+    // A deleted device's notice comes with the chain too.
+    admin.delete("/devices/web-07").await.unwrap();
+    let (s, gone) = d
+        .checkin_holding(None, Some(&k0), facts("linux", &[]))
+        .await;
+    assert_eq!(s, StatusCode::GONE, "{gone}");
+    assert_eq!(announced_keys(&gone).len(), 2);
+    let notice = &gone["notice"];
+    rampart_pki::verify(
+        &k2,
+        notice["payload"].as_str().unwrap().as_bytes(),
+        notice["signature"].as_str().unwrap(),
+    )
+    .unwrap();
     server.stop().await.unwrap();
 }
 
@@ -1071,6 +1219,7 @@ async fn tenants_have_their_own_ca_and_never_see_each_others_devices() {
         version: None,
         facts: facts("linux", &[]),
         survey: Survey::default(),
+        policy_key: None,
     };
     let first = db
         .http

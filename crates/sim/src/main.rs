@@ -96,6 +96,7 @@ impl Agent {
             version: None,
             facts: facts(),
             survey: Survey::default(),
+            policy_key: None,
         };
         let r: CheckInResponse = self
             .http

@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rampart_store::{
-    name_key, AuditRecord, DeviceRecord, DeviceTombstone, NewAudit, ObjectKind, ObjectRecord,
-    OnboardingTokenRecord, Result, StatusRecord, Store, StoreError, Tenant, TenantSecrets,
-    Timestamp, TokenRecord, TokenUse, UserRecord, Write,
+    name_key, AuditRecord, DeviceProblems, DeviceRecord, DeviceTombstone, NewAudit, ObjectKind,
+    ObjectRecord, OnboardingTokenRecord, Result, StatusRecord, Store, StoreError, Tenant,
+    TenantSecrets, Timestamp, TokenRecord, TokenUse, UserRecord, Write,
 };
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -395,6 +395,18 @@ impl Store for PostgresStore {
         );
         let query = sqlx::query(&sql).bind(tenant).bind(device);
         self.fetch_all(query, rows::status).await
+    }
+
+    async fn device_problems(&self, tenant: &str) -> Result<Vec<DeviceProblems>> {
+        let query = sqlx::query(
+            "SELECT device, \
+             SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS errors, \
+             SUM(CASE WHEN status = 'conflict' THEN 1 ELSE 0 END) AS conflicts \
+             FROM statuses WHERE tenant_id = $1 AND status IN ('error', 'conflict') \
+             GROUP BY device ORDER BY device",
+        )
+        .bind(tenant);
+        self.fetch_all(query, rows::device_problems).await
     }
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {

@@ -51,6 +51,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0007_status_backend.sql",
         sql: include_str!("../migrations/0007_status_backend.sql"),
     },
+    Migration {
+        version: 8,
+        file: "0008_policy_key_rotation.sql",
+        sql: include_str!("../migrations/0008_policy_key_rotation.sql"),
+    },
 ];
 
 /// The advisory lock key ("rampart" and a 1): advisory locks are per

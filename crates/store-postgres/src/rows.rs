@@ -2,8 +2,9 @@
 //! `StoreError`s.
 
 use rampart_store::{
-    AuditRecord, DeviceRecord, DeviceTombstone, ObjectKind, ObjectRecord, OnboardingTokenRecord,
-    Result, StatusRecord, StoreError, Tenant, TenantSecrets, TokenRecord, UserRecord,
+    AuditRecord, DeviceProblems, DeviceRecord, DeviceTombstone, ObjectKind, ObjectRecord,
+    OnboardingTokenRecord, Result, StatusRecord, StoreError, Tenant, TenantSecrets, TokenRecord,
+    UserRecord,
 };
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
@@ -165,6 +166,14 @@ pub(crate) fn tombstone(row: &PgRow) -> Result<DeviceTombstone> {
 pub(crate) const STATUS_COLUMNS: &str = "device, setting, setting_key, status, observed, \
     error_code, error_message, backend, digest, updated_at";
 
+pub(crate) fn device_problems(row: &PgRow) -> Result<DeviceProblems> {
+    Ok(DeviceProblems {
+        device: get(row, "device")?,
+        errors: from_db_u64(get(row, "errors")?, "errors")?,
+        conflicts: from_db_u64(get(row, "conflicts")?, "conflicts")?,
+    })
+}
+
 pub(crate) fn status(row: &PgRow) -> Result<StatusRecord> {
     Ok(StatusRecord {
         device: get(row, "device")?,
@@ -227,7 +236,8 @@ pub(crate) fn audit(row: &PgRow) -> Result<AuditRecord> {
     })
 }
 
-pub(crate) const TENANT_SECRETS_COLUMNS: &str = "ca_cert_pem, ca_key_pem, signing_key, verify_key";
+pub(crate) const TENANT_SECRETS_COLUMNS: &str =
+    "ca_cert_pem, ca_key_pem, signing_key, verify_key, key_announcements";
 
 pub(crate) fn tenant_secrets(row: &PgRow) -> Result<TenantSecrets> {
     Ok(TenantSecrets {
@@ -235,6 +245,7 @@ pub(crate) fn tenant_secrets(row: &PgRow) -> Result<TenantSecrets> {
         ca_key_pem: get(row, "ca_key_pem")?,
         signing_key: get(row, "signing_key")?,
         verify_key: get(row, "verify_key")?,
+        key_announcements: strings_column(row, "key_announcements")?,
     })
 }
 

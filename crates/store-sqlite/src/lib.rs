@@ -21,9 +21,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rampart_store::{
-    name_key, AuditRecord, DeviceRecord, DeviceTombstone, NewAudit, ObjectKind, ObjectRecord,
-    OnboardingTokenRecord, Result, StatusRecord, Store, StoreError, Tenant, TenantSecrets,
-    Timestamp, TokenRecord, TokenUse, UserRecord, Write,
+    name_key, AuditRecord, DeviceProblems, DeviceRecord, DeviceTombstone, NewAudit, ObjectKind,
+    ObjectRecord, OnboardingTokenRecord, Result, StatusRecord, Store, StoreError, Tenant,
+    TenantSecrets, Timestamp, TokenRecord, TokenUse, UserRecord, Write,
 };
 use serde_json::Value;
 use sqlx::sqlite::{
@@ -494,6 +494,18 @@ impl Store for SqliteStore {
         self.fetch_all(query, rows::status).await
     }
 
+    async fn device_problems(&self, tenant: &str) -> Result<Vec<DeviceProblems>> {
+        let query = sqlx::query(
+            "SELECT device, \
+             SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS errors, \
+             SUM(CASE WHEN status = 'conflict' THEN 1 ELSE 0 END) AS conflicts \
+             FROM statuses WHERE tenant_id = ? AND status IN ('error', 'conflict') \
+             GROUP BY device ORDER BY device",
+        )
+        .bind(tenant);
+        self.fetch_all(query, rows::device_problems).await
+    }
+
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
         let sql = format!("SELECT {} FROM tokens WHERE hash = ?", rows::TOKEN_COLUMNS);
         self.fetch_optional(sqlx::query(&sql).bind(hash), rows::token)
@@ -699,7 +711,7 @@ mod tests {
                 .fetch_all(&store.reader)
                 .await
                 .unwrap();
-        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8]);
         store.close().await;
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));

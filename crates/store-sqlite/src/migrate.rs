@@ -50,6 +50,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0007_status_backend.sql",
         sql: include_str!("../migrations/0007_status_backend.sql"),
     },
+    Migration {
+        version: 8,
+        file: "0008_policy_key_rotation.sql",
+        sql: include_str!("../migrations/0008_policy_key_rotation.sql"),
+    },
 ];
 
 /// Brings the schema up to date. Safe against another process opening the

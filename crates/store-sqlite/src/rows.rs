@@ -1,8 +1,9 @@
 //! Turning SQLite rows into store records, and sqlx errors into `StoreError`s.
 
 use rampart_store::{
-    AuditRecord, DeviceRecord, DeviceTombstone, ObjectKind, ObjectRecord, OnboardingTokenRecord,
-    Result, StatusRecord, StoreError, Tenant, TenantSecrets, TokenRecord, UserRecord,
+    AuditRecord, DeviceProblems, DeviceRecord, DeviceTombstone, ObjectKind, ObjectRecord,
+    OnboardingTokenRecord, Result, StatusRecord, StoreError, Tenant, TenantSecrets, TokenRecord,
+    UserRecord,
 };
 use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
@@ -190,6 +191,14 @@ pub(crate) fn tombstone(row: &SqliteRow) -> Result<DeviceTombstone> {
 pub(crate) const STATUS_COLUMNS: &str = "device, setting, setting_key, status, observed, \
     error_code, error_message, backend, digest, updated_at";
 
+pub(crate) fn device_problems(row: &SqliteRow) -> Result<DeviceProblems> {
+    Ok(DeviceProblems {
+        device: get(row, "device")?,
+        errors: u64_column(row, "errors")?,
+        conflicts: u64_column(row, "conflicts")?,
+    })
+}
+
 pub(crate) fn status(row: &SqliteRow) -> Result<StatusRecord> {
     Ok(StatusRecord {
         device: get(row, "device")?,
@@ -252,7 +261,8 @@ pub(crate) fn audit(row: &SqliteRow) -> Result<AuditRecord> {
     })
 }
 
-pub(crate) const TENANT_SECRETS_COLUMNS: &str = "ca_cert_pem, ca_key_pem, signing_key, verify_key";
+pub(crate) const TENANT_SECRETS_COLUMNS: &str =
+    "ca_cert_pem, ca_key_pem, signing_key, verify_key, key_announcements";
 
 pub(crate) fn tenant_secrets(row: &SqliteRow) -> Result<TenantSecrets> {
     Ok(TenantSecrets {
@@ -260,6 +270,7 @@ pub(crate) fn tenant_secrets(row: &SqliteRow) -> Result<TenantSecrets> {
         ca_key_pem: get(row, "ca_key_pem")?,
         signing_key: get(row, "signing_key")?,
         verify_key: get(row, "verify_key")?,
+        key_announcements: json_column(row, "key_announcements")?,
     })
 }
 

@@ -214,6 +214,39 @@ async fn one(conn: &mut SqliteConnection, tenant: &str, at: Timestamp, write: Wr
             delete_sessions(conn, tenant, &username).await
         }
         Write::PutTenantSecrets(secrets) => put_tenant_secrets(conn, tenant, at, &secrets).await,
+        Write::RotatePolicyKey {
+            expected_verify_key,
+            signing_key,
+            verify_key,
+            key_announcements,
+        } => {
+            let done = sqlx::query(
+                "UPDATE tenant_secrets SET signing_key = ?, verify_key = ?, key_announcements = ?, updated_at = ? WHERE tenant_id = ? AND verify_key = ?",
+            )
+            .bind(&signing_key)
+            .bind(&verify_key)
+            .bind(to_json_text(&key_announcements)?)
+            .bind(at)
+            .bind(tenant)
+            .bind(&expected_verify_key)
+            .execute(&mut *conn)
+            .await
+            .or_backend()?;
+            if done.rows_affected() == 1 {
+                return Ok(());
+            }
+            let exists = sqlx::query("SELECT 1 FROM tenant_secrets WHERE tenant_id = ?")
+                .bind(tenant)
+                .fetch_optional(&mut *conn)
+                .await
+                .or_backend()?;
+            Err(match exists {
+                Some(_) => StoreError::Conflict(
+                    "the tenant's policy key was rotated meanwhile; read it again".to_owned(),
+                ),
+                None => StoreError::NotFound(format!("secrets of tenant {tenant:?}")),
+            })
+        }
         Write::PutOnboardingToken(token) => put_onboarding_token(conn, tenant, &token).await,
         Write::DeleteOnboardingToken { id } => {
             let done = sqlx::query("DELETE FROM onboarding_tokens WHERE tenant_id = ? AND id = ?")
@@ -536,11 +569,12 @@ async fn put_tenant_secrets(
 ) -> Result<()> {
     sqlx::query(
         "INSERT INTO tenant_secrets \
-         (tenant_id, ca_cert_pem, ca_key_pem, signing_key, verify_key, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?) \
+         (tenant_id, ca_cert_pem, ca_key_pem, signing_key, verify_key, key_announcements, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (tenant_id) DO UPDATE SET \
          ca_cert_pem = excluded.ca_cert_pem, ca_key_pem = excluded.ca_key_pem, \
          signing_key = excluded.signing_key, verify_key = excluded.verify_key, \
+         key_announcements = excluded.key_announcements, \
          updated_at = excluded.updated_at",
     )
     .bind(tenant)
@@ -548,6 +582,7 @@ async fn put_tenant_secrets(
     .bind(&secrets.ca_key_pem)
     .bind(&secrets.signing_key)
     .bind(&secrets.verify_key)
+    .bind(to_json_text(&secrets.key_announcements)?)
     .bind(at)
     .execute(&mut *conn)
     .await

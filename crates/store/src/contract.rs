@@ -62,6 +62,7 @@ macro_rules! contract_tests {
             devices_round_trip,
             deleting_a_device_deletes_its_statuses,
             statuses_store_only_changes,
+            problems_are_counted_per_device,
             tokens_are_found_by_hash,
             users_are_unique_per_tenant,
             tenant_and_object_names_are_unique_whatever_their_case,
@@ -70,6 +71,7 @@ macro_rules! contract_tests {
             audit_is_newest_first_and_paged,
             tenants_are_isolated,
             tenant_secrets_round_trip,
+            policy_keys_rotate_only_from_the_expected_key,
             server_secrets_are_written_once,
             a_migrated_store_is_ready,
             server_secrets_are_replaced_only_from_the_expected_value,
@@ -226,6 +228,7 @@ fn secrets(label: &str) -> TenantSecrets {
         ca_key_pem: format!("-----BEGIN PRIVATE KEY-----\n{label}-key\n"),
         signing_key: format!("5ec2e7{label}"),
         verify_key: format!("0b11c0{label}"),
+        key_announcements: Vec::new(),
     }
 }
 
@@ -985,6 +988,52 @@ pub async fn reenroll_approvals_work_once(store: &dyn Store) {
         store.write(t, T0, vec![missing], Vec::new()).await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+pub async fn problems_are_counted_per_device(store: &dyn Store) {
+    let tenant = new_tenant(store, "problems").await;
+    let other = new_tenant(store, "problems-other").await;
+    let t = &tenant.id;
+    let devices = ["calm", "troubled", "torn"].map(|n| Write::PutDevice(device(n)));
+    write(store, &tenant, devices.to_vec())
+        .await
+        .expect("devices");
+    write(store, &other, vec![Write::PutDevice(device("troubled"))])
+        .await
+        .expect("other's device");
+    let reports = [
+        (
+            "calm",
+            vec![
+                status("calm", "a", "", "succeeded"),
+                status("calm", "b", "", "recorded"),
+            ],
+        ),
+        (
+            "troubled",
+            vec![
+                status("troubled", "a", "", "error"),
+                status("troubled", "r", "k1", "error"),
+                status("troubled", "r", "k2", "conflict"),
+                status("troubled", "b", "", "succeeded"),
+            ],
+        ),
+        ("torn", vec![status("torn", "a", "", "conflict")]),
+    ];
+    for (name, rows) in reports {
+        store.record_statuses(t, name, rows).await.expect("report");
+    }
+    let theirs = vec![status("troubled", "a", "", "error")];
+    store
+        .record_statuses(&other.id, "troubled", theirs)
+        .await
+        .expect("other's report");
+    let problems = store.device_problems(t).await.expect("problems");
+    let counts: Vec<_> = problems
+        .iter()
+        .map(|p| (p.device.as_str(), p.errors, p.conflicts))
+        .collect();
+    assert_eq!(counts, [("torn", 0, 1), ("troubled", 2, 1)]);
 }
 
 pub async fn statuses_store_only_changes(store: &dyn Store) {
@@ -1787,6 +1836,65 @@ pub async fn tenant_secrets_round_trip(store: &dyn Store) {
         )
         .await;
     assert_not_found(result, &missing);
+}
+
+pub async fn policy_keys_rotate_only_from_the_expected_key(store: &dyn Store) {
+    let tenant = new_tenant(store, "rotation").await;
+    let t = &tenant.id;
+    let rotate = |expected: &str, label: &str, announcements: Vec<String>| Write::RotatePolicyKey {
+        expected_verify_key: expected.to_owned(),
+        signing_key: format!("5ec2e7{label}"),
+        verify_key: format!("0b11c0{label}"),
+        key_announcements: announcements,
+    };
+    let result = write(store, &tenant, vec![rotate("0b11c0first", "x", Vec::new())]).await;
+    assert_not_found(result, "secrets");
+
+    let first = secrets("first");
+    write(store, &tenant, vec![Write::PutTenantSecrets(first.clone())])
+        .await
+        .expect("put secrets");
+    let announced = vec!["{\"payload\":\"1\",\"signature\":\"ab\"}".to_owned()];
+    write(
+        store,
+        &tenant,
+        vec![rotate(&first.verify_key, "second", announced.clone())],
+    )
+    .await
+    .expect("rotate from the current key");
+    let stored = store
+        .tenant_secrets(t)
+        .await
+        .expect("read")
+        .expect("secrets");
+    assert_eq!(stored.signing_key, "5ec2e7second");
+    assert_eq!(stored.verify_key, "0b11c0second");
+    assert_eq!(stored.key_announcements, announced);
+    assert_eq!(stored.ca_key_pem, first.ca_key_pem, "the CA is not touched");
+
+    // A rotation based on the key that was current before loses: another
+    // rotation won, and its announcements stay.
+    let stale = rotate(&first.verify_key, "third", vec!["other".to_owned()]);
+    assert_conflict(write(store, &tenant, vec![stale]).await, &["policy key"]);
+    let stored = store
+        .tenant_secrets(t)
+        .await
+        .expect("read")
+        .expect("secrets");
+    assert_eq!(stored.verify_key, "0b11c0second");
+    assert_eq!(stored.key_announcements, announced);
+
+    // Replacing the secrets wholesale keeps what the caller gives.
+    let mut replaced = secrets("replaced");
+    replaced.key_announcements = vec!["a".to_owned(), "b".to_owned()];
+    write(
+        store,
+        &tenant,
+        vec![Write::PutTenantSecrets(replaced.clone())],
+    )
+    .await
+    .expect("replace");
+    assert_eq!(store.tenant_secrets(t).await.expect("read"), Some(replaced));
 }
 
 pub async fn server_secrets_are_written_once(store: &dyn Store) {

@@ -143,6 +143,14 @@ pub fn name_key(name: &str) -> String {
     rampart_core::names::name_key(name)
 }
 
+/// How many of a device's reported statuses are problems.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceProblems {
+    pub device: String,
+    pub errors: u64,
+    pub conflicts: u64,
+}
+
 /// What an agent reported for one setting (or one key of a per-key setting).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusRecord {
@@ -210,6 +218,10 @@ pub struct TenantSecrets {
     pub signing_key: String,
     /// Hex Ed25519 public key agents verify policies with.
     pub verify_key: String,
+    /// One entry per rotation of the policy key, oldest first: the JSON
+    /// text of a signed announcement (`rampart_proto::device::KeyAnnouncement`),
+    /// opaque to the store. Agents holding an older key follow the chain.
+    pub key_announcements: Vec<String>,
 }
 
 impl fmt::Debug for TenantSecrets {
@@ -219,6 +231,7 @@ impl fmt::Debug for TenantSecrets {
             .field("ca_key_pem", &"<redacted>")
             .field("signing_key", &"<redacted>")
             .field("verify_key", &self.verify_key)
+            .field("key_announcements", &self.key_announcements.len())
             .finish()
     }
 }
@@ -376,6 +389,16 @@ pub enum Write {
     },
     /// Inserts or replaces the tenant's key material.
     PutTenantSecrets(TenantSecrets),
+    /// Replaces the tenant's policy key and its announcements, only if the
+    /// current public key is still `expected_verify_key` (else Conflict:
+    /// another rotation won); NotFound when the tenant has no secrets.
+    RotatePolicyKey {
+        expected_verify_key: String,
+        signing_key: String,
+        verify_key: String,
+        /// The whole list, the new announcement last.
+        key_announcements: Vec<String>,
+    },
     /// Inserts an onboarding token into the batch's tenant; Conflict if its
     /// hash exists (in any tenant) or its id exists in the tenant.
     PutOnboardingToken(OnboardingTokenRecord),
@@ -522,6 +545,9 @@ pub trait Store: Send + Sync {
     /// Every status row of the tenant, sorted by device, setting, key.
     async fn statuses(&self, tenant: &str) -> Result<Vec<StatusRecord>>;
     async fn device_statuses(&self, tenant: &str, device: &str) -> Result<Vec<StatusRecord>>;
+    /// Per device with any, how many of its status rows are errors and
+    /// conflicts: counted by the database, not by loading every row.
+    async fn device_problems(&self, tenant: &str) -> Result<Vec<DeviceProblems>>;
 
     /// Looks a token up by the hash of its secret, in any tenant.
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>>;
@@ -571,6 +597,7 @@ mod tests {
             ca_key_pem: "-----BEGIN PRIVATE KEY----- ca-secret".to_owned(),
             signing_key: "5ec2e75ec2e7".to_owned(),
             verify_key: "0b11c0b11c".to_owned(),
+            key_announcements: Vec::new(),
         };
         let debug = format!("{secrets:?}");
         assert!(!debug.contains("ca-secret"), "{debug}");

@@ -1,12 +1,13 @@
 //! `rampart tenant show|set`: the tenant's enforcement scope, pilot tag,
-//! conflict policy and takeover switch.
+//! conflict policy and takeover switch; `rampart tenant policy-key` and
+//! `rotate-policy-key`: the key agents verify policies with.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use rampart_core::model::{ConflictPolicy, Enforcement, Platform};
-use rampart_proto::{PreviewResponse, TenantView};
+use rampart_proto::{PolicyKeyView, PreviewResponse, TenantView};
 use serde_json::{Map, Value};
 
 use crate::client::Client;
@@ -58,6 +59,12 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Show the policy-signing key agents verify policies with.
+    PolicyKey,
+    /// Replace the policy-signing key. Enrolled devices move to the new key
+    /// at their next policy, announced with the old one; no device has to
+    /// be onboarded again, and the old secret key is destroyed.
+    RotatePolicyKey,
 }
 
 fn parse_enforcement(s: &str) -> Result<(Platform, Enforcement), String> {
@@ -90,6 +97,20 @@ fn parse_conflict_policy(s: &str) -> Result<ConflictPolicy, String> {
 
 pub async fn run(client: Client, args: Args) -> Result<ExitCode> {
     let tenant: TenantView = match args.command {
+        Command::PolicyKey => {
+            let key: PolicyKeyView = client.get(&["tenant", "policy-key"]).await?;
+            return print_policy_key(&key, args.output, "");
+        }
+        Command::RotatePolicyKey => {
+            let key: PolicyKeyView = client
+                .post(&["tenant", "policy-key", "rotate"], &serde_json::json!({}))
+                .await?;
+            return print_policy_key(
+                &key,
+                args.output,
+                "Rotated. Devices take the new key with their next policy; nothing to re-onboard.\n",
+            );
+        }
         Command::Show => client.get(&["tenant"]).await?,
         Command::Set {
             enforcement,
@@ -150,6 +171,20 @@ pub async fn run(client: Client, args: Args) -> Result<ExitCode> {
     match args.output {
         Format::Json => render::print_json(&tenant)?,
         Format::Table => print!("{}", describe(&tenant)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_policy_key(key: &PolicyKeyView, output: Format, note: &str) -> Result<ExitCode> {
+    match output {
+        Format::Json => render::print_json(key)?,
+        Format::Table => {
+            let rows = vec![
+                vec!["policy key".to_string(), key.key.clone()],
+                vec!["rotations".to_string(), key.generation.to_string()],
+            ];
+            print!("{}{note}", render::table(&["SETTING", "VALUE"], &rows));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,7 @@
 //! Devices: list and filter, show, tags, delete, policy sync, effective policy.
 
+use std::collections::HashMap;
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -10,7 +12,7 @@ use rampart_proto::{
     DeviceFilter, DeviceView, EffectivePolicyView, ErrorBody, ReenrollApproval, ReenrollApprove,
     SetTags, SyncAccepted,
 };
-use rampart_store::{DeviceRecord, Write};
+use rampart_store::{DeviceProblems, DeviceRecord, Write};
 use serde_json::json;
 
 use crate::api::audit;
@@ -44,13 +46,33 @@ pub async fn list(
     QueryParams(filter): QueryParams<DeviceFilter>,
 ) -> ApiResult<Json<Vec<DeviceView>>> {
     let devices = state.store.devices(&who.tenant_id).await?;
+    let problems: HashMap<String, DeviceProblems> = state
+        .store
+        .device_problems(&who.tenant_id)
+        .await?
+        .into_iter()
+        .map(|p| (p.device.clone(), p))
+        .collect();
+    let now = state.clock.now();
     Ok(Json(
         devices
             .iter()
             .filter(|d| matches(d, &filter))
-            .map(device_view)
+            .map(|d| device_view(d, problems.get(&d.name), now))
             .collect(),
     ))
+}
+
+/// One device as the API shows it, with its problem counts.
+async fn view_of(state: &AppState, tenant: &str, record: &DeviceRecord) -> ApiResult<DeviceView> {
+    let statuses = state.store.device_statuses(tenant, &record.name).await?;
+    let count = |status: &str| statuses.iter().filter(|s| s.status == status).count() as u64;
+    let problems = DeviceProblems {
+        device: record.name.clone(),
+        errors: count("error"),
+        conflicts: count("conflict"),
+    };
+    Ok(device_view(record, Some(&problems), state.clock.now()))
 }
 
 pub async fn find(state: &AppState, tenant: &str, name: &str) -> ApiResult<DeviceRecord> {
@@ -68,9 +90,8 @@ pub async fn show(
     who: Principal,
     Path(name): Path<String>,
 ) -> ApiResult<Json<DeviceView>> {
-    Ok(Json(device_view(
-        &find(&state, &who.tenant_id, &name).await?,
-    )))
+    let record = find(&state, &who.tenant_id, &name).await?;
+    Ok(Json(view_of(&state, &who.tenant_id, &record).await?))
 }
 
 #[utoipa::path(put, path = "/api/v1/devices/{name}/tags", tag = "devices", params(("name" = String, Path)),
@@ -105,9 +126,8 @@ pub async fn set_tags(
         )
         .await?;
     state.policy_changed(&who.tenant_id);
-    Ok(Json(device_view(
-        &find(&state, &who.tenant_id, &name).await?,
-    )))
+    let record = find(&state, &who.tenant_id, &name).await?;
+    Ok(Json(view_of(&state, &who.tenant_id, &record).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/devices/{name}", tag = "devices", params(("name" = String, Path)),
@@ -133,7 +153,10 @@ pub async fn delete(
                 "device.delete",
                 "device",
                 &name,
-                Some(serde_json::to_value(device_view(&before)).unwrap_or_default()),
+                Some(
+                    serde_json::to_value(device_view(&before, None, state.clock.now()))
+                        .unwrap_or_default(),
+                ),
                 None,
             )],
         )

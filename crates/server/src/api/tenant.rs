@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::Json;
 use rampart_core::model::{Role, TenantSettings};
 use rampart_core::validate::{tenant_settings_from_json, tenant_settings_to_json};
-use rampart_proto::{ErrorBody, TenantView, WhoAmI};
+use rampart_proto::{ErrorBody, PolicyKeyView, TenantView, WhoAmI};
 use rampart_store::{StoreError, Write};
 use serde_json::Value;
 
@@ -103,6 +103,57 @@ pub async fn update(
             settings_version: version,
         },
     ))
+}
+
+#[utoipa::path(get, path = "/api/v1/tenant/policy-key", tag = "tenant", responses((status = 200, body = PolicyKeyView)))]
+pub async fn policy_key(
+    State(state): State<AppState>,
+    who: Principal,
+) -> ApiResult<Json<PolicyKeyView>> {
+    let key = crate::device::signing::policy_key(&state, &who.tenant_id).await?;
+    Ok(Json(PolicyKeyView {
+        key: key.key,
+        generation: key.generation,
+    }))
+}
+
+/// Rotates the policy-signing key: enrolled agents move to the new key by
+/// themselves (it reaches them announced with the old one), and the old
+/// secret key is gone.
+#[utoipa::path(post, path = "/api/v1/tenant/policy-key/rotate", tag = "tenant",
+    responses((status = 200, body = PolicyKeyView), (status = 403, body = ErrorBody), (status = 409, description = "`conflict`: another rotation happened at the same time", body = ErrorBody)))]
+pub async fn rotate_policy_key(
+    State(state): State<AppState>,
+    who: Principal,
+) -> ApiResult<Json<PolicyKeyView>> {
+    who.require(Role::GlobalAdmin, "rotating the policy-signing key")?;
+    let record = |before: &str, after: &str, generation: u64| {
+        audit(
+            &who,
+            "tenant.policy_key.rotate",
+            "tenant",
+            &who.tenant_name,
+            Some(serde_json::json!({ "key": before })),
+            Some(serde_json::json!({ "key": after, "generation": generation })),
+        )
+    };
+    let key = crate::device::signing::rotate_policy_key(
+        &state,
+        &who.tenant_id,
+        record,
+        state.clock.now(),
+    )
+    .await?;
+    tracing::info!(
+        event = "policy_key_rotated",
+        tenant = %who.tenant_name,
+        generation = key.generation,
+        "rotated the tenant's policy-signing key"
+    );
+    Ok(Json(PolicyKeyView {
+        key: key.key,
+        generation: key.generation,
+    }))
 }
 
 #[utoipa::path(get, path = "/api/v1/whoami", tag = "tenant", responses((status = 200, body = WhoAmI)))]

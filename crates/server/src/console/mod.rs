@@ -49,6 +49,7 @@ assets!(
     "js/pages/wizard.js",
     "js/pages/settings_form.js",
     "js/pages/policy_report.js",
+    "js/pages/policy_view.js",
     "js/pages/setting_report.js",
     "js/pages/tenant.js",
     "js/pages/audit.js",

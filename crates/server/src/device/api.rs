@@ -493,12 +493,19 @@ pub async fn checkin(
             Err(e) => return Err(ApiError::from(e).into()),
         }
     }
-    let policy = if req.digest.as_deref() == Some(resolution.digest.as_str()) {
-        None
+    let (policy, key_announcements) = if req.digest.as_deref() == Some(resolution.digest.as_str()) {
+        (None, Vec::new())
     } else {
-        Some(sign_policy(&state, &tenant, &record, &resolution, now).await?)
+        let agent_key = req.policy_key.as_deref();
+        let (signed, announcements) =
+            sign_policy(&state, &tenant, &record, &resolution, agent_key, now).await?;
+        (Some(signed), announcements)
     };
-    Ok(Json(CheckInResponse { enrollment, policy }))
+    Ok(Json(CheckInResponse {
+        enrollment,
+        policy,
+        key_announcements,
+    }))
 }
 
 /// The version and digest to issue, given what was issued last, the

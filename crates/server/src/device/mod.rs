@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rampart_proto::device::{codes, OffboardNotice, OffboardedBody};
+use rampart_proto::device::{codes, KeyAnnouncement, OffboardNotice, OffboardedBody};
 use rampart_proto::ErrorDetail;
 use rampart_store::DeviceRecord;
 
@@ -50,6 +50,7 @@ pub enum DeviceRejection {
     Offboarded {
         message: String,
         notice: OffboardNotice,
+        key_announcements: Vec<KeyAnnouncement>,
     },
 }
 
@@ -69,7 +70,11 @@ impl IntoResponse for DeviceRejection {
     fn into_response(self) -> Response {
         match self {
             DeviceRejection::Api(e) => e.into_response(),
-            DeviceRejection::Offboarded { message, notice } => {
+            DeviceRejection::Offboarded {
+                message,
+                notice,
+                key_announcements,
+            } => {
                 let body = OffboardedBody {
                     error: ErrorDetail {
                         code: codes::DEVICE_OFFBOARDED.to_string(),
@@ -77,6 +82,7 @@ impl IntoResponse for DeviceRejection {
                         details: Vec::new(),
                     },
                     notice,
+                    key_announcements,
                 };
                 (StatusCode::GONE, Json(body)).into_response()
             }
@@ -100,12 +106,13 @@ pub async fn gone(state: &AppState, tenant: &str, device_id: &str) -> DeviceReje
             )
             .await
             {
-                Ok(notice) => DeviceRejection::Offboarded {
+                Ok((notice, key_announcements)) => DeviceRejection::Offboarded {
                     message: format!(
                         "the device {:?} was removed from the tenant ({}); stop managing it",
                         t.name, t.reason
                     ),
                     notice,
+                    key_announcements,
                 },
                 Err(e) => e.into(),
             }

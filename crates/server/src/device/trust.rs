@@ -116,6 +116,7 @@ pub fn new_tenant_secrets(tenant_name: &str) -> Result<TenantSecrets> {
         ca_key_pem: ca.key_pem,
         signing_key: signing.secret_hex,
         verify_key: signing.public_hex,
+        key_announcements: Vec::new(),
     })
 }
 

@@ -228,6 +228,7 @@ impl Device {
                 version: None,
                 facts: facts(),
                 survey: Survey::default(),
+                policy_key: None,
             })
             .send()
             .await

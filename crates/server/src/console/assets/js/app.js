@@ -3,7 +3,7 @@
 // #/reports/policies/NAME, #/tenant, #/audit, …).
 
 import { h, replace, announce } from './dom.js';
-import { api, session, clearSession, onUnauthorized, can } from './api.js';
+import { api, session, clearSession, onUnauthorized, can, ApiError } from './api.js';
 import * as login from './pages/login.js';
 import * as devices from './pages/devices.js';
 import * as device from './pages/device.js';
@@ -138,11 +138,19 @@ async function route() {
     main.querySelector('h1').focus();
     return;
   }
+  // A page that takes more than a moment says it is loading; one that
+  // fails says why, and offers to try again where trying again can help.
+  const loading = h('p', { class: 'loading', role: 'status', id: 'page-loading' }, 'Loading…');
+  const slow = setTimeout(() => { if (ctx.current()) main.prepend(loading); }, 200);
   try {
     await found.page.render(main, ctx);
   } catch (e) {
     if (!ctx.current()) return;
-    main.append(h('div', { class: 'error-box', role: 'alert' }, h('p', {}, h('strong', {}, e.message || String(e)))));
+    replace(main);
+    main.append(failure(e, found.section));
+  } finally {
+    clearTimeout(slow);
+    loading.remove();
   }
   if (!ctx.current()) return;
   // Move focus to the new page's heading so keyboard and screen reader users
@@ -152,6 +160,34 @@ async function route() {
     h1.setAttribute('tabindex', '-1');
     h1.focus({ preventScroll: true });
   }
+}
+
+const SECTION_HOME = {
+  devices: ['#/devices', 'Go to devices'],
+  groups: ['#/groups', 'Go to groups'],
+  policies: ['#/policies', 'Go to policies'],
+  tenant: ['#/tenant', 'Go to tenant settings'],
+  audit: ['#/audit', 'Go to the audit log'],
+};
+
+/** What a page that could not be shown says instead: not found (with the
+ * way back), or what failed and a Retry button when it may pass later
+ * (server unreachable, database unavailable, a server error). */
+function failure(e, section) {
+  const [href, label] = SECTION_HOME[section] ?? SECTION_HOME.devices;
+  if (e instanceof ApiError && e.status === 404) {
+    return h('div', { class: 'failure', id: 'page-failure' },
+      h('h1', {}, 'Not found'),
+      h('p', {}, e.message, ' It may have been deleted or renamed.'),
+      h('p', {}, h('a', { href }, label)));
+  }
+  const transient = !(e instanceof ApiError) || e.status === 0 || e.status >= 500 || e.status === 429;
+  const title = e instanceof ApiError && e.status === 0 ? 'The server cannot be reached' : 'This page could not be loaded';
+  return h('div', { class: 'failure', id: 'page-failure' },
+    h('h1', {}, title),
+    h('div', { class: 'error-box', role: 'alert' }, h('p', {}, e.message || String(e))),
+    h('p', {}, transient ? h('button', { type: 'button', class: 'btn btn-primary', id: 'retry', onclick: () => route() }, 'Retry') : null,
+      ' ', h('a', { href }, label)));
 }
 
 function afterLogin() {

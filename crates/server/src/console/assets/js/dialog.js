@@ -19,16 +19,23 @@ export function confirmDialog({ id, title, body, action, danger = false, onConfi
     body,
     errors,
     h('div', { class: 'dialog-actions' },
-      h('button', { type: 'button', class: 'btn', onclick: () => dialog.close() }, 'Cancel'),
+      h('button', { type: 'button', class: 'btn', onclick: () => close() }, 'Cancel'),
       confirmButton));
-  const close = () => { if (dialog.open) dialog.close(); };
-  window.addEventListener('hashchange', close);
-  window.addEventListener('popstate', close);
-  dialog.addEventListener('close', () => {
+  // Closed and removed at once (the `close` event comes a task later, and
+  // a dialog still in the page after Cancel would confuse the next one).
+  let closed = false;
+  function close() {
+    if (closed) return;
+    closed = true;
     window.removeEventListener('hashchange', close);
     window.removeEventListener('popstate', close);
+    if (dialog.open) dialog.close();
     dialog.remove();
-  });
+  }
+  window.addEventListener('hashchange', close);
+  window.addEventListener('popstate', close);
+  // Escape closes it the browser's way.
+  dialog.addEventListener('close', close);
   confirmButton.addEventListener('click', async () => {
     confirmButton.disabled = true;
     replace(errors);

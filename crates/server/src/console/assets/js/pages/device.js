@@ -1,13 +1,18 @@
 // One device: its facts, enrollment, Policy sync, re-enrollment approval,
-// tags, delete, and each
-// setting's status with its effective value and source policies; for a
-// conflict, the other policies that manage the same setting.
+// tags, delete, and each setting's status with its effective value and
+// source policies — problems first, and the status tiles filter the table
+// (the filter is kept in the URL); for a conflict, the other policies that
+// manage the same setting.
 
 import { h, replace, announce, idFor, keepFocus } from '../dom.js';
 import { get, post, put, del, seg, can, catalogMap, ApiError } from '../api.js';
-import { chips, enrollmentBadge, managedByText, when, dateTime, platformName, statusBadge, backendNote, valueNode, policyLinks, withCode, STATUSES } from '../format.js';
+import { chips, enrollmentBadge, managedByText, when, dateTime, platformName, statusBadge, statusName, backendNote, valueNode, policyLinks, withCode, STATUSES } from '../format.js';
 import { field, showErrors, clearErrors, errorBox } from '../forms.js';
 import { confirmDialog } from '../dialog.js';
+
+/** The order settings are listed in: what needs attention first. A sort
+ * is stable, so the report's own order holds within a status. */
+const PROBLEMS_FIRST = ['conflict', 'error', 'pending', 'recorded', 'succeeded', 'not_applicable'];
 
 export async function render(main, ctx) {
   const name = ctx.params.name;
@@ -15,6 +20,8 @@ export async function render(main, ctx) {
   const path = `/devices/${seg(name)}`;
   const [device, report, catalog] = await Promise.all([get(path), get(`/reports${path}`), catalogMap()]);
   const expanded = new Set();
+  const STATUS_KEYS = STATUSES.map(([k]) => k);
+  let shown = STATUS_KEYS.includes(ctx.query.get('status')) ? ctx.query.get('status') : '';
   const syncStatus = h('p', { class: 'action-status', role: 'status', 'aria-live': 'polite' });
   const actions = h('div', { class: 'actions' });
   if (can('security_manager')) {
@@ -34,7 +41,7 @@ export async function render(main, ctx) {
   main.append(
     h('nav', { class: 'breadcrumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/devices' }, 'Devices'), ' › ', h('span', { 'aria-current': 'page' }, name)),
     h('div', { class: 'page-head' }, h('h1', {}, name), actions),
-    syncStatus, summary, tagsCard, statusCard, tamperCard);
+    syncStatus, summary, statusCard, tamperCard, tagsCard);
 
   let lastJson = '';
   function draw(d, r) {
@@ -69,11 +76,26 @@ export async function render(main, ctx) {
       : null);
   }
 
+  /** Shows only the settings in `status` (or all), and says so in the URL. */
+  function showOnly(status) {
+    shown = shown === status ? '' : status;
+    history.replaceState(null, '', `#/devices/${seg(name)}${shown ? `?status=${shown}` : ''}`);
+    keepFocus(statusCard, () => drawSettings(lastReport));
+    announce(shown ? `Showing ${statusName(shown)} settings` : 'Showing every setting');
+  }
+
+  let lastReport = report;
   function drawSettings(r) {
-    const countTiles = h('ul', { class: 'counts', 'aria-label': 'Settings by status' },
-      STATUSES.map(([k, label]) => h('li', { class: `count-tile st-${k}` }, h('span', { class: 'num' }, String(r.counts[k] ?? 0)), h('span', {}, label))));
+    lastReport = r;
+    const countTiles = h('ul', { class: 'counts', 'aria-label': 'Settings by status; choose one to show only those' },
+      STATUSES.map(([k, label]) => h('li', { class: `count-tile st-${k}${shown === k ? ' selected' : ''}`, dataset: { status: k } },
+        h('button', { type: 'button', class: 'tile-button', 'aria-pressed': String(shown === k), onclick: () => showOnly(k) },
+          h('span', { class: 'num' }, String(r.counts[k] ?? 0)), h('span', {}, label)))));
     const rows = [];
-    for (const s of r.settings) {
+    const listed = r.settings
+      .filter((s) => !shown || s.status === shown)
+      .sort((a, b) => PROBLEMS_FIRST.indexOf(a.status) - PROBLEMS_FIRST.indexOf(b.status));
+    for (const s of listed) {
       const def = catalog.get(s.setting);
       const key = `${s.setting}|${s.key ?? ''}`;
       const detailId = idFor('detail', key);
@@ -104,7 +126,7 @@ export async function render(main, ctx) {
           s.status === 'not_applicable' && s.reason ? h('span', {}, s.reason) : null)));
       rows.push(h('tr', { class: 'detail-row', id: detailId, hidden: !open },
         h('td', { colspan: 6 }, h('div', { class: 'setting-detail' },
-          def ? h('p', {}, def.description) : null,
+          def ? h('p', {}, withCode(def.description)) : null,
           s.reason ? h('p', {}, h('strong', {}, 'Why: '), s.reason) : null,
           h('p', {}, h('strong', {}, 'Source policies: '), policyLinks(s.sources)),
           h('p', { class: 'other-policies' }, h('strong', {}, 'Other policies that manage this setting: '),
@@ -119,7 +141,9 @@ export async function render(main, ctx) {
         h('thead', {}, h('tr', {},
           h('th', { scope: 'col' }, 'Setting'), h('th', { scope: 'col' }, 'Status'), h('th', { scope: 'col' }, 'Effective value'),
           h('th', { scope: 'col' }, 'Reported by the device'), h('th', { scope: 'col' }, 'Source policies'), h('th', { scope: 'col' }, 'Notes'))),
-        h('tbody', {}, rows.length ? rows : h('tr', {}, h('td', { colspan: 6, class: 'empty' }, 'No policy sets anything on this device.'))))) : null);
+        h('tbody', {}, rows.length ? rows : h('tr', {}, h('td', { colspan: 6, class: 'empty' },
+          shown ? [`No setting is ${statusName(shown).toLowerCase()}. `, h('button', { type: 'button', class: 'linklike', onclick: () => showOnly(shown) }, 'Show every setting')]
+            : 'No policy sets anything on this device.'))))) : null);
   }
 
   function drawTags(d) {

@@ -1,5 +1,8 @@
 // All devices: name, OS, managed by, labels, tags, enrollment status and
-// code, last check-in; filter as you type, sort by any column.
+// code, problems (errors, conflicts, stale check-ins), last check-in;
+// search as you type over every column's text, filter, sort by any column.
+// Filters and sorting live in the URL, so a view can be bookmarked and
+// shared, and Back returns to it.
 
 import { h, replace, announce, keepFocus } from '../dom.js';
 import { get } from '../api.js';
@@ -14,23 +17,64 @@ const COLUMNS = [
   ['labels', 'Labels', (d) => d.labels.join(',')],
   ['tags', 'Tags', (d) => d.tags.join(',')],
   ['enrollment', 'Enrollment', (d) => d.enrollment.status],
+  ['problems', 'Problems', (d) => problemRank(d)],
   ['last_check_in', 'Last check-in', (d) => d.last_check_in ?? -1],
 ];
 
+/** Errors weigh most, then conflicts, then a missed check-in. */
+const problemRank = (d) => (d.problems?.errors ?? 0) * 1e6 + (d.problems?.conflicts ?? 0) * 1e3 + (d.problems?.stale ? 1 : 0);
+
+const PROBLEM_FILTERS = [
+  ['', 'Any'],
+  ['any', 'Any problem'],
+  ['errors', 'Errors'],
+  ['conflicts', 'Conflicts'],
+  ['stale', 'Not checked in'],
+  ['none', 'No problem'],
+];
+
+function hasProblem(d, which) {
+  const p = d.problems ?? {};
+  switch (which) {
+    case 'any': return problemRank(d) > 0;
+    case 'errors': return p.errors > 0;
+    case 'conflicts': return p.conflicts > 0;
+    case 'stale': return Boolean(p.stale);
+    case 'none': return problemRank(d) === 0;
+    default: return true;
+  }
+}
+
+/** Everything a search matches: every column's text. */
+const searchText = (d) => [d.name, d.os, platformName(d.os), d.os_version, d.type, d.managed_by, ...d.labels, ...d.tags, d.enrollment.status, d.enrollment.code ?? '']
+  .join('\n').toLowerCase();
+
+function problemsCell(d) {
+  const p = d.problems ?? {};
+  const parts = [
+    p.errors ? h('span', { class: 'badge st-error' }, plural(p.errors, 'error')) : null,
+    p.conflicts ? h('span', { class: 'badge st-conflict' }, plural(p.conflicts, 'conflict')) : null,
+    p.stale ? h('span', { class: 'badge st-pending', title: 'No check-in for more than 3 hours' }, 'Not checked in') : null,
+  ].filter(Boolean);
+  return parts.length ? h('span', { class: 'mini-counts' }, parts) : h('span', { class: 'muted' }, 'None');
+}
+
 export async function render(main, ctx) {
   ctx.title('Devices');
+  const q = (k) => ctx.query.get(k) || '';
   const state = {
-    sort: ctx.query.get('sort') || 'name',
-    dir: ctx.query.get('dir') === 'desc' ? -1 : 1,
-    q: '', os: '', managed: '', enrollment: '', label: '',
+    sort: COLUMNS.some(([k]) => k === q('sort')) ? q('sort') : 'name',
+    dir: q('dir') === 'desc' ? -1 : 1,
+    q: '', os: '', managed: '', enrollment: '', label: '', problems: '',
     devices: [],
     lastJson: '',
   };
-  const search = h('input', { type: 'search', id: 'device-search', placeholder: 'Name or tag' });
-  const os = select([['', 'Any OS'], ...PLATFORMS], '', { id: 'device-os' });
-  const managed = select([['', 'Anyone']], '', { id: 'device-managed' });
-  const enrollment = select([['', 'Any status']], '', { id: 'device-enrollment' });
-  const label = select([['', 'Any label'], ['Joined', 'Joined'], ['Managed', 'Managed']], '', { id: 'device-label' });
+  const search = h('input', { type: 'search', id: 'device-search', placeholder: 'Name, OS, tag, label…', value: q('q') });
+  const os = select([['', 'Any OS'], ...PLATFORMS], q('os'), { id: 'device-os' });
+  const managed = select([['', 'Anyone'], ...(q('managed') ? [[q('managed'), q('managed')]] : [])], q('managed'), { id: 'device-managed' });
+  const enrollment = select([['', 'Any status'], ...(q('enrollment') ? [[q('enrollment'), q('enrollment')]] : [])], q('enrollment'), { id: 'device-enrollment' });
+  const label = select([['', 'Any label'], ['Joined', 'Joined'], ['Managed', 'Managed']], q('label'), { id: 'device-label' });
+  const problems = select(PROBLEM_FILTERS, q('problems'), { id: 'device-problems' });
   const count = h('p', { class: 'count', role: 'status' });
   const table = h('table', { class: 'data', id: 'devices-table' });
   const filters = h('form', { class: 'filters', role: 'search', 'aria-label': 'Filter devices', onsubmit: (e) => e.preventDefault() },
@@ -38,7 +82,8 @@ export async function render(main, ctx) {
     h('div', { class: 'filter' }, h('label', { for: 'device-os' }, 'OS'), os),
     h('div', { class: 'filter' }, h('label', { for: 'device-managed' }, 'Managed by'), managed),
     h('div', { class: 'filter' }, h('label', { for: 'device-enrollment' }, 'Enrollment'), enrollment),
-    h('div', { class: 'filter' }, h('label', { for: 'device-label' }, 'Label'), label));
+    h('div', { class: 'filter' }, h('label', { for: 'device-label' }, 'Label'), label),
+    h('div', { class: 'filter' }, h('label', { for: 'device-problems' }, 'Problems'), problems));
   main.append(
     h('div', { class: 'page-head' }, h('h1', {}, 'Devices')),
     h('p', { class: 'lead' }, 'Devices that enrolled through rampart-agent, and simulated devices loaded from files. ',
@@ -46,15 +91,28 @@ export async function render(main, ctx) {
       ' label marks devices whose trust Rampart created, ', h('em', {}, 'Managed'), ' those whose settings it manages now.'),
     filters, count, h('div', { class: 'table-wrap' }, table));
 
+  /** Writes the view into the URL without reloading the page. */
+  function remember() {
+    const params = new URLSearchParams();
+    for (const [k, v] of [['q', search.value.trim()], ['os', state.os], ['managed', state.managed], ['enrollment', state.enrollment],
+      ['label', state.label], ['problems', state.problems], ['sort', state.sort === 'name' ? '' : state.sort], ['dir', state.dir === -1 ? 'desc' : '']]) {
+      if (v) params.set(k, v);
+    }
+    const qs = params.toString();
+    history.replaceState(null, '', `#/devices${qs ? `?${qs}` : ''}`);
+  }
+
   const update = () => {
     state.q = search.value.trim().toLowerCase();
     state.os = os.value;
     state.managed = managed.value;
     state.enrollment = enrollment.value;
     state.label = label.value;
+    state.problems = problems.value;
+    remember();
     draw();
   };
-  for (const c of [search, os, managed, enrollment, label]) c.addEventListener('input', update);
+  for (const c of [search, os, managed, enrollment, label, problems]) c.addEventListener('input', update);
 
   function fillOptions(sel, values, anyLabel) {
     const cur = sel.value;
@@ -64,7 +122,8 @@ export async function render(main, ctx) {
   function draw() {
     const col = COLUMNS.find(([k]) => k === state.sort) ?? COLUMNS[0];
     const rows = state.devices
-      .filter((d) => !state.q || d.name.toLowerCase().includes(state.q) || d.tags.some((t) => t.toLowerCase().includes(state.q)))
+      .filter((d) => !state.q || state.q.split(/\s+/).every((word) => searchText(d).includes(word)))
+      .filter((d) => hasProblem(d, state.problems))
       .filter((d) => !state.os || d.os === state.os)
       .filter((d) => !state.managed || d.managed_by === state.managed)
       .filter((d) => !state.enrollment || d.enrollment.status === state.enrollment)
@@ -85,6 +144,7 @@ export async function render(main, ctx) {
             onclick: () => {
               state.dir = sorted ? -state.dir : 1;
               state.sort = key;
+              remember();
               draw();
               table.querySelector(`th:nth-child(${COLUMNS.findIndex(([k]) => k === key) + 1}) button`)?.focus();
               announce(`Sorted by ${label}, ${state.dir === 1 ? 'ascending' : 'descending'}`);
@@ -99,6 +159,7 @@ export async function render(main, ctx) {
         h('td', {}, chips(d.labels, 'chip chip-label')),
         h('td', {}, chips(d.tags)),
         h('td', {}, enrollmentBadge(d.enrollment)),
+        h('td', { class: 'problems-cell' }, problemsCell(d)),
         h('td', {}, when(d.last_check_in)))) : h('tr', {}, h('td', { colspan: COLUMNS.length, class: 'empty' }, 'No device matches these filters.')))));
   }
 

@@ -1,5 +1,6 @@
 // Endpoint security policies, listed by family, each with its device status
-// at a glance; create, edit, report, delete.
+// at a glance; create, view, edit, delete. The table fits a 1440-pixel
+// screen without scrolling sideways.
 
 import { h, replace, announce } from '../dom.js';
 import { get, post, del, seg, can } from '../api.js';
@@ -36,7 +37,7 @@ export async function render(main, ctx) {
         h('thead', {}, h('tr', {},
           h('th', { scope: 'col' }, 'Policy'), h('th', { scope: 'col' }, 'Platform'), h('th', { scope: 'col' }, 'Settings'),
           h('th', { scope: 'col' }, 'Assigned to'), h('th', { scope: 'col' }, 'Device status'),
-          h('th', { scope: 'col' }, 'Version'), h('th', { scope: 'col' }, 'Modified'), h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, 'Actions')))),
+          h('th', { scope: 'col' }, 'Version'), h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, 'Actions')))),
         h('tbody', {}, mine.map((p) => {
           const cell = h('td', { class: 'status-cell' }, h('span', { class: 'muted' }, '…'));
           summaries.set(p.name, cell);
@@ -46,10 +47,9 @@ export async function render(main, ctx) {
             h('td', { class: 'num-cell' }, String(Object.keys(p.settings).length)),
             h('td', {}, assigned(p)),
             cell,
-            h('td', { class: 'num-cell' }, String(p.version)),
-            h('td', {}, when(p.modified_at), h('span', { class: 'muted block' }, p.modified_by)),
+            h('td', { class: 'version-cell' }, `${p.version}, `, when(p.modified_at), h('span', { class: 'muted block' }, `by ${p.modified_by}`)),
             h('td', { class: 'row-actions' },
-              h('a', { href: `#/reports/policies/${seg(p.name)}`, 'aria-label': `Report for ${p.name}` }, 'Report'),
+              h('a', { href: `#/reports/policies/${seg(p.name)}`, 'aria-label': `View ${p.name}` }, 'View'),
               can('security_manager') ? h('a', { href: `#/policies/${seg(p.name)}/edit`, 'aria-label': `Edit ${p.name}` }, 'Edit') : null,
               can('security_manager') ? h('button', { type: 'button', class: 'linklike danger', 'aria-label': `Delete ${p.name}`, onclick: () => remove(p.name) }, 'Delete') : null));
         })))) : h('p', { class: 'muted' }, `No ${label.toLowerCase()} policy yet.`)));

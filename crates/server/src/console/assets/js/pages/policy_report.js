@@ -1,17 +1,25 @@
-// "Monitor status" for one policy: device check-in status and counts, the
-// per-setting status, and the devices with a drill-in to each one's
-// per-setting status; for a conflict, the other policies that manage the
-// same setting. Refreshes itself while open.
+// One policy, for every role: what it is and configures, its versions
+// (any two compared), and "Monitor status": device check-in status and
+// counts, the per-setting status, and the devices (conflicts and errors
+// first) with a drill-in to each one's per-setting status; for a conflict,
+// the other policies that manage the same setting. Refreshes itself while
+// open.
 
 import { h, replace, idFor, keepFocus } from '../dom.js';
 import { get, seg, can, catalogMap } from '../api.js';
 import { STATUSES, statusBadge, backendNote, when, familyName, platformName, valueNode, policyLinks, plural } from '../format.js';
 import { assigned } from './policies.js';
+import { configSection, versionsSection } from './policy_view.js';
+
+/** Devices with conflicts and errors come first, then the rest. */
+const STATUS_ORDER = ['conflict', 'error', 'pending', 'recorded', 'succeeded', 'not_applicable'];
+const byProblem = (a, b) => STATUS_ORDER.indexOf(a.status) - STATUS_ORDER.indexOf(b.status) || a.device.localeCompare(b.device);
 
 export async function render(main, ctx) {
   const name = ctx.params.name;
   ctx.title(`${name} report`);
   const [policy, catalog] = await Promise.all([get(`/policies/${seg(name)}`), catalogMap()]);
+  const versionsBox = await versionsSection(name, catalog);
   const updated = h('p', { class: 'muted updated', role: 'status', 'aria-live': 'polite' });
   const countsBox = h('section', { class: 'card', 'aria-labelledby': 'checkin-h' });
   const settingsBox = h('section', { class: 'card', 'aria-labelledby': 'per-setting-h' });
@@ -28,7 +36,7 @@ export async function render(main, ctx) {
       h('div', {}, h('dt', {}, 'Assigned to'), h('dd', {}, assigned(policy))),
       h('div', {}, h('dt', {}, 'Version'), h('dd', {}, `${policy.version}, by ${policy.modified_by} `, when(policy.modified_at))),
       policy.description ? h('div', { class: 'wide' }, h('dt', {}, 'Description'), h('dd', {}, policy.description)) : null)),
-    updated, countsBox, settingsBox, devicesBox);
+    updated, countsBox, configSection(policy, catalog), settingsBox, devicesBox, versionsBox);
 
   const title = (id) => catalog.get(id)?.title ?? id;
   let lastJson = '';
@@ -59,7 +67,7 @@ export async function render(main, ctx) {
       r.devices.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'data', id: 'policy-devices' },
         h('caption', { class: 'sr-only' }, 'Devices that receive this policy, with their status'),
         h('thead', {}, h('tr', {}, ['Device', 'Status', 'Last check-in', 'Settings'].map((t) => h('th', { scope: 'col' }, t)))),
-        h('tbody', {}, r.devices.flatMap((d) => {
+        h('tbody', {}, [...r.devices].sort(byProblem).flatMap((d) => {
           const detailId = idFor('pd', d.device);
           const open = expanded.has(d.device);
           return [

@@ -4,7 +4,7 @@
 // the server checks them and its field errors land next to the setting.
 
 import { h, replace, idFor } from '../dom.js';
-import { valueText } from '../format.js';
+import { valueText, withCode } from '../format.js';
 
 const BACKENDS = {
   windows_csp: 'Windows (Policy CSP)',
@@ -38,6 +38,25 @@ function mergeText(def) {
   return 'Two policies giving it different values conflict, and it is not applied.';
 }
 
+/** Where a setting is listed in the form: related settings together, as
+ * the seeds' settings pages group them. Derived from the setting's id, so
+ * the catalog needs no presentation field. */
+const GROUPS = [
+  [/^firewall_domain_/, 'Domain profile'],
+  [/^firewall_private_/, 'Private profile'],
+  [/^firewall_public_/, 'Public profile'],
+  [/^security_center_/, 'Windows Security app'],
+  [/^network_protection/, 'Network protection'],
+  [/^controlled_folder_access/, 'Controlled folder access'],
+  [/^(excluded_|exclusions_)/, 'Exclusions'],
+  [/^(remediation_action_|days_to_retain_cleaned_malware|allowed_threats|disallowed_threat_actions|threat_type_settings_merge_policy|archive_bomb_action)/, 'Threats and remediation'],
+  [/(update|_channel$|^metered_connection_updates|^check_signatures_before_scan)/, 'Updates'],
+  [/^(scan_|scheduled_|catch_up_|full_scan_|quick_scan_|max_|randomize_scheduled|scheduler_randomization|avg_cpu_load_factor|low_cpu_priority|email_scanning)/, 'Scans'],
+  [/^(cloud_|submit_samples_consent)/, 'Cloud protection'],
+  [/^(real_time_protection|enforcement_level|behavior_monitoring|on_access_protection|ioav_protection|realtime_scan_direction|script_scanning|non_exec_mount_policy|unmonitored_filesystems|enable_file_hash_computation)/, 'Real-time protection'],
+];
+export const settingGroup = (id) => GROUPS.find(([re]) => re.test(id))?.[1] ?? 'General';
+
 /**
  * Builds the form for `defs` (one family on one platform) holding `values`.
  * Returns the element and `read()`, which gives the configured settings.
@@ -45,8 +64,11 @@ function mergeText(def) {
 export function settingsForm(defs, values, { platform, readOnly }) {
   const readers = [];
   const filter = h('input', { type: 'search', id: 'settings-filter', placeholder: 'Filter settings by name' });
+  const configuredOnly = h('input', { type: 'checkbox', id: 'configured-only' });
   const list = h('div', { class: 'settings-list' });
   const items = [];
+  const groups = new Map();
+  const grouped = defs.length > 8;
   for (const def of defs) {
     const { control, read, full } = controlFor(def, values[def.id], platform, readOnly);
     readers.push([def.id, read]);
@@ -55,20 +77,24 @@ export function settingsForm(defs, values, { platform, readOnly }) {
     const backends = (def.backends || []).filter((b) => b.platforms.includes(platform));
     const item = h('div', { class: `setting field ${def.deprecated ? 'deprecated' : ''} ${full ? 'setting-full' : ''}`, dataset: { path: `settings.${def.id}`, setting: def.id } },
       h('div', { class: 'setting-text' },
-        full ? h('h3', { class: 'setting-title', id: `${id}-label` }, def.title) : h('label', { for: id, class: 'setting-title' }, def.title),
+        full ? h('h4', { class: 'setting-title', id: `${id}-label` }, def.title) : h('label', { for: id, class: 'setting-title' }, def.title),
         h('code', { class: 'setting-id' }, def.id),
-        h('p', { class: 'help', id: helpId }, def.description),
-        h('p', { class: 'allowed' }, h('strong', {}, 'Allowed: '), allowed(def),
-          def.default !== undefined ? [h('strong', {}, ' · Default: '), valueText(def.default) || '(none)'] : null),
-        def.device_types?.length ? h('p', { class: 'allowed' }, `Applies to ${def.device_types.join(' and ')}s only; other devices report it not applicable.`) : null,
-        h('p', { class: 'allowed' }, mergeText(def)),
         def.deprecated ? h('p', { class: 'warning-text' }, `Deprecated: ${def.deprecated}`) : null,
-        backends.length ? h('details', { class: 'backends' },
-          h('summary', {}, 'How it is enforced'),
-          h('dl', {}, backends.map((b) => [
-            h('dt', {}, BACKENDS[b.backend] ?? b.backend),
-            h('dd', {}, h('code', { class: 'wrap' }, b.target), b.note ? h('span', { class: 'block muted' }, b.note) : null),
-          ]))) : null),
+        // The help is folded away: the form stays short enough to scan, and
+        // the text is one click (and one screen-reader description) away.
+        h('details', { class: 'setting-help' },
+          h('summary', {}, 'About this setting'),
+          h('p', { class: 'help', id: helpId }, withCode(def.description)),
+          h('p', { class: 'allowed' }, h('strong', {}, 'Allowed: '), allowed(def),
+            def.default !== undefined ? [h('strong', {}, ' · Default: '), valueText(def.default) || '(none)'] : null),
+          def.device_types?.length ? h('p', { class: 'allowed' }, `Applies to ${def.device_types.join(' and ')}s only; other devices report it not applicable.`) : null,
+          h('p', { class: 'allowed' }, mergeText(def)),
+          backends.length ? h('details', { class: 'backends' },
+            h('summary', {}, 'How it is enforced'),
+            h('dl', {}, backends.map((b) => [
+              h('dt', {}, BACKENDS[b.backend] ?? b.backend),
+              h('dd', {}, h('code', { class: 'wrap' }, b.target), b.note ? h('span', { class: 'block muted' }, b.note) : null),
+            ]))) : null)),
       h('div', { class: 'setting-control' }, control,
         h('p', { class: 'field-error', id: `${id}-error`, hidden: true })));
     if (!full) {
@@ -77,18 +103,47 @@ export function settingsForm(defs, values, { platform, readOnly }) {
     } else {
       control.setAttribute('aria-labelledby', `${id}-label`);
     }
-    items.push([def, item]);
-    list.append(item);
-  }
-  filter.addEventListener('input', () => {
-    const q = filter.value.trim().toLowerCase();
-    for (const [def, item] of items) {
-      item.hidden = Boolean(q) && !(`${def.title} ${def.id} ${def.description}`.toLowerCase().includes(q));
+    items.push([def, item, read]);
+    if (!grouped) {
+      list.append(item);
+      continue;
     }
-  });
+    const name = settingGroup(def.id);
+    if (!groups.has(name)) {
+      const headingId = idFor('group', name);
+      const body = h('div', { class: 'group-body' });
+      const section = h('section', { class: 'setting-group', 'aria-labelledby': headingId, dataset: { group: name } },
+        h('h3', { id: headingId }, name), body);
+      groups.set(name, { section, body });
+    }
+    groups.get(name).body.append(item);
+  }
+  // Groups in the order of their first setting (the catalog's order).
+  for (const { section } of groups.values()) list.append(section);
+
+  const count = h('p', { class: 'muted', role: 'status' });
+  function applyFilters() {
+    const q = filter.value.trim().toLowerCase();
+    let shown = 0;
+    for (const [def, item, read] of items) {
+      const matches = !q || `${def.title} ${def.id} ${def.description}`.toLowerCase().includes(q);
+      let configured = true;
+      try { configured = read() !== undefined; } catch { /* a value being typed counts as configured */ }
+      item.hidden = !matches || (configuredOnly.checked && !configured);
+      if (!item.hidden) shown += 1;
+    }
+    for (const { section, body } of groups.values()) {
+      section.hidden = [...body.children].every((c) => c.hidden);
+    }
+    replace(count, shown === items.length ? '' : `${shown} of ${items.length} settings shown`);
+  }
+  filter.addEventListener('input', applyFilters);
+  configuredOnly.addEventListener('change', applyFilters);
   const el = h('div', { class: 'settings-form' },
-    defs.length > 4 ? h('div', { class: 'filter' }, h('label', { for: 'settings-filter' }, 'Filter settings'), filter) : null,
-    list);
+    defs.length > 4 ? h('div', { class: 'filters' },
+      h('div', { class: 'filter' }, h('label', { for: 'settings-filter' }, 'Filter settings'), filter),
+      h('div', { class: 'filter checkbox' }, configuredOnly, h('label', { for: 'configured-only' }, 'Show only configured settings'))) : null,
+    count, list);
   return {
     el,
     read() {

@@ -10,7 +10,8 @@ import { FAMILIES, PLATFORMS, familyName, platformName, valueText, plural, polic
 import { field, fieldset, showErrors, clearErrors, errorBox, focusFirstError, select } from '../forms.js';
 import { settingsForm } from './settings_form.js';
 
-const STEPS = ['Basics', 'Configuration settings', 'Assignments', 'Review + create'];
+/** The steps' names; editing ends in a review that saves, not creates. */
+const steps = (editing) => ['Basics', 'Configuration settings', 'Assignments', editing ? 'Review + save' : 'Review + create'];
 const PREFIX = 'changes[0].document.';
 
 /** Which step shows the field an error path names. */
@@ -141,7 +142,7 @@ export async function render(main, ctx) {
     h('div', { class: 'form-actions wizard-actions' }, prev, next, create, h('a', { class: 'btn btn-quiet', href: '#/policies' }, 'Cancel')));
 
   function drawSteps() {
-    replace(stepsNav, STEPS.map((label, i) => h('li', { class: i < step ? 'done' : i === step ? 'current' : '' },
+    replace(stepsNav, steps(editing).map((label, i) => h('li', { class: i < step ? 'done' : i === step ? 'current' : '' },
       h('button', {
         type: 'button', class: 'step-btn', 'aria-current': i === step ? 'step' : null, disabled: i > visited,
         onclick: () => go(i),
@@ -209,7 +210,7 @@ export async function render(main, ctx) {
     const defs = new Map(catalog.map((d) => [d.id, d]));
     const errors = checked.ok ? [] : checked.errors;
     replace(reviewPanel,
-      h('h2', {}, 'Review + create'),
+      h('h2', {}, steps(editing)[3]),
       h('p', { class: 'lead' }, 'Nothing is saved until you select ', h('strong', {}, editing ? 'Save' : 'Create'), '.'),
       errors.length ? errorBox({ message: 'This policy cannot be saved yet:' }, errors) : null,
       h('div', { class: 'review-grid' },
