@@ -377,8 +377,19 @@ test('the console, end to end', { timeout: 300000 }, async (top) => {
     await row.getByRole('button', { name: /Per-setting status/ }).click();
     const detail = page.locator('#pd-live-web-01');
     await visible(detail);
-    assert.match(await detail.locator('tr', { hasText: 'Scan archives' }).textContent(), /Conflict.*linux-av-baseline/s);
+    const scanRow = await detail.locator('tr', { hasText: 'Scan archives' }).textContent();
+    assert.match(scanRow, /Conflict.*linux-av-baseline/s);
+    // Each side of the conflict with the value it sets.
+    assert.match(scanRow, /linux-av-baseline sets true/);
+    assert.match(scanRow, /live-canary-av sets false/);
     await shot('09-policy-report');
+    // The setting's own report: conflicts first, with their values.
+    await page.goto(`${base}/#/reports/settings/scan_archives`);
+    const first = page.locator('#setting-devices tbody tr').first();
+    await visible(first);
+    assert.match(await first.textContent(), /Conflict.*linux-av-baseline sets true; live-canary-av sets false/s);
+    await page.goBack();
+    await visible(page.getByRole('heading', { name: 'live-canary-av', level: 1 }));
     // Editing ends in a review that saves, and says so.
     await page.locator('#edit-policy').click();
     await visible(page.getByRole('heading', { name: 'Edit policy live-canary-av', level: 1 }));
@@ -511,6 +522,53 @@ test('the console, end to end', { timeout: 300000 }, async (top) => {
       assert.equal(await page.locator('dialog').count(), 0);
       assert.equal((await apiCall('GET', '/tenant')).body.settings.conflict_policy, expected);
     }
+  });
+
+  await t.test('console users: add, change role and password, disable, delete', async () => {
+    const login = async (username, password) => (await fetch(`${base}/api/v1/login`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username, password }),
+    })).status;
+    await page.goto(`${base}/#/tenant`);
+    const form = page.locator('#user-form');
+    await visible(form);
+    await form.getByLabel('User name', { exact: true }).fill('auditor-2');
+    await form.getByLabel('Password (12 characters or more)').fill('first password here');
+    await form.getByLabel('Role', { exact: true }).selectOption('read_only');
+    await form.getByRole('button', { name: 'Add user' }).click();
+    const row = page.locator('tr[data-user="auditor-2"]');
+    await visible(row);
+    assert.equal(await login('auditor-2', 'first password here'), 200);
+
+    await row.getByLabel('Role of auditor-2').selectOption('security_manager');
+    await visible(page.locator('#users-status', { hasText: 'auditor-2 is now security manager' }));
+    const roleOf = async () => (await apiCall('GET', '/users')).body.find((u) => u.username === 'auditor-2')?.role;
+    assert.equal(await roleOf(), 'security_manager');
+
+    // A password the server refuses is explained in the dialog; a good one
+    // replaces the old.
+    await page.locator('tr[data-user="auditor-2"]').getByRole('button', { name: 'Set password' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Set a new password for auditor-2?' });
+    await visible(dialog);
+    await dialog.getByLabel('New password (12 characters or more)').fill('short');
+    await dialog.getByRole('button', { name: 'Set password' }).click();
+    await visible(dialog.locator('.dialog-errors .error-box'));
+    await dialog.getByLabel('New password (12 characters or more)').fill('second password here');
+    await dialog.getByRole('button', { name: 'Set password' }).click();
+    await visible(page.locator('#users-status', { hasText: 'Password of auditor-2 changed' }));
+    assert.equal(await login('auditor-2', 'first password here'), 401);
+    assert.equal(await login('auditor-2', 'second password here'), 200);
+
+    await page.locator('tr[data-user="auditor-2"]').getByRole('button', { name: 'Disable' }).click();
+    await visible(page.locator('tr[data-user="auditor-2"]', { hasText: 'Disabled' }));
+    assert.notEqual(await login('auditor-2', 'second password here'), 200);
+
+    await page.locator('tr[data-user="auditor-2"]').getByRole('button', { name: 'Delete' }).click();
+    const confirm = page.getByRole('dialog', { name: 'Delete user auditor-2?' });
+    await confirm.getByRole('button', { name: 'Delete user' }).click();
+    await visible(page.locator('#users-status', { hasText: 'User auditor-2 deleted.' }));
+    assert.equal(await page.locator('tr[data-user="auditor-2"]').count(), 0);
+    assert.equal(await roleOf(), undefined);
+    await shot('12-tenant-users');
   });
 
   await t.test('a missing object and an unreachable server: say so, and offer a retry', async () => {

@@ -519,6 +519,9 @@ pub struct SettingDeviceStatus {
     pub value: Option<Value>,
     pub sources: Vec<String>,
     pub error_message: Option<String>,
+    /// In a conflict: each policy with the value it sets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicting: Vec<PolicyValue>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -5,7 +5,8 @@
 //! from `rampart_core::resolve::resolve` on this state — the same function the
 //! offline `rampart plan` calls.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use rampart_core::model::{Device, DeviceType, Group, Platform, Policy, TenantSettings};
 use rampart_core::resolve::{resolve, unmanaged, Conflict, Resolution};
@@ -29,6 +30,54 @@ pub struct Fleet {
     pub devices: Vec<DeviceRecord>,
     pub policy_records: Vec<ObjectRecord>,
     pub group_records: Vec<ObjectRecord>,
+    /// Resolutions already computed against this snapshot. A snapshot never
+    /// changes (a policy, group or tenant change makes a new one), so an
+    /// entry stays right for as long as the device's own inputs are the ones
+    /// it was computed from; those inputs are the key.
+    resolved: ResolutionCache,
+}
+
+/// What a resolution reads of a device record: everything `Fleet::resolve`
+/// looks at, and nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ResolveKey {
+    name: String,
+    os: String,
+    os_version: String,
+    device_type: String,
+    tags: Vec<String>,
+    managed_by: String,
+    enrollment_code: Option<String>,
+}
+
+impl ResolveKey {
+    fn of(record: &DeviceRecord) -> ResolveKey {
+        ResolveKey {
+            name: record.name.clone(),
+            os: record.os.clone(),
+            os_version: record.os_version.clone(),
+            device_type: record.device_type.clone(),
+            tags: record.tags.clone(),
+            managed_by: record.managed_by.clone(),
+            enrollment_code: record.enrollment_code.clone(),
+        }
+    }
+}
+
+/// The most resolutions one snapshot keeps; past it the cache starts over
+/// (devices whose facts changed leave entries nobody asks for again).
+const MAX_CACHED_RESOLUTIONS: usize = 250_000;
+
+#[derive(Debug, Default)]
+struct ResolutionCache(Mutex<HashMap<ResolveKey, Option<Arc<Resolution>>>>);
+
+/// A copy of a fleet starts with an empty cache: copies are made to be
+/// changed (a preview adds and removes policies), and the entries of the
+/// original would be wrong for them.
+impl Clone for ResolutionCache {
+    fn clone(&self) -> Self {
+        ResolutionCache::default()
+    }
 }
 
 impl Fleet {
@@ -73,6 +122,7 @@ impl Fleet {
             devices: Vec::new(),
             policy_records,
             group_records,
+            resolved: ResolutionCache::default(),
         })
     }
 
@@ -126,6 +176,27 @@ impl Fleet {
             &self.settings,
             rampart_core::catalog::Catalog::builtin(),
         ))
+    }
+
+    /// [`Fleet::resolve`], computed once per device and snapshot: unchanged
+    /// check-ins and long polls cost a hash lookup, not a resolution. Only
+    /// for a fleet that is no longer changed (the `PolicyCache`'s shared
+    /// snapshots): the key holds the device's inputs, not the policies'.
+    pub fn resolve_cached(&self, record: &DeviceRecord) -> Option<Arc<Resolution>> {
+        let key = ResolveKey::of(record);
+        if let Ok(cache) = self.resolved.0.lock() {
+            if let Some(hit) = cache.get(&key) {
+                return hit.clone();
+            }
+        }
+        let fresh = self.resolve(record).map(Arc::new);
+        if let Ok(mut cache) = self.resolved.0.lock() {
+            if cache.len() >= MAX_CACHED_RESOLUTIONS {
+                cache.clear();
+            }
+            cache.insert(key, fresh.clone());
+        }
+        fresh
     }
 
     /// Every device's resolution, by device name.
@@ -229,4 +300,179 @@ pub fn impact(
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The example fleet's policies, groups and settings; `keep` picks which
+    /// policies are in the snapshot (a policy created or deleted).
+    fn snapshot(keep: &[bool], allow_takeover: bool, dc: bool) -> Fleet {
+        let files = rampart_policy_files::read_documents(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/fleet"
+        )))
+        .expect("examples");
+        let bundle = rampart_core::documents::load_documents(
+            &files,
+            rampart_core::catalog::Catalog::builtin(),
+        )
+        .expect("examples load");
+        let mut settings = bundle.tenant.unwrap_or_default();
+        settings.allow_takeover = allow_takeover;
+        settings.manage_domain_controllers = dc;
+        let policies = bundle
+            .policies
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| keep.get(*i).copied().unwrap_or(true))
+            .map(|(_, p)| p)
+            .collect();
+        Fleet {
+            settings,
+            policies,
+            groups: bundle.groups,
+            devices: Vec::new(),
+            policy_records: Vec::new(),
+            group_records: Vec::new(),
+            resolved: ResolutionCache::default(),
+        }
+    }
+
+    fn record(name: &str) -> DeviceRecord {
+        DeviceRecord {
+            id: format!("id-{name}"),
+            name: name.to_string(),
+            os: "linux".into(),
+            os_version: "22.04".into(),
+            device_type: "server".into(),
+            agent_version: String::new(),
+            tags: Vec::new(),
+            labels: Vec::new(),
+            managed_by: MANAGED_BY_RAMPART.into(),
+            enrollment_status: "enrolled".into(),
+            enrollment_code: None,
+            enrollment_reason: None,
+            last_check_in: None,
+            applied_digest: None,
+            policy_version: None,
+            created_at: 0,
+            cert_serial: None,
+            cert_not_after: None,
+            issued_version: 0,
+            issued_digest: None,
+            key_sha256: None,
+            reenroll_until: None,
+        }
+    }
+
+    /// One change an administrator or an agent can make.
+    #[derive(Debug, Clone)]
+    enum Change {
+        Tags(usize, Vec<String>),
+        Os(usize, &'static str, &'static str),
+        Type(usize, &'static str),
+        ManagedBy(usize, &'static str),
+        DomainController(usize, bool),
+        /// Policies created or deleted, tenant switches flipped: a new
+        /// snapshot, as the policy cache makes after any such change.
+        Policies(Vec<bool>, bool, bool),
+        /// Something unrelated to resolution (a check-in time).
+        CheckIn(usize, i64),
+    }
+
+    fn change() -> impl Strategy<Value = Change> {
+        let tag = prop::sample::select(vec![
+            "web",
+            "db",
+            "prod",
+            "lab",
+            "finance",
+            "MDE-Management",
+            "exec",
+        ]);
+        prop_oneof![
+            (
+                0..4usize,
+                prop::collection::vec(tag.prop_map(String::from), 0..4)
+            )
+                .prop_map(|(d, t)| Change::Tags(d, t)),
+            (
+                0..4usize,
+                prop::sample::select(vec![
+                    ("linux", "22.04"),
+                    ("windows", "10.0.22631"),
+                    ("macos", "14.5"),
+                    ("plan9", "4")
+                ])
+            )
+                .prop_map(|(d, (os, v))| Change::Os(d, os, v)),
+            (
+                0..4usize,
+                prop::sample::select(vec!["server", "workstation"])
+            )
+                .prop_map(|(d, t)| Change::Type(d, t)),
+            (
+                0..4usize,
+                prop::sample::select(vec!["rampart", "intune", "sccm"])
+            )
+                .prop_map(|(d, m)| Change::ManagedBy(d, m)),
+            (0..4usize, any::<bool>()).prop_map(|(d, dc)| Change::DomainController(d, dc)),
+            (
+                prop::collection::vec(any::<bool>(), 16),
+                any::<bool>(),
+                any::<bool>()
+            )
+                .prop_map(|(k, t, dc)| Change::Policies(k, t, dc)),
+            (0..4usize, 0..1_000_000i64).prop_map(|(d, at)| Change::CheckIn(d, at)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Whatever changes, the cached resolution is the one a full
+        /// resolution gives (it fails if the key misses an input).
+        #[test]
+        fn the_cache_always_equals_a_full_resolution(changes in prop::collection::vec(change(), 1..40)) {
+            let mut fleet = snapshot(&[], false, false);
+            let mut devices: Vec<DeviceRecord> = ["a", "b", "c", "d"].iter().map(|n| record(n)).collect();
+            for c in changes {
+                match c {
+                    Change::Tags(d, t) => devices[d].tags = t,
+                    Change::Os(d, os, v) => {
+                        devices[d].os = os.into();
+                        devices[d].os_version = v.into();
+                    }
+                    Change::Type(d, t) => devices[d].device_type = t.into(),
+                    Change::ManagedBy(d, m) => devices[d].managed_by = m.into(),
+                    Change::DomainController(d, dc) => {
+                        devices[d].enrollment_code = dc.then(|| {
+                            rampart_proto::device::codes::DOMAIN_CONTROLLER_NOT_ALLOWED.to_string()
+                        });
+                    }
+                    Change::Policies(keep, takeover, dc) => fleet = snapshot(&keep, takeover, dc),
+                    Change::CheckIn(d, at) => devices[d].last_check_in = Some(at),
+                }
+                for device in &devices {
+                    let cached = fleet.resolve_cached(device).map(|r| (*r).clone());
+                    prop_assert_eq!(cached, fleet.resolve(device));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_copy_does_not_share_the_originals_resolutions() {
+        let fleet = snapshot(&[], false, false);
+        let device = record("web-01");
+        let before = fleet.resolve_cached(&device).expect("linux resolves");
+        let mut after = fleet.clone();
+        after.policies.clear();
+        let resolved = after.resolve_cached(&device).expect("resolves");
+        assert_ne!(resolved.digest, before.digest);
+        assert!(resolved.settings.is_empty());
+    }
 }

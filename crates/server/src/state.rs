@@ -111,13 +111,17 @@ impl AppState {
                 (Ok(f), Ok(d)) => (f, d),
                 _ => return,
             };
+            // One pass over the devices, not one per waiting device; the
+            // resolutions computed here are the ones the woken devices'
+            // check-ins then find in the snapshot's cache.
+            let by_id: std::collections::HashMap<&str, &rampart_store::DeviceRecord> =
+                devices.iter().map(|d| (d.id.as_str(), d)).collect();
             let stale: Vec<String> = waiting
                 .into_iter()
                 .filter(|(id, held)| {
-                    devices
-                        .iter()
-                        .find(|d| &d.id == id)
-                        .and_then(|d| fleet.resolve(d))
+                    by_id
+                        .get(id.as_str())
+                        .and_then(|d| fleet.resolve_cached(d))
                         .is_none_or(|r| &r.digest != held)
                 })
                 .map(|(id, _)| id)

@@ -931,12 +931,13 @@ async fn reports_count_statuses_per_policy_setting_and_device() {
         .iter()
         .map(|d| (d["device"].as_str().unwrap(), d["status"].as_str().unwrap()))
         .collect();
+    // Errors and conflicts first, then the rest, each part by name.
     assert_eq!(
         statuses,
         [
-            ("db-01", "pending"),
             ("web-01", "error"),
-            ("web-02", "conflict")
+            ("web-02", "conflict"),
+            ("db-01", "pending")
         ]
     );
     assert_eq!(
@@ -945,7 +946,7 @@ async fn reports_count_statuses_per_policy_setting_and_device() {
     );
     assert_eq!(policy["settings"]["pua_protection"]["conflict"], 2);
     assert_eq!(policy["settings"]["real_time_protection"]["succeeded"], 1);
-    let web1 = &policy["devices"][1];
+    let web1 = &policy["devices"][0];
     let pua = web1["settings"]
         .as_array()
         .unwrap()
@@ -967,6 +968,24 @@ async fn reports_count_statuses_per_policy_setting_and_device() {
     assert!(setting["counts"]["pending"].as_u64().unwrap() >= 3);
     let asr = admin.get("/reports/settings/asr_rules").await.unwrap().1;
     assert!(asr["counts"]["conflict"].as_u64().unwrap() >= 1, "{asr}");
+    // The devices that need attention lead the list.
+    let order: Vec<&str> = asr["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["status"].as_str().unwrap())
+        .collect();
+    let first_fine = order
+        .iter()
+        .position(|s| *s != "conflict" && *s != "error")
+        .unwrap_or(order.len());
+    assert!(
+        order[first_fine..]
+            .iter()
+            .all(|s| *s != "conflict" && *s != "error"),
+        "{order:?}"
+    );
+    assert!(first_fine >= 1 && first_fine < order.len(), "{order:?}");
 
     // A report about an older policy does not count for the new one.
     admin

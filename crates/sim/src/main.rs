@@ -10,6 +10,12 @@
 //! the server acknowledges. For scale, the same N agents then each make one
 //! request to a bare TLS handler on the same machine; the ratio of the two
 //! is the number to compare across machines.
+//!
+//! With `--checkins`, it measures unchanged check-ins per second instead
+//! (`checkins.rs`), on SQLite or, with `--database-url`, PostgreSQL.
+
+mod bare;
+mod checkins;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +41,16 @@ struct Args {
     /// Policy changes measured per agent count (the median is reported).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Measure unchanged check-ins per second instead, with this many
+    /// clients (repeatable).
+    #[arg(long)]
+    checkins: Vec<usize>,
+    /// How long each check-in measurement runs, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    secs: f64,
+    /// A PostgreSQL URL for the server of `--checkins`; SQLite when absent.
+    #[arg(long)]
+    database_url: Option<String>,
 }
 
 struct Agent {
@@ -243,56 +259,22 @@ async fn measure(n: usize, rounds: usize) -> Result<Measurement> {
     })
 }
 
-/// N clients, one request each, to a bare TLS handler (same rustls
-/// configuration, no database, no policy): the machine's floor.
+/// N clients, one request each, to the bare mutual-TLS handler (same
+/// rustls configuration, no database, no policy): the machine's floor.
 async fn bare_tls_round(agents: &[Agent]) -> Result<Duration> {
-    let ca = rampart_pki::new_ca("bench", 1)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs() as i64;
-    let (cert, key) =
-        rampart_pki::issue_server_cert(&ca, &["127.0.0.1".into()], now - 60, now + 3600)?;
-    let tls = rampart_pki::server_config(&cert, &key, rampart_pki::ClientCaRoots::default())?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
-    let server = tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
-            let (acceptor, app) = (acceptor.clone(), app.clone());
-            tokio::spawn(async move {
-                if let Ok(tls) = acceptor.accept(tcp).await {
-                    let svc = hyper_util::service::TowerToHyperService::new(app);
-                    let _ = hyper_util::server::conn::auto::Builder::new(
-                        hyper_util::rt::TokioExecutor::new(),
-                    )
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                    .await;
-                }
-            });
-        }
-    });
+    let bare = bare::BareHandler::start().await?;
     let clients: Vec<reqwest::Client> = agents
         .iter()
-        .map(|_| {
-            reqwest::Client::builder()
-                .use_preconfigured_tls(rampart_pki::client_config(&ca.cert_pem, None)?)
-                .build()
-                .map_err(anyhow::Error::from)
-        })
+        .map(|_| bare.client())
         .collect::<Result<_>>()?;
     // Warm: one request each opens the connections, as the agents' are open.
-    let url = format!("https://{addr}/");
     for c in &clients {
-        c.get(&url).send().await?.error_for_status()?;
+        c.get(&bare.url).send().await?.error_for_status()?;
     }
     let started = Instant::now();
     let mut joins = Vec::new();
     for c in clients {
-        let url = url.clone();
+        let url = bare.url.clone();
         joins.push(tokio::spawn(async move {
             c.get(url)
                 .send()
@@ -305,9 +287,7 @@ async fn bare_tls_round(agents: &[Agent]) -> Result<Duration> {
     for j in joins {
         j.await??;
     }
-    let took = started.elapsed();
-    server.abort();
-    Ok(took)
+    Ok(started.elapsed())
 }
 
 fn ms(d: Duration) -> String {
@@ -318,6 +298,26 @@ fn ms(d: Duration) -> String {
 async fn main() -> Result<()> {
     let args = Args::parse();
     rampart_pki::install_crypto_provider();
+    if !args.checkins.is_empty() {
+        let backend = if args.database_url.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        };
+        println!("| clients | unchanged check-ins/s ({backend}) | bare mTLS handler, requests/s | ratio |");
+        println!("|---:|---:|---:|---:|");
+        for &clients in &args.checkins {
+            let r = checkins::measure(clients, args.secs, args.database_url.clone()).await?;
+            println!(
+                "| {} | {:.0} | {:.0} | {:.2} |",
+                r.clients,
+                r.rampart,
+                r.bare,
+                r.rampart / r.bare.max(1e-9)
+            );
+        }
+        return Ok(());
+    }
     println!("| agents | change → all statuses back (median of {}) | per agent p50 | p95 | max | bare TLS round, same agents | ratio |", args.rounds);
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     for &n in &args.agents {

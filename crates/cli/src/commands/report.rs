@@ -4,7 +4,9 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use rampart_proto::{DeviceReport, PolicyReport, SettingReport, SettingStatusView, StatusCounts};
+use rampart_proto::{
+    DeviceReport, PolicyReport, PolicyValue, SettingReport, SettingStatusView, StatusCounts,
+};
 
 use crate::client::Client;
 use crate::render;
@@ -96,13 +98,8 @@ fn backend_text(backend: Option<&String>) -> String {
 /// Why a setting is in its status: each conflicting policy's value, the
 /// agent's error, or the server's reason.
 fn detail(s: &SettingStatusView) -> String {
-    if !s.conflicting.is_empty() {
-        let sides: Vec<String> = s
-            .conflicting
-            .iter()
-            .map(|c| format!("{}={}", c.policy, render::value(&c.value)))
-            .collect();
-        return format!("conflict: {}", sides.join(", "));
+    if let Some(text) = conflict_text(&s.conflicting) {
+        return text;
     }
     // The STATUS column already says "recorded, not enforced".
     if s.status == "recorded" && s.error_code.is_none() {
@@ -114,6 +111,18 @@ fn detail(s: &SettingStatusView) -> String {
         (None, _, Some(r)) => r.clone(),
         _ => String::new(),
     }
+}
+
+/// `conflict: a=x, b=y`: each conflicting policy with its value.
+fn conflict_text(sides: &[PolicyValue]) -> Option<String> {
+    if sides.is_empty() {
+        return None;
+    }
+    let sides: Vec<String> = sides
+        .iter()
+        .map(|c| format!("{}={}", c.policy, render::value(&c.value)))
+        .collect();
+    Some(format!("conflict: {}", sides.join(", ")))
 }
 
 fn opt_value(v: Option<&serde_json::Value>) -> String {
@@ -276,7 +285,9 @@ fn setting_text(r: &SettingReport) -> String {
                 backend_text(d.backend.as_ref()),
                 opt_value(d.value.as_ref()),
                 d.sources.join("\n"),
-                d.error_message.clone().unwrap_or_default(),
+                conflict_text(&d.conflicting)
+                    .or_else(|| d.error_message.clone())
+                    .unwrap_or_default(),
             ]
         })
         .collect();
@@ -323,6 +334,26 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("BACKEND"), "{text}");
+    }
+
+    #[test]
+    fn a_setting_report_names_each_conflicting_policy_with_its_value() {
+        let r: SettingReport = serde_json::from_value(serde_json::json!({
+            "setting": "pua_protection",
+            "counts": {"succeeded": 0, "recorded": 0, "error": 0, "conflict": 1, "not_applicable": 0, "pending": 1},
+            "devices": [
+                {"device": "web-01", "status": "conflict", "value": null, "sources": ["av-base", "av-web"],
+                 "error_message": null,
+                 "conflicting": [{"policy": "av-base", "value": "block"}, {"policy": "av-web", "value": "audit"}]},
+                {"device": "db-01", "status": "pending", "value": "block", "sources": ["av-base"], "error_message": null}]
+        }))
+        .unwrap();
+        let text = setting_text(&r);
+        let web = text.lines().find(|l| l.starts_with("web-01")).unwrap_or("");
+        assert!(
+            web.contains("conflict: av-base=block, av-web=audit"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -51,6 +51,12 @@ fn severity(status: &str) -> u8 {
     }
 }
 
+/// Sort key that puts what needs attention (conflicts, errors) first; a
+/// stable sort keeps the order of the rest.
+fn attention_last(status: &str) -> u8 {
+    u8::from(!(status == CONFLICT || status == ERROR))
+}
+
 fn worst<'a>(statuses: impl Iterator<Item = &'a str>) -> &'a str {
     statuses
         .max_by_key(|s| severity(s))
@@ -167,7 +173,7 @@ pub fn device_settings(
         });
     }
     // What needs attention comes first; the rest keeps the catalog order.
-    rows.sort_by_key(|r| u8::from(!(r.status == CONFLICT || r.status == ERROR)));
+    rows.sort_by_key(|r| attention_last(&r.status));
     rows
 }
 
@@ -378,6 +384,7 @@ pub async fn policy(
             settings: mine,
         });
     }
+    report.devices.sort_by_key(|d| attention_last(&d.status));
     Ok(Json(report))
 }
 
@@ -434,6 +441,7 @@ pub async fn setting(
         count(&mut report.counts, &status);
         report.devices.push(device_row(device, &rows, status));
     }
+    report.devices.sort_by_key(|d| attention_last(&d.status));
     Ok(Json(report))
 }
 
@@ -457,5 +465,14 @@ fn device_row(
         error_message: rows
             .iter()
             .find_map(|r| r.error_message.clone().or_else(|| r.reason.clone())),
+        conflicting: rows.iter().flat_map(|r| r.conflicting.clone()).fold(
+            Vec::new(),
+            |mut all, side| {
+                if !all.contains(&side) {
+                    all.push(side);
+                }
+                all
+            },
+        ),
     }
 }

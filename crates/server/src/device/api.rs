@@ -1,5 +1,6 @@
 //! Handlers of the device channel.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -407,9 +408,9 @@ async fn current_resolution(
     state: &AppState,
     tenant: &str,
     record: &DeviceRecord,
-) -> ApiResult<Resolution> {
+) -> ApiResult<Arc<Resolution>> {
     let fleet = state.policies.get(state, tenant).await?;
-    fleet.resolve(record).ok_or_else(|| {
+    fleet.resolve_cached(record).ok_or_else(|| {
         ApiError::Conflict(format!(
             "device {:?} reports an unknown OS {:?}",
             record.name, record.os

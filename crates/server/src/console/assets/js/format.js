@@ -166,6 +166,13 @@ export function policyLinks(names) {
   return h('span', {}, out);
 }
 
+/** "Conflict: a sets x; b sets y": each conflicting policy with its value. */
+export function conflictNode(conflicting) {
+  if (!conflicting?.length) return null;
+  return h('span', { class: 'conflicting' }, 'Conflict: ', ...conflicting.flatMap((c, i) =>
+    [i ? '; ' : '', policyLinks([c.policy]), ' sets ', valueNode(c.value)]));
+}
+
 export function plural(n, one, many = `${one}s`) {
   return `${n} ${n === 1 ? one : many}`;
 }

@@ -6,7 +6,7 @@
 
 import { h, replace, announce, idFor, keepFocus } from '../dom.js';
 import { get, post, put, del, seg, can, catalogMap, ApiError } from '../api.js';
-import { chips, enrollmentBadge, managedByText, when, dateTime, platformName, statusBadge, statusName, backendNote, valueNode, policyLinks, withCode, STATUSES } from '../format.js';
+import { chips, enrollmentBadge, managedByText, when, dateTime, platformName, statusBadge, statusName, backendNote, valueNode, policyLinks, conflictNode, withCode, STATUSES } from '../format.js';
 import { field, showErrors, clearErrors, errorBox } from '../forms.js';
 import { confirmDialog } from '../dialog.js';
 
@@ -118,8 +118,7 @@ export async function render(main, ctx) {
         h('td', {}, policyLinks(s.sources)),
         h('td', { class: 'notes' },
           s.status === 'conflict' && s.conflicting?.length
-            ? h('span', { class: 'conflicting' }, 'Conflict: ', ...s.conflicting.flatMap((c, i) =>
-              [i ? '; ' : '', policyLinks([c.policy]), ' sets ', valueNode(c.value)]))
+            ? conflictNode(s.conflicting)
             : s.status === 'conflict' ? h('span', {}, 'Conflict between ', policyLinks(s.other_policies)) : null,
           s.error_code ? h('code', {}, s.error_code) : null,
           s.error_message ? h('span', { class: 'block' }, s.error_message) : null,

@@ -56,7 +56,10 @@ function problemsCell(d) {
     p.conflicts ? h('span', { class: 'badge st-conflict' }, plural(p.conflicts, 'conflict')) : null,
     p.stale ? h('span', { class: 'badge st-pending', title: 'No check-in for more than 3 hours' }, 'Not checked in') : null,
   ].filter(Boolean);
-  return parts.length ? h('span', { class: 'mini-counts' }, parts) : h('span', { class: 'muted' }, 'None');
+  if (parts.length) return h('span', { class: 'mini-counts' }, parts);
+  // Problems are what the device reported: one that never checked in
+  // (a simulated device) has said nothing either way.
+  return h('span', { class: 'muted' }, d.last_check_in ? 'None' : 'No report yet');
 }
 
 export async function render(main, ctx) {

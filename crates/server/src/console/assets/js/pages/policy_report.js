@@ -7,13 +7,9 @@
 
 import { h, replace, idFor, keepFocus } from '../dom.js';
 import { get, seg, can, catalogMap } from '../api.js';
-import { STATUSES, statusBadge, backendNote, when, familyName, platformName, valueNode, policyLinks, plural } from '../format.js';
+import { STATUSES, statusBadge, backendNote, when, familyName, platformName, valueNode, policyLinks, conflictNode, plural } from '../format.js';
 import { assigned } from './policies.js';
 import { configSection, versionsSection } from './policy_view.js';
-
-/** Devices with conflicts and errors come first, then the rest. */
-const STATUS_ORDER = ['conflict', 'error', 'pending', 'recorded', 'succeeded', 'not_applicable'];
-const byProblem = (a, b) => STATUS_ORDER.indexOf(a.status) - STATUS_ORDER.indexOf(b.status) || a.device.localeCompare(b.device);
 
 export async function render(main, ctx) {
   const name = ctx.params.name;
@@ -67,7 +63,8 @@ export async function render(main, ctx) {
       r.devices.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'data', id: 'policy-devices' },
         h('caption', { class: 'sr-only' }, 'Devices that receive this policy, with their status'),
         h('thead', {}, h('tr', {}, ['Device', 'Status', 'Last check-in', 'Settings'].map((t) => h('th', { scope: 'col' }, t)))),
-        h('tbody', {}, [...r.devices].sort(byProblem).flatMap((d) => {
+        // The server lists conflicts and errors first.
+        h('tbody', {}, r.devices.flatMap((d) => {
           const detailId = idFor('pd', d.device);
           const open = expanded.has(d.device);
           return [
@@ -90,7 +87,7 @@ export async function render(main, ctx) {
                   h('th', { scope: 'row' }, title(s.setting), s.key ? h('span', { class: 'key', title: s.key }, ` [${s.key_name ?? s.key}]`) : null),
                   h('td', {}, statusBadge(s.status), backendNote(s.backend)),
                   h('td', {}, s.status === 'conflict' ? h('span', { class: 'muted' }, 'not applied') : valueNode(s.value)),
-                  h('td', {}, policyLinks(s.other_policies), s.reason ? h('span', { class: 'block muted' }, s.reason) : null,
+                  h('td', {}, s.conflicting?.length ? conflictNode(s.conflicting) : policyLinks(s.other_policies), s.reason ? h('span', { class: 'block muted' }, s.reason) : null,
                     s.error_message ? h('span', { class: 'block error-text' }, s.error_code ? `${s.error_code}: ` : '', s.error_message) : null)))))))];
         }))))
         : h('p', { class: 'muted' }, 'No device receives this policy.')));

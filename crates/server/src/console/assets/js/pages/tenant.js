@@ -151,8 +151,23 @@ async function usersSection() {
         },
       });
     } }, 'Delete');
+    const setPassword = h('button', { type: 'button', class: 'btn', onclick: () => {
+      replace(listStatus);
+      const input = h('input', { type: 'password', id: 'new-password', autocomplete: 'new-password' });
+      confirmDialog({
+        id: 'set-password',
+        title: `Set a new password for ${u.username}?`,
+        body: [h('p', {}, 'Their sessions end at once; they sign in again with the new password.'),
+          field({ path: 'password', label: 'New password (12 characters or more)', control: input })],
+        action: 'Set password',
+        onConfirm: async () => {
+          await put(`/users/${seg(u.username)}`, { password: input.value });
+          replace(listStatus, h('p', { class: 'ok-text' }, `Password of ${u.username} changed; the user's sessions have ended.`));
+        },
+      });
+    } }, 'Set password');
     append(tr, [h('th', { scope: 'row' }, u.username), h('td', {}, roleSel), h('td', {}, u.disabled ? 'Disabled' : 'Enabled'),
-      h('td', {}, when(u.created_at)), h('td', {}, toggle, ' ', remove)]);
+      h('td', {}, when(u.created_at)), h('td', { class: 'row-actions' }, setPassword, toggle, remove)]);
     return tr;
   }
   const username = h('input', { type: 'text', autocomplete: 'off', spellcheck: 'false' });

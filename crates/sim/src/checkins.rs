@@ -1,0 +1,143 @@
+//! Unchanged check-ins per second: C enrolled agents, each checking in over
+//! and over with the digest it holds (the server answers "nothing new"),
+//! for a fixed time; then the same C clients, each with its own client
+//! certificate, posting the same body to the bare mutual-TLS handler for
+//! the same time. The ratio of the two rates is the number to compare.
+//!
+//! Clients and server share the machine, so both rates include the
+//! clients' own work; the ratio is what the application costs on top of
+//! TLS and HTTP.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rampart_proto::device::{CheckIn, OnboardingPackage, Survey};
+use rampart_testkit::{Options, TestServer};
+use serde_json::json;
+
+use crate::bare::BareHandler;
+use crate::{enroll, facts, Agent};
+
+pub struct Rates {
+    pub clients: usize,
+    /// Unchanged check-ins per second.
+    pub rampart: f64,
+    /// Requests per second to the bare handler.
+    pub bare: f64,
+}
+
+/// Runs `request` from every client until `secs` pass; returns requests
+/// per second.
+async fn rate<C, F, Fut>(clients: Vec<C>, secs: f64, request: F) -> Result<f64>
+where
+    C: Send + Sync + 'static,
+    F: Fn(Arc<C>) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send,
+{
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let started = Instant::now();
+    let mut joins = Vec::new();
+    for c in clients {
+        let (done, request, c) = (done.clone(), request.clone(), Arc::new(c));
+        joins.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                request(c.clone()).await?;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for j in joins {
+        j.await??;
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+}
+
+pub async fn measure(clients: usize, secs: f64, database_url: Option<String>) -> Result<Rates> {
+    let server = TestServer::start_with(Options {
+        load: Some(rampart_testkit::repo_path("examples/fleet")),
+        database_url,
+        device_requests_per_minute: Some(u32::MAX),
+        ..Options::default()
+    })
+    .await?;
+    let (_, p) = server
+        .admin()
+        .post("/onboarding", &json!({"max_uses": clients}))
+        .await?;
+    let package: OnboardingPackage = serde_json::from_value(p).context("package")?;
+    let mut agents = Vec::new();
+    for i in 0..clients {
+        let mut a = enroll(&package, format!("bench-{i:05}")).await?;
+        a.sync().await?;
+        agents.push(a);
+    }
+    // One round first: connections open, caches warm.
+    let unchanged = |a: Arc<Agent>| async move {
+        let body = CheckIn {
+            digest: Some(a.digest.clone()),
+            version: None,
+            facts: facts(),
+            survey: Survey::default(),
+            policy_key: Some(a.policy_key.clone()),
+        };
+        let r: serde_json::Value = a
+            .http
+            .post(format!("{}/device/v1/checkin", a.url))
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        anyhow::ensure!(r["policy"].is_null(), "an unchanged check-in got a policy");
+        Ok(())
+    };
+    rate(agents.iter().map(clone_agent).collect(), 0.5, unchanged).await?;
+    let rampart = rate(agents, secs, unchanged).await?;
+    server.stop().await?;
+
+    let bare = BareHandler::start().await?;
+    let body = serde_json::to_vec(&CheckIn {
+        digest: Some("0".repeat(64)),
+        version: None,
+        facts: facts(),
+        survey: Survey::default(),
+        policy_key: Some("0".repeat(64)),
+    })?;
+    let mut bare_clients = Vec::new();
+    for _ in 0..clients {
+        bare_clients.push((bare.client()?, bare.url.clone(), body.clone()));
+    }
+    let post = |c: Arc<(reqwest::Client, String, Vec<u8>)>| async move {
+        let (http, url, body) = &*c;
+        http.post(url)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+        Ok(())
+    };
+    rate(bare_clients.clone(), 0.5, post).await?;
+    let bare_rate = rate(bare_clients, secs, post).await?;
+    Ok(Rates {
+        clients,
+        rampart,
+        bare: bare_rate,
+    })
+}
+
+fn clone_agent(a: &Agent) -> Agent {
+    Agent {
+        http: a.http.clone(),
+        url: a.url.clone(),
+        policy_key: a.policy_key.clone(),
+        digest: a.digest.clone(),
+    }
+}
