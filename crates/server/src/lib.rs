@@ -88,10 +88,14 @@ pub async fn open_store_with(
     keys: sealing::Keyring,
 ) -> Result<Arc<store_guard::GuardedStore>> {
     let backend = open_backend(config).await?;
+    // A SQLite database belongs to the one server holding the data
+    // directory's lock; PostgreSQL is shared by replicas.
+    let sole_writer = config.sqlite_path().is_some();
     let store = Arc::new(store_guard::GuardedStore::new(
         backend,
         keys,
         config.database_timeout,
+        sole_writer,
     ));
     let sealed = store
         .reseal_all(&[device::trust::SERVER_CA])

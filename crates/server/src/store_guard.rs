@@ -3,9 +3,13 @@
 //! API says 503 instead of hanging), and the private keys sealed with the
 //! master key on their way in and opened on their way out (`sealing.rs`),
 //! so no caller handles ciphertext and no backend sees a key in clear.
+//! On a database one process owns (SQLite), device records are also kept
+//! in memory: every device-channel call reads its device, and every write
+//! passes through here to invalidate it.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -44,6 +48,60 @@ pub struct GuardedStore {
     inner: Arc<dyn Store>,
     keys: Keyring,
     timeout: Duration,
+    /// `None` where other processes write the same database (PostgreSQL
+    /// replicas): their writes would not pass through here.
+    devices: Option<DeviceCache>,
+}
+
+/// Device records by tenant and id. Any write to a tenant drops its
+/// entries, and a read that started before the write may not put back what
+/// it read (the tenant's generation moved on).
+#[derive(Default)]
+struct DeviceCache(Mutex<DeviceEntries>);
+
+#[derive(Default)]
+struct DeviceEntries {
+    records: HashMap<(String, String), DeviceRecord>,
+    generations: HashMap<String, u64>,
+}
+
+/// The most device records kept; past it the cache starts over.
+const MAX_CACHED_DEVICES: usize = 500_000;
+
+enum Lookup {
+    Hit(DeviceRecord),
+    /// Not cached; the tenant's generation when the lookup was made.
+    Miss(u64),
+}
+
+impl DeviceCache {
+    fn lookup(&self, tenant: &str, id: &str) -> Lookup {
+        let Ok(e) = self.0.lock() else {
+            return Lookup::Miss(u64::MAX);
+        };
+        match e.records.get(&(tenant.to_string(), id.to_string())) {
+            Some(r) => Lookup::Hit(r.clone()),
+            None => Lookup::Miss(e.generations.get(tenant).copied().unwrap_or(0)),
+        }
+    }
+
+    fn insert(&self, tenant: &str, record: &DeviceRecord, generation: u64) {
+        let Ok(mut e) = self.0.lock() else { return };
+        if e.generations.get(tenant).copied().unwrap_or(0) != generation {
+            return;
+        }
+        if e.records.len() >= MAX_CACHED_DEVICES {
+            e.records.clear();
+        }
+        e.records
+            .insert((tenant.to_string(), record.id.clone()), record.clone());
+    }
+
+    fn invalidate(&self, tenant: &str) {
+        let Ok(mut e) = self.0.lock() else { return };
+        *e.generations.entry(tenant.to_string()).or_default() += 1;
+        e.records.retain(|(t, _), _| t != tenant);
+    }
 }
 
 fn ca_key_context(tenant: &str) -> String {
@@ -63,11 +121,27 @@ fn sealing_failed(e: anyhow::Error) -> StoreError {
 }
 
 impl GuardedStore {
-    pub fn new(inner: Arc<dyn Store>, keys: Keyring, timeout: Duration) -> GuardedStore {
+    /// `sole_writer`: this process is the only one that writes the
+    /// database (SQLite), so device records may be cached.
+    pub fn new(
+        inner: Arc<dyn Store>,
+        keys: Keyring,
+        timeout: Duration,
+        sole_writer: bool,
+    ) -> GuardedStore {
         GuardedStore {
             inner,
             keys,
             timeout,
+            devices: sole_writer.then(DeviceCache::default),
+        }
+    }
+
+    /// Drops the tenant's cached device records (before and after every
+    /// write that may change one).
+    fn devices_changed(&self, tenant: &str) {
+        if let Some(cache) = &self.devices {
+            cache.invalidate(tenant);
         }
     }
 
@@ -208,8 +282,12 @@ impl Store for GuardedStore {
                 other => Ok(other),
             })
             .collect::<Result<Vec<_>>>()?;
-        self.bounded_write(self.inner.write(tenant, at, writes, audit))
-            .await
+        self.devices_changed(tenant);
+        let written = self
+            .bounded_write(self.inner.write(tenant, at, writes, audit))
+            .await;
+        self.devices_changed(tenant);
+        written
     }
 
     async fn tenant_settings(&self, tenant: &str) -> Result<Option<Value>> {
@@ -297,7 +375,18 @@ impl Store for GuardedStore {
     }
 
     async fn device_by_id(&self, tenant: &str, id: &str) -> Result<Option<DeviceRecord>> {
-        self.bounded(self.inner.device_by_id(tenant, id)).await
+        let Some(cache) = &self.devices else {
+            return self.bounded(self.inner.device_by_id(tenant, id)).await;
+        };
+        let generation = match cache.lookup(tenant, id) {
+            Lookup::Hit(record) => return Ok(Some(record)),
+            Lookup::Miss(generation) => generation,
+        };
+        let found = self.bounded(self.inner.device_by_id(tenant, id)).await?;
+        if let Some(record) = &found {
+            cache.insert(tenant, record, generation);
+        }
+        Ok(found)
     }
 
     async fn device_tombstone(&self, tenant: &str, id: &str) -> Result<Option<DeviceTombstone>> {
@@ -305,7 +394,10 @@ impl Store for GuardedStore {
     }
 
     async fn touch_devices(&self, tenant: &str, seen: Vec<(String, Timestamp)>) -> Result<()> {
-        self.bounded(self.inner.touch_devices(tenant, seen)).await
+        self.devices_changed(tenant);
+        let touched = self.bounded(self.inner.touch_devices(tenant, seen)).await;
+        self.devices_changed(tenant);
+        touched
     }
 
     async fn record_statuses(
@@ -314,8 +406,12 @@ impl Store for GuardedStore {
         device: &str,
         statuses: Vec<StatusRecord>,
     ) -> Result<usize> {
-        self.bounded(self.inner.record_statuses(tenant, device, statuses))
-            .await
+        self.devices_changed(tenant);
+        let recorded = self
+            .bounded(self.inner.record_statuses(tenant, device, statuses))
+            .await;
+        self.devices_changed(tenant);
+        recorded
     }
 
     async fn statuses(&self, tenant: &str) -> Result<Vec<StatusRecord>> {
@@ -371,5 +467,64 @@ impl Store for GuardedStore {
         before: Option<i64>,
     ) -> Result<Vec<AuditRecord>> {
         self.bounded(self.inner.audit(tenant, limit, before)).await
+    }
+}
+
+#[cfg(test)]
+mod device_cache_tests {
+    use super::*;
+
+    fn record(id: &str, tags: &[&str]) -> DeviceRecord {
+        DeviceRecord {
+            id: id.into(),
+            name: format!("name-{id}"),
+            os: "linux".into(),
+            os_version: String::new(),
+            device_type: "server".into(),
+            agent_version: String::new(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            labels: Vec::new(),
+            managed_by: "rampart".into(),
+            enrollment_status: "enrolled".into(),
+            enrollment_code: None,
+            enrollment_reason: None,
+            last_check_in: None,
+            applied_digest: None,
+            policy_version: None,
+            created_at: 0,
+            cert_serial: None,
+            cert_not_after: None,
+            issued_version: 0,
+            issued_digest: None,
+            key_sha256: None,
+            reenroll_until: None,
+        }
+    }
+
+    #[test]
+    fn a_read_that_started_before_a_write_is_not_kept() {
+        let cache = DeviceCache::default();
+        let Lookup::Miss(generation) = cache.lookup("t", "d") else {
+            panic!("empty cache")
+        };
+        // The write lands (and invalidates) while the read is in flight:
+        // what the read got may be from before the write.
+        cache.invalidate("t");
+        cache.insert("t", &record("d", &["old"]), generation);
+        assert!(matches!(cache.lookup("t", "d"), Lookup::Miss(_)));
+
+        let Lookup::Miss(generation) = cache.lookup("t", "d") else {
+            panic!("nothing kept")
+        };
+        cache.insert("t", &record("d", &["new"]), generation);
+        let Lookup::Hit(hit) = cache.lookup("t", "d") else {
+            panic!("kept")
+        };
+        assert_eq!(hit.tags, ["new"]);
+        // Another tenant's write leaves this tenant's records alone.
+        cache.invalidate("other");
+        assert!(matches!(cache.lookup("t", "d"), Lookup::Hit(_)));
+        cache.invalidate("t");
+        assert!(matches!(cache.lookup("t", "d"), Lookup::Miss(_)));
     }
 }

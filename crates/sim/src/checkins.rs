@@ -56,14 +56,61 @@ where
     Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
 }
 
-pub async fn measure(clients: usize, secs: f64, database_url: Option<String>) -> Result<Rates> {
+/// A PostgreSQL database outlives each measurement's server, so they share
+/// one master key (each would otherwise make its own and could not open the
+/// keys the first one sealed).
+pub struct Database {
+    pub url: String,
+    pub master_key_file: std::path::PathBuf,
+    /// The admin token the first server made; the later ones join with it.
+    admin_token: std::sync::Mutex<Option<String>>,
+}
+
+impl Database {
+    pub fn new(url: String) -> Result<Database> {
+        let master_key_file =
+            std::env::temp_dir().join(format!("rampart-sim-master-{}.key", std::process::id()));
+        let key = rampart_pki::new_signing_key()?.secret_hex;
+        std::fs::write(&master_key_file, format!("{key}\n"))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&master_key_file, std::fs::Permissions::from_mode(0o600))?;
+        }
+        Ok(Database {
+            url,
+            master_key_file,
+            admin_token: std::sync::Mutex::new(None),
+        })
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.master_key_file);
+    }
+}
+
+pub async fn measure(clients: usize, secs: f64, database: Option<&Database>) -> Result<Rates> {
     let server = TestServer::start_with(Options {
         load: Some(rampart_testkit::repo_path("examples/fleet")),
-        database_url,
+        database_url: database.map(|d| d.url.clone()),
+        master_key_file: database.map(|d| d.master_key_file.clone()),
+        admin_token: database.and_then(|d| d.admin_token.lock().ok()?.clone()),
         device_requests_per_minute: Some(u32::MAX),
         ..Options::default()
     })
     .await?;
+    if let Some(d) = database {
+        if let Ok(mut token) = d.admin_token.lock() {
+            token.get_or_insert_with(|| server.admin_token.clone());
+        }
+    }
+    // Names of their own: on PostgreSQL the devices of an earlier
+    // measurement are still there.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
     let (_, p) = server
         .admin()
         .post("/onboarding", &json!({"max_uses": clients}))
@@ -71,7 +118,7 @@ pub async fn measure(clients: usize, secs: f64, database_url: Option<String>) ->
     let package: OnboardingPackage = serde_json::from_value(p).context("package")?;
     let mut agents = Vec::new();
     for i in 0..clients {
-        let mut a = enroll(&package, format!("bench-{i:05}")).await?;
+        let mut a = enroll(&package, format!("bench-{run}-{i:05}")).await?;
         a.sync().await?;
         agents.push(a);
     }

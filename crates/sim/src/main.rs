@@ -306,8 +306,13 @@ async fn main() -> Result<()> {
         };
         println!("| clients | unchanged check-ins/s ({backend}) | bare mTLS handler, requests/s | ratio |");
         println!("|---:|---:|---:|---:|");
+        let database = args
+            .database_url
+            .clone()
+            .map(checkins::Database::new)
+            .transpose()?;
         for &clients in &args.checkins {
-            let r = checkins::measure(clients, args.secs, args.database_url.clone()).await?;
+            let r = checkins::measure(clients, args.secs, database.as_ref()).await?;
             println!(
                 "| {} | {:.0} | {:.0} | {:.2} |",
                 r.clients,
