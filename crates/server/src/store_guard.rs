@@ -69,7 +69,7 @@ struct DeviceEntries {
 const MAX_CACHED_DEVICES: usize = 500_000;
 
 enum Lookup {
-    Hit(DeviceRecord),
+    Hit(Box<DeviceRecord>),
     /// Not cached; the tenant's generation when the lookup was made.
     Miss(u64),
 }
@@ -80,7 +80,7 @@ impl DeviceCache {
             return Lookup::Miss(u64::MAX);
         };
         match e.records.get(&(tenant.to_string(), id.to_string())) {
-            Some(r) => Lookup::Hit(r.clone()),
+            Some(r) => Lookup::Hit(Box::new(r.clone())),
             None => Lookup::Miss(e.generations.get(tenant).copied().unwrap_or(0)),
         }
     }
@@ -379,7 +379,7 @@ impl Store for GuardedStore {
             return self.bounded(self.inner.device_by_id(tenant, id)).await;
         };
         let generation = match cache.lookup(tenant, id) {
-            Lookup::Hit(record) => return Ok(Some(record)),
+            Lookup::Hit(record) => return Ok(Some(*record)),
             Lookup::Miss(generation) => generation,
         };
         let found = self.bounded(self.inner.device_by_id(tenant, id)).await?;
