@@ -3,14 +3,17 @@
 //! Reads every YAML file under DIR, checks the whole set against the catalog
 //! built into this binary, and resolves each `kind: Device` with the same core
 //! the server uses. Conflicts are findings, not failures: the exit code is
-//! non-zero only when the input is invalid.
+//! non-zero only when the input is invalid. `-o json` streams: each
+//! device is resolved as it is written.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use rampart_core::catalog::Catalog;
-use rampart_core::documents::{load_documents, unknown_members};
+use rampart_core::documents::{load_documents, unknown_members, Bundle};
+use rampart_core::model::{Device, TenantSettings};
 use rampart_core::resolve::{resolve, Resolution};
 use serde::Serialize;
 
@@ -29,7 +32,31 @@ pub struct Args {
 
 #[derive(Serialize)]
 struct Plan<'a> {
-    devices: &'a [Resolution],
+    devices: Resolved<'a>,
+}
+
+/// The devices' resolutions, computed one at a time as they are written:
+/// `-o json` streams, holding neither every resolution nor the whole text
+/// in memory.
+struct Resolved<'a> {
+    devices: &'a [Device],
+    bundle: &'a Bundle,
+    tenant: &'a TenantSettings,
+    catalog: &'a Catalog,
+}
+
+impl Serialize for Resolved<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.devices.iter().map(|d| {
+            resolve(
+                d,
+                &self.bundle.groups,
+                &self.bundle.policies,
+                self.tenant,
+                self.catalog,
+            )
+        }))
+    }
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -55,18 +82,28 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let tenant = bundle.tenant.clone().unwrap_or_default();
     let mut devices = bundle.devices.clone();
     devices.sort_by(|a, b| a.name.cmp(&b.name));
-    let resolutions: Vec<Resolution> = devices
-        .iter()
-        .map(|d| resolve(d, &bundle.groups, &bundle.policies, &tenant, catalog))
-        .collect();
     match args.output {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&Plan {
-                devices: &resolutions
-            })?
-        ),
-        Format::Table => print!("{}", table(&devices, &resolutions)),
+        Format::Json => {
+            let plan = Plan {
+                devices: Resolved {
+                    devices: &devices,
+                    bundle: &bundle,
+                    tenant: &tenant,
+                    catalog,
+                },
+            };
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            serde_json::to_writer_pretty(&mut out, &plan)?;
+            writeln!(out)?;
+            out.flush()?;
+        }
+        Format::Table => {
+            let resolutions: Vec<Resolution> = devices
+                .iter()
+                .map(|d| resolve(d, &bundle.groups, &bundle.policies, &tenant, catalog))
+                .collect();
+            print!("{}", table(&devices, &resolutions));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
