@@ -586,9 +586,17 @@ test('the console, end to end', { timeout: 300000 }, async (top) => {
     await visible(page.getByRole('heading', { name: 'The server cannot be reached', level: 1 }));
     await shot('16-unreachable');
     await page.unroute('**/api/v1/groups');
+    // A slow answer shows that the page is loading, then the page.
+    await page.route('**/api/v1/groups', async (r) => {
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      await r.continue();
+    });
     await page.getByRole('button', { name: 'Retry' }).click();
+    await visible(page.locator('#page-loading'));
     await visible(page.getByRole('heading', { name: 'Groups', level: 1 }));
+    assert.equal(await page.locator('#page-loading').count(), 0);
     assert.equal(await page.locator('#page-failure').count(), 0);
+    await page.unroute('**/api/v1/groups');
   });
 
   await t.test('audit log', async () => {
