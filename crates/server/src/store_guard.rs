@@ -61,8 +61,10 @@ struct DeviceCache(Mutex<DeviceEntries>);
 
 #[derive(Default)]
 struct DeviceEntries {
-    records: HashMap<(String, String), DeviceRecord>,
+    /// Tenant → device id → record.
+    records: HashMap<String, HashMap<String, DeviceRecord>>,
     generations: HashMap<String, u64>,
+    len: usize,
 }
 
 /// The most device records kept; past it the cache starts over.
@@ -79,7 +81,7 @@ impl DeviceCache {
         let Ok(e) = self.0.lock() else {
             return Lookup::Miss(u64::MAX);
         };
-        match e.records.get(&(tenant.to_string(), id.to_string())) {
+        match e.records.get(tenant).and_then(|t| t.get(id)) {
             Some(r) => Lookup::Hit(Box::new(r.clone())),
             None => Lookup::Miss(e.generations.get(tenant).copied().unwrap_or(0)),
         }
@@ -90,17 +92,24 @@ impl DeviceCache {
         if e.generations.get(tenant).copied().unwrap_or(0) != generation {
             return;
         }
-        if e.records.len() >= MAX_CACHED_DEVICES {
+        if e.len >= MAX_CACHED_DEVICES {
             e.records.clear();
+            e.len = 0;
         }
-        e.records
-            .insert((tenant.to_string(), record.id.clone()), record.clone());
+        let added = e
+            .records
+            .entry(tenant.to_string())
+            .or_default()
+            .insert(record.id.clone(), record.clone())
+            .is_none();
+        e.len += usize::from(added);
     }
 
     fn invalidate(&self, tenant: &str) {
         let Ok(mut e) = self.0.lock() else { return };
         *e.generations.entry(tenant.to_string()).or_default() += 1;
-        e.records.retain(|(t, _), _| t != tenant);
+        let dropped = e.records.remove(tenant).map_or(0, |t| t.len());
+        e.len = e.len.saturating_sub(dropped);
     }
 }
 

@@ -424,6 +424,7 @@ pub async fn checkin(
     device: DevicePrincipal,
     JsonBody(req): JsonBody<CheckIn>,
 ) -> Result<Json<CheckInResponse>, DeviceRejection> {
+    let _busy = state.hub.busy();
     crate::metrics::get().check_ins.inc();
     let now = state.clock.now();
     let tenant = device.tenant_id.clone();
@@ -590,6 +591,7 @@ pub async fn status(
     device: DevicePrincipal,
     JsonBody(report): JsonBody<StatusReport>,
 ) -> Result<Json<StatusAck>, DeviceRejection> {
+    let _busy = state.hub.busy();
     let now = state.clock.now();
     if report.tamper_events.len() > MAX_TAMPER_EVENTS_PER_REPORT {
         return Err(unprocessable(
