@@ -604,6 +604,10 @@ test('the console, end to end', { timeout: 300000 }, async (top) => {
     await visible(page.locator('#audit-table tr', { hasText: 'policy.create' }).filter({ hasText: 'live-canary-av' }).filter({ hasText: 'user:admin' }));
     await visible(page.locator('#audit-table tr', { hasText: 'group.create' }).filter({ hasText: 'live-canary' }));
     await shot('13-audit');
+    // A filter that matches nothing says so.
+    await page.getByLabel('Filter', { exact: true }).fill('no-such-actor-anywhere');
+    await visible(page.locator('#audit-table td.empty', { hasText: 'No entry matches this filter.' }));
+    await page.getByLabel('Filter', { exact: true }).fill('');
   });
 
   await t.test('a read-only user: limits shown, and enforced by the server', async () => {

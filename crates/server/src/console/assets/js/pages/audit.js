@@ -3,6 +3,7 @@
 import { h, replace } from '../dom.js';
 import { get } from '../api.js';
 import { dateTime } from '../format.js';
+import { errorBox } from '../forms.js';
 
 export async function render(main, ctx) {
   ctx.title('Audit log');
@@ -11,11 +12,16 @@ export async function render(main, ctx) {
   const body = h('tbody');
   const more = h('button', { type: 'button', class: 'btn', id: 'audit-more' }, 'Older entries');
   const count = h('p', { class: 'count', role: 'status' });
+  const moreStatus = h('div', { role: 'status' });
 
   function draw() {
     const q = filter.value.trim().toLowerCase();
     const rows = entries.filter((a) => !q || `${a.actor} ${a.action} ${a.object_kind} ${a.object_name}`.toLowerCase().includes(q));
     replace(count, `${rows.length} of ${entries.length} entries loaded`);
+    if (!rows.length) {
+      replace(body, h('tr', {}, h('td', { colspan: 5, class: 'empty' }, entries.length ? 'No entry matches this filter.' : 'No entry yet.')));
+      return;
+    }
     replace(body, rows.map((a) => h('tr', {},
       h('td', {}, h('time', { datetime: new Date(a.at * 1000).toISOString() }, dateTime(a.at))),
       h('td', {}, a.actor),
@@ -36,7 +42,15 @@ export async function render(main, ctx) {
     draw();
   }
   filter.addEventListener('input', draw);
-  more.addEventListener('click', () => load());
+  // Older entries that fail to load say why, and the button stays to retry.
+  more.addEventListener('click', async () => {
+    replace(moreStatus);
+    try {
+      await load();
+    } catch (err) {
+      replace(moreStatus, errorBox(err));
+    }
+  });
   main.append(
     h('div', { class: 'page-head' }, h('h1', {}, 'Audit log')),
     h('p', { class: 'lead' }, 'Every change, by whom and when, newest first. Entries are written in the same transaction as the change.'),
@@ -46,6 +60,6 @@ export async function render(main, ctx) {
       h('caption', { class: 'sr-only' }, 'Audit log entries'),
       h('thead', {}, h('tr', {}, ['When', 'Who', 'Action', 'Object', 'Details'].map((t) => h('th', { scope: 'col' }, t)))),
       body)),
-    more);
+    more, moreStatus);
   await load();
 }
