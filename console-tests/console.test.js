@@ -431,6 +431,11 @@ test('the console, end to end', { timeout: 300000 }, async (top) => {
     const applied = page.locator('#device-settings tr[data-setting="behavior_monitoring"]');
     await visible(applied.getByText('Recorded, not enforced'), 30000);
     await visible(applied.getByText('by File (not enforced)'));
+    // …and the notes do not say it a second time.
+    assert.doesNotMatch(await applied.locator('td.notes').textContent(), /recorded by the file provider/);
+    // A firewall rule reads by its name and effect, as in the CLI.
+    const ssh = page.locator('#device-settings tr[data-setting="firewall_rules"]', { hasText: '[allow-ssh]' });
+    assert.match(await ssh.textContent(), /allow-ssh \(in allow tcp port 22\)/);
     await page.getByRole('button', { name: 'Policy sync' }).click();
     await visible(page.getByText(/Sync requested: the device is connected/));
     await page.getByRole('button', { name: 'Allow re-enrollment' }).click();

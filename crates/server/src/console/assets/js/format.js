@@ -135,6 +135,8 @@ export function valueNode(v) {
     return h('ul', { class: 'plain' }, v.map((x) => h('li', {}, ruleText(x))));
   }
   if (typeof v === 'object') {
+    // One firewall rule (a row of its own in a report) reads as the list does.
+    if (typeof v.name === 'string' && v.action) return h('span', { title: JSON.stringify(v) }, ruleText(v));
     const entries = Object.entries(v);
     if (entries.length === 0) return h('span', { class: 'muted' }, '(empty)');
     return h('ul', { class: 'plain' }, entries.map(([k, x]) => h('li', {}, h('code', {}, k), ` ${valueText(x)}`)));

@@ -121,7 +121,8 @@ export async function render(main, ctx) {
             ? conflictNode(s.conflicting)
             : s.status === 'conflict' ? h('span', {}, 'Conflict between ', policyLinks(s.other_policies)) : null,
           s.error_code ? h('code', {}, s.error_code) : null,
-          s.error_message ? h('span', { class: 'block' }, s.error_message) : null,
+          // The badge already says "recorded, not enforced".
+          s.error_message && !(s.status === 'recorded' && !s.error_code) ? h('span', { class: 'block' }, s.error_message) : null,
           s.status === 'not_applicable' && s.reason ? h('span', {}, s.reason) : null)));
       rows.push(h('tr', { class: 'detail-row', id: detailId, hidden: !open },
         h('td', { colspan: 6 }, h('div', { class: 'setting-detail' },
