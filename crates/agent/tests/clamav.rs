@@ -86,7 +86,7 @@ impl Clam {
         std::fs::write(
             dir.join("restart.sh"),
             format!(
-                "#!/bin/sh\nif [ -f {d}/clamd.pid ]; then\n  pid=$(cat {d}/clamd.pid)\n  kill \"$pid\" 2>/dev/null\n  i=0\n  while [ -d /proc/$pid ] && [ \"$(cut -d' ' -f3 /proc/$pid/stat 2>/dev/null)\" != Z ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done\nfi\nexec clamd -c {d}/clamd.conf\n"
+                "#!/bin/sh\nif [ -f {d}/clamd.pid ]; then\n  pid=$(cat {d}/clamd.pid)\n  kill \"$pid\" 2>/dev/null\n  i=0\n  while [ -d /proc/$pid ] && [ \"$(cut -d' ' -f3 /proc/$pid/stat 2>/dev/null)\" != Z ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done\nfi\nexec clamd -c {d}/clamd.conf\n"
             ),
         )
         .unwrap();
