@@ -26,13 +26,40 @@ fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// An onboarding package in a file of its own, removed with its directory
+/// when dropped.
+struct PackageFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl PackageFile {
+    fn write(tag: &str, package: &Value) -> PackageFile {
+        let dir = temp_dir(tag);
+        let path = dir.join("package.json");
+        std::fs::write(&path, package.to_string()).unwrap();
+        PackageFile { dir, path }
+    }
+}
+
+impl std::ops::Deref for PackageFile {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for PackageFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Writes an onboarding package to a file.
-async fn package(server: &TestServer, body: Value) -> PathBuf {
+async fn package(server: &TestServer, body: Value) -> PackageFile {
     let (s, p) = server.admin().post("/onboarding", &body).await.unwrap();
     assert!(s.is_success(), "{p}");
-    let path = temp_dir("package").join("package.json");
-    std::fs::write(&path, p.to_string()).unwrap();
-    path
+    PackageFile::write("package", &p)
 }
 
 /// One agent: a state directory, its facts and configuration, and maybe a
@@ -281,8 +308,7 @@ async fn onboarding_survey_outcomes_and_pilot_mode() {
         .await
         .unwrap();
     assert!(s.is_success());
-    let acme_pkg = temp_dir("acme").join("package.json");
-    std::fs::write(&acme_pkg, acme.to_string()).unwrap();
+    let acme_pkg = PackageFile::write("acme", &acme);
     let out = pilot.onboard(&acme_pkg);
     assert!(!out.status.success());
     assert!(
