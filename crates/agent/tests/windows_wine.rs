@@ -557,7 +557,27 @@ async fn the_windows_agent_under_wine_enforces_through_the_policy_registry() {
     let out = wine.agent(&["service", "install"]).output().unwrap();
     assert!(out.status.success(), "service install: {}", stderr(&out));
     let sc = |args: &[&str]| wine.command("wine", &["sc"]).args(args).output().unwrap();
-    assert!(sc(&["start", "RampartAgent"]).status.success());
+    // The foreground agent just stopped; under load Wine may take a while
+    // to let go of it, and the service manager refuses a start meanwhile.
+    // A start that timed out may still have started it: `query` decides.
+    let running = || {
+        let q = String::from_utf8_lossy(&sc(&["query", "RampartAgent"]).stdout).into_owned();
+        q.contains("RUNNING") || q.contains("START_PENDING")
+    };
+    let mut start_answer = sc(&["start", "RampartAgent"]);
+    for _ in 0..30 {
+        if start_answer.status.success() || running() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        start_answer = sc(&["start", "RampartAgent"]);
+    }
+    assert!(
+        start_answer.status.success() || running(),
+        "sc start: {}{}",
+        String::from_utf8_lossy(&start_answer.stdout),
+        stderr(&start_answer)
+    );
     let (name, family, mut settings) = policies().remove(3);
     settings["edr_device_tag"] = json!("finance-2");
     put_policy(
