@@ -343,28 +343,12 @@ mod tests {
 
     fn record(name: &str) -> DeviceRecord {
         DeviceRecord {
-            id: format!("id-{name}"),
-            name: name.to_string(),
             os: "linux".into(),
             os_version: "22.04".into(),
             device_type: "server".into(),
-            agent_version: String::new(),
-            tags: Vec::new(),
-            labels: Vec::new(),
             managed_by: MANAGED_BY_RAMPART.into(),
             enrollment_status: "enrolled".into(),
-            enrollment_code: None,
-            enrollment_reason: None,
-            last_check_in: None,
-            applied_digest: None,
-            policy_version: None,
-            created_at: 0,
-            cert_serial: None,
-            cert_not_after: None,
-            issued_version: 0,
-            issued_digest: None,
-            key_sha256: None,
-            reenroll_until: None,
+            ..crate::device::api::blank_device(format!("id-{name}"), name.to_string(), 0)
         }
     }
 

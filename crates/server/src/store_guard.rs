@@ -485,28 +485,8 @@ mod device_cache_tests {
 
     fn record(id: &str, tags: &[&str]) -> DeviceRecord {
         DeviceRecord {
-            id: id.into(),
-            name: format!("name-{id}"),
-            os: "linux".into(),
-            os_version: String::new(),
-            device_type: "server".into(),
-            agent_version: String::new(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
-            labels: Vec::new(),
-            managed_by: "rampart".into(),
-            enrollment_status: "enrolled".into(),
-            enrollment_code: None,
-            enrollment_reason: None,
-            last_check_in: None,
-            applied_digest: None,
-            policy_version: None,
-            created_at: 0,
-            cert_serial: None,
-            cert_not_after: None,
-            issued_version: 0,
-            issued_digest: None,
-            key_sha256: None,
-            reenroll_until: None,
+            ..crate::device::api::blank_device(id.into(), format!("name-{id}"), 0)
         }
     }
 

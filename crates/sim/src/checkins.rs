@@ -124,13 +124,7 @@ pub async fn measure(clients: usize, secs: f64, database: Option<&Database>) -> 
     }
     // One round first: connections open, caches warm.
     let unchanged = |a: Arc<Agent>| async move {
-        let body = CheckIn {
-            digest: Some(a.digest.clone()),
-            version: None,
-            facts: facts(),
-            survey: Survey::default(),
-            policy_key: Some(a.policy_key.clone()),
-        };
+        let body = a.checkin();
         let r: serde_json::Value = a
             .http
             .post(format!("{}/device/v1/checkin", a.url))

@@ -104,16 +104,21 @@ async fn enroll(package: &OnboardingPackage, name: String) -> Result<Agent> {
 }
 
 impl Agent {
-    /// Check in; verify and "apply" a new policy; report; returns whether a
-    /// new policy came.
-    async fn sync(&mut self) -> Result<bool> {
-        let body = CheckIn {
+    /// The check-in this agent sends: the digest and key it holds.
+    fn checkin(&self) -> CheckIn {
+        CheckIn {
             digest: Some(self.digest.clone()),
             version: None,
             facts: facts(),
             survey: Survey::default(),
-            policy_key: None,
-        };
+            policy_key: Some(self.policy_key.clone()),
+        }
+    }
+
+    /// Check in; verify and "apply" a new policy; report; returns whether a
+    /// new policy came.
+    async fn sync(&mut self) -> Result<bool> {
+        let body = self.checkin();
         let r: CheckInResponse = self
             .http
             .post(format!("{}/device/v1/checkin", self.url))

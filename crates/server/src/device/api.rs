@@ -63,7 +63,7 @@ fn name_taken(name: &str) -> ApiError {
 }
 
 /// A new device record for `name`, before the facts are applied.
-fn blank_device(id: String, name: String, now: i64) -> DeviceRecord {
+pub(crate) fn blank_device(id: String, name: String, now: i64) -> DeviceRecord {
     DeviceRecord {
         id,
         name,
