@@ -63,6 +63,9 @@ enum Command {
     Tenant(commands::tenant::Args),
     /// Where settings stand on devices, per policy, device or setting.
     Report(commands::report::Args),
+    /// Staged rollouts of policy changes: list, show, pause, resume,
+    /// advance, abort.
+    Rollout(commands::rollout::Args),
     /// The audit log: who changed what.
     Audit(commands::audit::Args),
     /// API tokens: create, list, delete.
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
         Command::Policy(args) => online(&cli.target, |c| commands::policy::run(c, args)),
         Command::Tenant(args) => online(&cli.target, |c| commands::tenant::run(c, args)),
         Command::Report(args) => online(&cli.target, |c| commands::report::run(c, args)),
+        Command::Rollout(args) => online(&cli.target, |c| commands::rollout::run(c, args)),
         Command::Audit(args) => online(&cli.target, |c| commands::audit::run(c, args)),
         Command::Token(args) => online(&cli.target, |c| commands::token::run(c, args)),
         Command::User(args) => online(&cli.target, |c| commands::user::run(c, args)),

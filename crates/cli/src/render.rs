@@ -24,6 +24,22 @@ pub fn time(secs: Option<i64>) -> String {
     )
 }
 
+/// A length of time as people write it: `90s`, `30m`, `2h`, `1d`, `1h30m`.
+pub fn duration(secs: u64) -> String {
+    if secs == 0 {
+        return "none".into();
+    }
+    let mut out = String::new();
+    let mut rest = secs;
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if rest >= size {
+            out.push_str(&format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    out
+}
+
 /// The proleptic Gregorian date of a day count since 1970-01-01 (Howard
 /// Hinnant's `civil_from_days`), so the CLI needs no date crate.
 fn civil_from_days(days: i64) -> (i64, i64, i64) {

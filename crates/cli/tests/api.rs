@@ -1140,3 +1140,75 @@ async fn the_cli_talks_to_an_https_server_with_a_private_ca() {
     server.stop().await.unwrap();
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn rollouts_are_listed_shown_paused_and_aborted() {
+    let server = TestServer::with_examples().await.unwrap();
+    assert_eq!(
+        ok(&server, &["rollout", "list"]).await.trim(),
+        "No rollouts."
+    );
+    let api = server.admin();
+    let (_, mut policy) = api.get("/policies/linux-av-baseline").await.unwrap();
+    for field in ["version", "modified_at", "modified_by"] {
+        policy.as_object_mut().unwrap().remove(field);
+    }
+    policy["settings"]["scan_archives"] = Value::Bool(false);
+    policy["rollout"] = serde_json::json!({
+        "stages": [{"percent": 25, "soak": "2h"}, {"percent": 100, "soak": 5400}],
+    });
+    let (status, body) = api
+        .put("/policies/linux-av-baseline", &policy)
+        .await
+        .unwrap();
+    assert!(status.is_success(), "{body}");
+
+    let table = ok(&server, &["rollout", "list"]).await;
+    assert!(table.starts_with("POLICY"), "{table}");
+    assert!(
+        table.contains("linux-av-baseline")
+            && table.contains("running")
+            && table.contains("1 of 2 (25%)"),
+        "{table}"
+    );
+    let shown = ok(&server, &["rollout", "show", "linux-av-baseline"]).await;
+    for want in [
+        "version 1 -> version 2",
+        "State:    running",
+        "25%",
+        "2h",
+        "1h30m",
+        "start",
+    ] {
+        assert!(shown.contains(want), "{want:?} missing:\n{shown}");
+    }
+    let paused = json(
+        &server,
+        &[
+            "rollout",
+            "pause",
+            "linux-av-baseline",
+            "--reason",
+            "checking",
+        ],
+    )
+    .await;
+    assert_eq!(
+        (paused["state"].as_str(), paused["reason"].as_str()),
+        (Some("paused"), Some("checking"))
+    );
+    let aborted = json(&server, &["rollout", "abort", "linux-av-baseline"]).await;
+    assert_eq!(aborted["state"], "rolled_back");
+    let (_, restored) = api.get("/policies/linux-av-baseline").await.unwrap();
+    assert_eq!(restored["settings"]["scan_archives"], true);
+    let out = rampart(&server, &["rollout", "resume", "linux-av-baseline"]).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("rolled_back"), "{}", stderr(&out));
+    let out = rampart(&server, &["rollout", "show", "no-such-policy"]).await;
+    assert!(
+        !out.status.success() && stderr(&out).contains("not found"),
+        "{}",
+        stderr(&out)
+    );
+    server.stop().await.unwrap();
+}

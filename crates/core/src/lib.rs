@@ -13,6 +13,7 @@ pub mod intune;
 pub mod model;
 pub mod names;
 pub mod resolve;
+pub mod rollout;
 pub mod schema;
 pub mod suggest;
 pub mod text;

@@ -163,6 +163,8 @@ pub struct Policy {
     /// When it was last modified, in seconds since the epoch; breaks ties under
     /// `most_secure_wins` (the most recently modified policy wins).
     pub modified_at: i64,
+    /// How a change to it is released; resolution does not read it.
+    pub rollout: crate::rollout::RolloutChoice,
 }
 
 /// The tenant settings the engine needs.
@@ -179,6 +181,9 @@ pub struct TenantSettings {
     /// channel refuses a device whose facts say domain controller until it
     /// is on.
     pub manage_domain_controllers: bool,
+    /// How a policy change is released when the policy does not say
+    /// (`None`: everywhere at once).
+    pub default_rollout: Option<crate::rollout::RolloutSpec>,
 }
 
 /// The tag that marks pilot devices unless the tenant chooses another.
@@ -197,6 +202,7 @@ impl Default for TenantSettings {
             conflict_policy: ConflictPolicy::Report,
             allow_takeover: false,
             manage_domain_controllers: false,
+            default_rollout: None,
         }
     }
 }

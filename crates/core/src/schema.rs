@@ -74,9 +74,11 @@ pub fn policy_schema(catalog: &Catalog) -> Value {
                             "exclude": {"type": "array", "items": {"type": "string", "minLength": 1}},
                         },
                     },
+                    "rollout": {"oneOf": [{"const": crate::rollout::IMMEDIATE}, {"$ref": "#/$defs/Rollout"}]},
                 },
                 "allOf": family_rules,
             },
+            "Rollout": rollout_schema(),
             "Group": {
                 "type": "object",
                 "required": ["kind", "name"],
@@ -118,6 +120,7 @@ pub fn policy_schema(catalog: &Catalog) -> Value {
                     "conflict_policy": {"enum": strings(ConflictPolicy::ALL, ConflictPolicy::as_str)},
                     "allow_takeover": {"type": "boolean"},
                     "manage_domain_controllers": {"type": "boolean"},
+                    "default_rollout": {"oneOf": [{"const": crate::rollout::IMMEDIATE}, {"type": "null"}, {"$ref": "#/$defs/Rollout"}]},
                 },
             },
         },
@@ -234,6 +237,52 @@ fn firewall_rule_schema() -> Value {
             "interface_types": {"type": "array", "items": {"enum": ["all", "lan", "wireless", "remote_access"]}},
             "edge_traversal": {"type": "boolean"},
             "icmp_types_and_codes": {"type": "array", "items": {"type": "string", "pattern": "^[0-9]{1,3}:([0-9]{1,3}|\\*)$"}},
+        },
+    })
+}
+
+/// The map form of a staged rollout (`rollout:` of a policy,
+/// `default_rollout:` of the tenant settings).
+fn rollout_schema() -> Value {
+    let percent = json!({"oneOf": [
+        {"type": "number", "minimum": 0, "maximum": 100},
+        {"type": "string", "pattern": "^[0-9]+(\\.[0-9]{1,2})?%?$"},
+    ]});
+    json!({
+        "type": "object",
+        "required": ["stages"],
+        "additionalProperties": false,
+        "description": "Release a change in stages: each stage adds a share of the devices or a group, soaks, and passes the gates before the next.",
+        "properties": {
+            "stages": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": crate::rollout::MAX_STAGES,
+                "items": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "properties": {
+                        "percent": percent,
+                        "group": {"type": "string", "minLength": 1},
+                        "soak": {"oneOf": [
+                            {"type": "integer", "minimum": 0, "maximum": crate::rollout::MAX_SOAK_SECS},
+                            {"type": "string", "pattern": "^[0-9]+ ?[smhd]?$"},
+                        ]},
+                    },
+                    "oneOf": [{"required": ["percent"]}, {"required": ["group"]}],
+                },
+            },
+            "gates": {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "max_errors": percent,
+                    "max_lockouts": percent,
+                    "max_silent": percent,
+                    "no_new_tamper": {"type": "boolean"},
+                },
+            },
+            "on_failure": {"enum": ["pause", "rollback"]},
         },
     })
 }

@@ -220,6 +220,7 @@ pub const POLICY_FIELDS: &[&str] = &[
     "platform",
     "settings",
     "assignments",
+    "rollout",
 ];
 
 /// Checks a policy object against the catalog. Version and modification time
@@ -244,6 +245,14 @@ pub fn policy_from_json(
         _ => Some(BTreeMap::new()),
     };
     let assignments = check_assignments(&mut r);
+    let rollout = match crate::rollout::choice_from_json(r.present("rollout")) {
+        Ok(choice) => choice,
+        Err(errors) => {
+            r.errors
+                .extend(errors.into_iter().map(|e| e.under("rollout")));
+            crate::rollout::RolloutChoice::TenantDefault
+        }
+    };
     let policy = match (name, family, platform, settings) {
         (Some(name), Some(family), Some(platform), Some(settings)) => Some(Policy {
             name,
@@ -254,6 +263,7 @@ pub fn policy_from_json(
             assignments,
             version,
             modified_at,
+            rollout,
         }),
         _ => None,
     };
@@ -507,6 +517,7 @@ pub const TENANT_FIELDS: &[&str] = &[
     "conflict_policy",
     "allow_takeover",
     "manage_domain_controllers",
+    "default_rollout",
 ];
 
 /// Checks tenant settings; fields left out keep the values of `base`.
@@ -562,12 +573,26 @@ pub fn tenant_settings_from_json(
     let allow_takeover = r.bool("allow_takeover", base.allow_takeover);
     let manage_domain_controllers =
         r.bool("manage_domain_controllers", base.manage_domain_controllers);
+    // `default_rollout: immediate` (or null) removes the default.
+    let default_rollout = match r.obj.get("default_rollout") {
+        None => base.default_rollout.clone(),
+        Some(v) => match crate::rollout::choice_from_json(Some(v)) {
+            Ok(crate::rollout::RolloutChoice::Staged(spec)) => Some(spec),
+            Ok(_) => None,
+            Err(errors) => {
+                r.errors
+                    .extend(errors.into_iter().map(|e| e.under("default_rollout")));
+                None
+            }
+        },
+    };
     let settings = conflict_policy.map(|conflict_policy| TenantSettings {
         enforcement,
         pilot_tag,
         conflict_policy,
         allow_takeover,
         manage_domain_controllers,
+        default_rollout,
     });
     r.finish(settings)
 }
@@ -575,7 +600,7 @@ pub fn tenant_settings_from_json(
 /// The canonical JSON of a checked policy: what the server stores and what
 /// `policy_from_json` reads back into the same policy.
 pub fn policy_to_json(policy: &Policy) -> Value {
-    serde_json::json!({
+    let mut doc = serde_json::json!({
         "name": policy.name,
         "description": policy.description,
         "family": policy.family,
@@ -585,7 +610,14 @@ pub fn policy_to_json(policy: &Policy) -> Value {
             "include": policy.assignments.include,
             "exclude": policy.assignments.exclude,
         },
-    })
+    });
+    if let (Some(rollout), Some(obj)) = (
+        crate::rollout::choice_to_json(&policy.rollout),
+        doc.as_object_mut(),
+    ) {
+        obj.insert("rollout".to_string(), rollout);
+    }
+    doc
 }
 
 /// The canonical JSON of a checked group.
@@ -612,6 +644,7 @@ pub fn tenant_settings_to_json(settings: &TenantSettings) -> Value {
         "conflict_policy": settings.conflict_policy,
         "allow_takeover": settings.allow_takeover,
         "manage_domain_controllers": settings.manage_domain_controllers,
+        "default_rollout": settings.default_rollout.as_ref().map(crate::rollout::spec_to_json),
     })
 }
 

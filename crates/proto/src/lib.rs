@@ -118,6 +118,11 @@ pub struct TenantSettingsView {
     /// by default).
     #[serde(default)]
     pub manage_domain_controllers: bool,
+    /// How a policy change is released when the policy does not say; none:
+    /// everywhere at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub default_rollout: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -229,6 +234,11 @@ pub struct PolicyView {
     #[schema(value_type = Object)]
     pub settings: BTreeMap<String, Value>,
     pub assignments: AssignmentsView,
+    /// How a change to it is released: `immediate`, or stages, gates and
+    /// what a failing gate does; left out for the tenant's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub rollout: Option<Value>,
     pub version: u64,
     pub modified_at: i64,
     pub modified_by: String,
@@ -347,6 +357,10 @@ pub struct DeviceImpact {
     pub conflicts_removed: Vec<ConflictView>,
     pub digest_before: String,
     pub digest_after: String,
+    /// When the change goes out in a staged rollout: the stage that brings
+    /// it to this device (`stage 1 of 3 (10%)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -407,6 +421,14 @@ pub struct StatusCounts {
     pub conflict: u64,
     pub not_applicable: u64,
     pub pending: u64,
+    /// Targeted by a change a staged rollout has not brought them yet;
+    /// left out when none are.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pending_rollout: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One setting (or key of one) on one device.
@@ -491,8 +513,13 @@ pub struct TrustEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PolicyDeviceStatus {
     pub device: String,
-    /// The worst of its settings' statuses.
+    /// The worst of its settings' statuses; `pending_rollout` for a device
+    /// a staged rollout has not reached (it keeps the previous revision).
     pub status: String,
+    /// In a staged rollout: the stage that brings the device the new
+    /// revision (`stage 2 of 3`), or `reached`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<String>,
     pub last_check_in: Option<i64>,
     pub settings: Vec<SettingStatusView>,
 }
@@ -506,6 +533,9 @@ pub struct PolicyReport {
     /// Per setting of the policy: counts over the targeted devices.
     pub settings: BTreeMap<String, StatusCounts>,
     pub devices: Vec<PolicyDeviceStatus>,
+    /// The policy's staged rollout, the current or the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -529,6 +559,112 @@ pub struct SettingReport {
     pub setting: String,
     pub counts: StatusCounts,
     pub devices: Vec<SettingDeviceStatus>,
+}
+
+// ---- staged rollouts --------------------------------------------------------
+
+/// `running`: stages advance as their soaks end and gates pass; `paused`:
+/// held where it is (by an administrator or a failing gate); `completed`:
+/// every device has the new revision; `rolled_back`: every device is back
+/// on the previous revision.
+pub const ROLLOUT_STATES: &[&str] = &["running", "paused", "completed", "rolled_back"];
+
+/// A policy change released in stages: what the server stores (one document
+/// per policy, a new version per step) and shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Rollout {
+    /// Random; with a device's id it decides the device's stage.
+    pub id: String,
+    pub policy: String,
+    /// One of [`ROLLOUT_STATES`].
+    pub state: String,
+    /// The stage reached so far, 0-based.
+    pub stage: usize,
+    /// The specification, as the policy or the tenant default gave it.
+    #[schema(value_type = Object)]
+    pub spec: Value,
+    /// The policy's version before the change (none: the change created it).
+    pub from_version: Option<u64>,
+    /// The policy document devices not yet reached keep (none: they do not
+    /// get the policy).
+    #[schema(value_type = Option<Object>)]
+    pub previous: Option<Value>,
+    /// The change deletes the policy.
+    #[serde(default)]
+    pub deletes: bool,
+    pub started_at: i64,
+    pub started_by: String,
+    /// When the current stage began (its soak runs from here).
+    pub stage_started_at: i64,
+    /// Why it is paused or was rolled back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The gates as read at the end of the last soak.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gates: Option<GateValues>,
+    /// Every step, oldest first.
+    pub history: Vec<RolloutEvent>,
+}
+
+/// What the gates read over the devices the rollout had reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GateValues {
+    pub reached: u64,
+    pub errors: u64,
+    pub lockouts: u64,
+    pub silent: u64,
+    pub tamper_events: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RolloutEvent {
+    pub at: i64,
+    pub actor: String,
+    /// `start`, `advance`, `pause`, `resume`, `gate_failed`, `superseded`,
+    /// `complete`, `rollback`.
+    pub action: String,
+    /// The stage after the step.
+    pub stage: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gates: Option<GateValues>,
+}
+
+/// A rollout with where it stands now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RolloutView {
+    #[serde(flatten)]
+    pub rollout: Rollout,
+    /// Each stage in words (`10%`, `group canary`) with its soak.
+    pub stages: Vec<RolloutStageView>,
+    /// When the current stage's soak ends (running only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak_ends_at: Option<i64>,
+    /// Devices the policy targets before or after the change.
+    pub devices_targeted: u64,
+    /// Of those, the ones that have been given the new revision.
+    pub devices_reached: u64,
+    /// The policy's version now (none when the change deleted it).
+    pub to_version: Option<u64>,
+    /// Version of the rollout document, for `If-Match`.
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RolloutStageView {
+    /// `10%` or `group canary`.
+    pub target: String,
+    pub soak_secs: u64,
+}
+
+/// A pause, resume, advance or abort, with why.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutAction {
+    /// Recorded in the rollout's history and the audit log.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 // ---- audit, tokens, users, login ------------------------------------------

@@ -54,6 +54,8 @@ pub struct ServerConfig {
     pub master_key_file: Option<PathBuf>,
     /// The longest one database call may take before the API answers 503.
     pub database_timeout: std::time::Duration,
+    /// How often staged rollouts whose soak ended have their gates read.
+    pub rollout_check_interval: std::time::Duration,
 }
 
 /// Device certificates live a day by default: short enough that a stolen
@@ -83,6 +85,7 @@ impl ServerConfig {
             metrics_listen: None,
             master_key_file: None,
             database_timeout: crate::store_guard::DEFAULT_TIMEOUT,
+            rollout_check_interval: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -104,6 +107,7 @@ impl fmt::Debug for ServerConfig {
             .field("cert_lifetime_secs", &self.cert_lifetime_secs)
             .field("master_key_file", &self.master_key_file)
             .field("database_timeout", &self.database_timeout)
+            .field("rollout_check_interval", &self.rollout_check_interval)
             .finish()
     }
 }

@@ -5,18 +5,30 @@
 //! from `rampart_core::resolve::resolve` on this state — the same function the
 //! offline `rampart plan` calls.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
+use rampart_core::documents::memberships;
 use rampart_core::model::{Device, DeviceType, Group, Platform, Policy, TenantSettings};
-use rampart_core::resolve::{resolve, unmanaged, Conflict, Resolution};
+use rampart_core::resolve::{resolve, targets, unmanaged, Conflict, Resolution};
 use rampart_core::validate::{group_from_json, policy_from_json, tenant_settings_from_json};
 use rampart_proto::DeviceImpact;
 use rampart_store::{DeviceRecord, ObjectKind, ObjectRecord};
 
 use crate::error::ApiResult;
+use crate::rollout::ActiveRollout;
 use crate::state::AppState;
 use crate::views::conflict_view;
+
+/// Where a device stands in a policy's staged rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entitlement {
+    /// It has been given the new revision.
+    pub reached: bool,
+    /// The stage (0-based) that reaches it; `None`: only completion does.
+    pub stage: Option<usize>,
+}
 
 /// `managed_by` of a device Rampart manages.
 pub const MANAGED_BY_RAMPART: &str = "rampart";
@@ -30,6 +42,9 @@ pub struct Fleet {
     pub devices: Vec<DeviceRecord>,
     pub policy_records: Vec<ObjectRecord>,
     pub group_records: Vec<ObjectRecord>,
+    /// Staged rollouts under way: devices they have not reached resolve
+    /// against the policy's previous revision.
+    pub rollouts: Vec<ActiveRollout>,
     /// Resolutions already computed against this snapshot. A snapshot never
     /// changes (a policy, group or tenant change makes a new one), so an
     /// entry stays right for as long as the device's own inputs are the ones
@@ -41,6 +56,8 @@ pub struct Fleet {
 /// looks at, and nothing else.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ResolveKey {
+    /// A rollout's stages pick devices by id.
+    id: String,
     name: String,
     os: String,
     os_version: String,
@@ -53,6 +70,7 @@ struct ResolveKey {
 impl ResolveKey {
     fn of(record: &DeviceRecord) -> ResolveKey {
         ResolveKey {
+            id: record.id.clone(),
             name: record.name.clone(),
             os: record.os.clone(),
             os_version: record.os_version.clone(),
@@ -115,6 +133,12 @@ impl Fleet {
             .iter()
             .filter_map(|r| group_from_json(&r.doc).ok())
             .collect();
+        let rollouts = store
+            .objects(tenant, ObjectKind::Rollout)
+            .await?
+            .iter()
+            .filter_map(|r| ActiveRollout::from_record(r, state.catalog))
+            .collect();
         Ok(Fleet {
             settings,
             policies,
@@ -122,6 +146,7 @@ impl Fleet {
             devices: Vec::new(),
             policy_records,
             group_records,
+            rollouts,
             resolved: ResolutionCache::default(),
         })
     }
@@ -172,10 +197,57 @@ impl Fleet {
         Some(resolve(
             &device,
             &self.groups,
-            &self.policies,
+            &self.entitled_policies(record, &device),
             &self.settings,
             rampart_core::catalog::Catalog::builtin(),
         ))
+    }
+
+    /// The policy revisions a device is entitled to: the current ones,
+    /// except where a staged rollout has not reached it yet.
+    fn entitled_policies(&self, record: &DeviceRecord, device: &Device) -> Cow<'_, [Policy]> {
+        if self.rollouts.is_empty() {
+            return Cow::Borrowed(&self.policies);
+        }
+        let member_of = memberships(device, &self.groups);
+        let mut policies = self.policies.clone();
+        for r in &self.rollouts {
+            if r.reaches(&record.id, |g| member_of.contains(g)) {
+                continue;
+            }
+            policies.retain(|p| p.name != r.policy);
+            policies.extend(r.previous.clone());
+        }
+        Cow::Owned(policies)
+    }
+
+    /// Whether the current revision of `policy` targets the device.
+    pub fn targeted_by(&self, record: &DeviceRecord, policy: &str) -> bool {
+        let Some(device) = Fleet::device(record) else {
+            return false;
+        };
+        let member_of = memberships(&device, &self.groups);
+        self.policies
+            .iter()
+            .any(|p| p.name == policy && targets(p, &device, &member_of))
+    }
+
+    /// Where a device stands in the active rollout of `policy`: `None` when
+    /// there is none or neither revision targets the device.
+    pub fn rollout_entitlement(&self, record: &DeviceRecord, policy: &str) -> Option<Entitlement> {
+        let rollout = self.rollouts.iter().find(|r| r.policy == policy)?;
+        let device = Fleet::device(record)?;
+        let member_of = memberships(&device, &self.groups);
+        let targeted = self
+            .policies
+            .iter()
+            .filter(|p| p.name == policy)
+            .chain(rollout.previous.iter())
+            .any(|p| targets(p, &device, &member_of));
+        targeted.then(|| Entitlement {
+            reached: rollout.reaches(&record.id, |g| member_of.contains(g)),
+            stage: rollout.stage_of(&record.id, |g| member_of.contains(g)),
+        })
     }
 
     /// [`Fleet::resolve`], computed once per device and snapshot: unchanged
@@ -297,6 +369,7 @@ pub fn impact(
             conflicts_removed,
             digest_before: b.map(|r| r.digest.clone()).unwrap_or_default(),
             digest_after: a.map(|r| r.digest.clone()).unwrap_or_default(),
+            rollout: None,
         });
     }
     out
@@ -337,6 +410,7 @@ mod tests {
             devices: Vec::new(),
             policy_records: Vec::new(),
             group_records: Vec::new(),
+            rollouts: Vec::new(),
             resolved: ResolutionCache::default(),
         }
     }

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod policy_cache;
 pub mod request_log;
+pub mod rollout;
 pub mod router;
 pub mod sealing;
 pub mod simulate;
@@ -346,6 +347,19 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Runnin
     if let Some(url) = postgres_url {
         background.push(fanout::spawn_listener(state.clone(), url));
     }
+    // Staged rollouts advance (or pause, or roll back) as their soaks end.
+    let gatekeeper = state.clone();
+    let every = config.rollout_check_interval;
+    background.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = rollout::evaluate_due(&gatekeeper).await {
+                tracing::warn!(error = ?e, "could not read the gates of staged rollouts");
+            }
+        }
+    }));
     // Tenants created by another process (`rampart-server create-tenant`) or
     // replica become acceptable to the device listener within seconds.
     let refresher = state.clone();

@@ -93,6 +93,15 @@ struct Args {
         global = true
     )]
     database_timeout: f64,
+    /// Seconds between readings of the health gates of staged rollouts whose soak has ended.
+    #[arg(
+        long,
+        env = "RAMPART_ROLLOUT_CHECK_SECS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=3600),
+        global = true
+    )]
+    rollout_check_secs: u64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -174,6 +183,7 @@ async fn main() -> Result<()> {
         master_key_file: args.master_key_file,
         database_timeout: std::time::Duration::try_from_secs_f64(args.database_timeout)
             .map_err(|_| anyhow::anyhow!("--database-timeout must be a number of seconds"))?,
+        rollout_check_interval: std::time::Duration::from_secs(args.rollout_check_secs),
     };
     config.validate()?;
     match &args.command {

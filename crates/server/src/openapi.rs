@@ -6,7 +6,9 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{admin, catalog, changes, devices, groups, onboarding, policies, reports, tenant};
+use crate::api::{
+    admin, catalog, changes, devices, groups, onboarding, policies, reports, rollouts, tenant,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +21,7 @@ use crate::api::{admin, catalog, changes, devices, groups, onboarding, policies,
         catalog::list, catalog::show,
         changes::preview, changes::apply,
         reports::policy, reports::setting, reports::device,
+        rollouts::list, rollouts::show, rollouts::pause, rollouts::resume, rollouts::advance, rollouts::abort,
         admin::audit_log, admin::list_tokens, admin::create_token, admin::delete_token,
         admin::list_users, admin::create_user, admin::update_user, admin::delete_user, admin::login, admin::logout,
         onboarding::create, onboarding::list, onboarding::revoke,

@@ -4,7 +4,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 
-use crate::api::{admin, catalog, changes, devices, groups, onboarding, policies, reports, tenant};
+use crate::api::{
+    admin, catalog, changes, devices, groups, onboarding, policies, reports, rollouts, tenant,
+};
 use crate::body::MAX_BODY_BYTES;
 use crate::openapi;
 use crate::state::AppState;
@@ -48,6 +50,12 @@ pub fn router(state: AppState) -> Router {
         .route("/reports/policies/{name}", get(reports::policy))
         .route("/reports/settings/{setting}", get(reports::setting))
         .route("/reports/devices/{name}", get(reports::device))
+        .route("/rollouts", get(rollouts::list))
+        .route("/rollouts/{policy}", get(rollouts::show))
+        .route("/rollouts/{policy}/pause", post(rollouts::pause))
+        .route("/rollouts/{policy}/resume", post(rollouts::resume))
+        .route("/rollouts/{policy}/advance", post(rollouts::advance))
+        .route("/rollouts/{policy}/abort", post(rollouts::abort))
         .route("/audit", get(admin::audit_log))
         .route("/tokens", get(admin::list_tokens).post(admin::create_token))
         .route("/tokens/{id}", delete(admin::delete_token))

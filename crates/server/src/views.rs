@@ -46,6 +46,7 @@ pub fn policy_view(r: &ObjectRecord) -> PolicyView {
             include: strings(doc.pointer("/assignments/include")),
             exclude: strings(doc.pointer("/assignments/exclude")),
         },
+        rollout: doc.get("rollout").cloned(),
         version: r.version,
         modified_at: r.modified_at,
         modified_by: r.modified_by.clone(),
@@ -112,6 +113,10 @@ pub fn tenant_settings_view(s: &TenantSettings) -> TenantSettingsView {
         conflict_policy: s.conflict_policy.to_string(),
         allow_takeover: s.allow_takeover,
         manage_domain_controllers: s.manage_domain_controllers,
+        default_rollout: s
+            .default_rollout
+            .as_ref()
+            .map(rampart_core::rollout::spec_to_json),
     }
 }
 

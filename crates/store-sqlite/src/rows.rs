@@ -119,6 +119,7 @@ pub(crate) fn kind_from_db(kind: &str) -> Result<ObjectKind> {
     match kind {
         "policy" => Ok(ObjectKind::Policy),
         "group" => Ok(ObjectKind::Group),
+        "rollout" => Ok(ObjectKind::Rollout),
         other => Err(StoreError::Backend(format!(
             "unknown object kind {other:?}"
         ))),

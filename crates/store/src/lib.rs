@@ -49,11 +49,14 @@ pub struct Tenant {
     pub created_at: Timestamp,
 }
 
-/// Versioned documents the administrators write.
+/// Versioned documents: the policies and groups administrators write, and
+/// the state of a policy's staged rollout (named after its policy; each step
+/// is a new version, so its history is the rollout's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ObjectKind {
     Policy,
     Group,
+    Rollout,
 }
 
 impl ObjectKind {
@@ -61,6 +64,7 @@ impl ObjectKind {
         match self {
             ObjectKind::Policy => "policy",
             ObjectKind::Group => "group",
+            ObjectKind::Rollout => "rollout",
         }
     }
 }

@@ -55,6 +55,11 @@ pub struct Options {
     pub database_timeout: Option<std::time::Duration>,
     /// As `--behind-tls-proxy`: client addresses come from `X-Forwarded-For`.
     pub behind_tls_proxy: bool,
+    /// How often rollout gates are read; every 200 ms when `None`, so that
+    /// a test that moves the clock past a soak sees the step at once.
+    pub rollout_check_interval: Option<std::time::Duration>,
+    /// As `--simulate`: an in-process agent for each `kind: Device` of `load`.
+    pub simulate: bool,
 }
 
 impl TestServer {
@@ -91,6 +96,10 @@ impl TestServer {
             database_timeout: options
                 .database_timeout
                 .unwrap_or(rampart_server::store_guard::DEFAULT_TIMEOUT),
+            simulate: options.simulate,
+            rollout_check_interval: options
+                .rollout_check_interval
+                .unwrap_or(std::time::Duration::from_millis(200)),
             ..ServerConfig::new(data_dir.clone())
         };
         // Real time at start, then moved only by the test: certificates are

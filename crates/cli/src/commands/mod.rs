@@ -10,6 +10,7 @@ pub mod onboarding;
 pub mod plan;
 pub mod policy;
 pub mod report;
+pub mod rollout;
 pub mod tenant;
 pub mod token;
 pub mod user;

@@ -75,6 +75,8 @@ pub async fn preview(
     let mut after = fleet.clone();
     let mut errors = Vec::new();
     let mut touched = Vec::new();
+    // Policies changed, with their new documents (none: deleted).
+    let mut staged: Vec<(String, Option<Value>)> = Vec::new();
     let now = state.clock.now();
     for (i, change) in req.changes.iter().enumerate() {
         let path = format!("changes[{i}]");
@@ -108,6 +110,7 @@ pub async fn preview(
                         ) {
                             Ok(p) => {
                                 after.policies.retain(|x| x.name != p.name);
+                                staged.push((p.name.clone(), Some(policy_to_json(&p))));
                                 touched.push((format!("{path}.document"), p.clone()));
                                 after.policies.push(p);
                             }
@@ -124,7 +127,7 @@ pub async fn preview(
                         Err(e) => errors
                             .extend(e.into_iter().map(|e| e.under(&format!("{path}.document")))),
                     },
-                    None => {}
+                    Some(ObjectKind::Rollout) | None => {}
                 }
             }
             Change::Delete { kind, name } => {
@@ -132,6 +135,7 @@ pub async fn preview(
                     Some(ObjectKind::Policy) => {
                         let before = after.policies.len();
                         after.policies.retain(|x| &x.name != name);
+                        staged.push((name.clone(), None));
                         if after.policies.len() == before {
                             errors.push(FieldError::new(
                                 format!("{path}.name"),
@@ -149,7 +153,7 @@ pub async fn preview(
                             ));
                         }
                     }
-                    None => {}
+                    Some(ObjectKind::Rollout) | None => {}
                 }
             }
         }
@@ -158,9 +162,54 @@ pub async fn preview(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    Ok(Json(PreviewResponse {
-        devices: impact(&fleet.resolve_all(), &after.resolve_all()),
-    }))
+    let mut devices = impact(&fleet.resolve_all(), &after.resolve_all());
+    annotate_stages(&who.tenant_id, &fleet, &after, &staged, &mut devices);
+    Ok(Json(PreviewResponse { devices }))
+}
+
+/// Marks each affected device with the rollout stage that brings it a
+/// staged change (the first such change, when several are previewed).
+fn annotate_stages(
+    tenant: &str,
+    before: &Fleet,
+    after: &Fleet,
+    staged: &[(String, Option<Value>)],
+    devices: &mut [rampart_proto::DeviceImpact],
+) {
+    let rollouts: Vec<_> = staged
+        .iter()
+        .filter_map(|(name, doc)| {
+            crate::rollout::previewed(
+                tenant,
+                before,
+                after.settings.default_rollout.as_ref(),
+                name,
+                doc.as_ref(),
+            )
+        })
+        .collect();
+    if rollouts.is_empty() {
+        return;
+    }
+    for impact in devices.iter_mut() {
+        let Some(record) = before.devices.iter().find(|d| d.name == impact.device) else {
+            continue;
+        };
+        let Some(device) = Fleet::device(record) else {
+            continue;
+        };
+        let member_of = rampart_core::documents::memberships(&device, &after.groups);
+        let targeted =
+            |policy: &str| {
+                before.policies.iter().chain(&after.policies).any(|p| {
+                    p.name == policy && rampart_core::resolve::targets(p, &device, &member_of)
+                })
+            };
+        impact.rollout = rollouts
+            .iter()
+            .find(|r| targeted(&r.policy))
+            .map(|r| crate::rollout::stage_of_device(r, &record.id, |g| member_of.contains(g)));
+    }
 }
 
 /// The desired state an apply request describes.
@@ -468,9 +517,40 @@ pub async fn apply(
     if let Some(s) = desired.settings {
         after.settings = s;
     }
-    let devices = impact(&fleet.resolve_all(), &after.resolve_all());
+    let mut devices = impact(&fleet.resolve_all(), &after.resolve_all());
+    let staged: Vec<(String, Option<Value>)> = created
+        .iter()
+        .chain(&changed)
+        .chain(&deleted)
+        .filter(|what| what.kind == ObjectKind::Policy.as_str())
+        .map(|what| {
+            let doc = after
+                .policies
+                .iter()
+                .find(|p| p.name == what.name)
+                .map(policy_to_json);
+            (what.name.clone(), doc)
+        })
+        .collect();
+    annotate_stages(&who.tenant_id, &fleet, &after, &staged, &mut devices);
     let applied = !req.dry_run && !writes.is_empty();
     if applied {
+        // Each policy change starts (or joins) its staged rollout in the
+        // same transaction.
+        for (name, after_doc) in &staged {
+            let before = fleet.policy_records.iter().find(|r| &r.name == name);
+            let (w, e) = crate::rollout::on_policy_change(
+                &state,
+                &who.tenant_id,
+                &who.actor,
+                name,
+                before,
+                after_doc.as_ref(),
+            )
+            .await?;
+            writes.extend(w);
+            entries.extend(e);
+        }
         // Every write expects the version this plan was computed from: a
         // change by someone else in between fails the whole batch.
         let written = state

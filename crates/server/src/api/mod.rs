@@ -9,6 +9,7 @@ pub mod groups;
 pub mod onboarding;
 pub mod policies;
 pub mod reports;
+pub mod rollouts;
 pub mod tenant;
 
 use axum::extract::FromRequestParts;
@@ -152,6 +153,7 @@ pub async fn write_object(
     doc: Value,
 ) -> ApiResult<ObjectRecord> {
     let updating = before.is_some();
+    let before_record = before.clone();
     let (expect, action, old) = match before {
         Some(b) if b.doc == doc => return Ok(b),
         Some(b) => (Expect::Version(b.version), "update", Some(b.doc)),
@@ -164,17 +166,34 @@ pub async fn write_object(
         expect,
         by: who.actor.clone(),
     };
-    let entry = audit(
-        who,
-        &format!("{}.{action}", kind.as_str()),
-        kind.as_str(),
-        name,
-        old,
-        Some(doc),
+    let (mut writes, mut entries) = if kind == ObjectKind::Policy {
+        crate::rollout::on_policy_change(
+            state,
+            &who.tenant_id,
+            &who.actor,
+            name,
+            before_record.as_ref(),
+            Some(&doc),
+        )
+        .await?
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    writes.insert(0, put);
+    entries.insert(
+        0,
+        audit(
+            who,
+            &format!("{}.{action}", kind.as_str()),
+            kind.as_str(),
+            name,
+            old,
+            Some(doc),
+        ),
     );
     let written = state
         .store
-        .write(&who.tenant_id, state.clock.now(), vec![put], vec![entry])
+        .write(&who.tenant_id, state.clock.now(), writes, entries)
         .await;
     match written {
         // Another writer got in between the read and this write.
@@ -199,22 +218,41 @@ pub async fn delete_object(
     before: ObjectRecord,
 ) -> ApiResult<()> {
     let kind = before.kind;
-    let delete = Write::DeleteObject {
-        kind,
-        name: before.name.clone(),
-        expect: Expect::Version(before.version),
+    let (mut writes, mut entries) = if kind == ObjectKind::Policy {
+        crate::rollout::on_policy_change(
+            state,
+            &who.tenant_id,
+            &who.actor,
+            &before.name,
+            Some(&before),
+            None,
+        )
+        .await?
+    } else {
+        (Vec::new(), Vec::new())
     };
-    let entry = audit(
-        who,
-        &format!("{}.delete", kind.as_str()),
-        kind.as_str(),
-        &before.name,
-        Some(before.doc),
-        None,
+    writes.insert(
+        0,
+        Write::DeleteObject {
+            kind,
+            name: before.name.clone(),
+            expect: Expect::Version(before.version),
+        },
+    );
+    entries.insert(
+        0,
+        audit(
+            who,
+            &format!("{}.delete", kind.as_str()),
+            kind.as_str(),
+            &before.name,
+            Some(before.doc),
+            None,
+        ),
     );
     state
         .store
-        .write(&who.tenant_id, state.clock.now(), vec![delete], vec![entry])
+        .write(&who.tenant_id, state.clock.now(), writes, entries)
         .await?;
     state.policy_changed(&who.tenant_id);
     Ok(())

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use rampart_core::error::FieldError;
 use rampart_core::model::{Policy, Role, ALL_DEVICES};
+use rampart_core::rollout::RolloutChoice;
 use rampart_core::validate::{policy_from_json, policy_to_json};
 use rampart_proto::{ErrorBody, PolicyView};
 use rampart_store::ObjectKind;
@@ -75,6 +76,13 @@ pub async fn check(state: &AppState, tenant: &str, body: &Value) -> ApiResult<Po
     };
     let mut errors = parsed.as_ref().err().cloned().unwrap_or_default();
     errors.extend(unknown_groups("", &include, &exclude, &known));
+    if let Ok(Policy {
+        rollout: RolloutChoice::Staged(spec),
+        ..
+    }) = &parsed
+    {
+        errors.extend(unknown_stage_groups("rollout", spec, &known));
+    }
     match parsed {
         Ok(mut policy) if errors.is_empty() => {
             policy.modified_at = state.clock.now();
@@ -82,6 +90,31 @@ pub async fn check(state: &AppState, tenant: &str, body: &Value) -> ApiResult<Po
         }
         _ => Err(ApiError::Validation(errors)),
     }
+}
+
+/// An error for each rollout stage that names a group that is not in
+/// `known`; `prefix` is the path of the specification.
+pub(crate) fn unknown_stage_groups(
+    prefix: &str,
+    spec: &rampart_core::rollout::RolloutSpec,
+    known: &[&str],
+) -> Vec<FieldError> {
+    spec.stages
+        .iter()
+        .enumerate()
+        .filter_map(|(i, stage)| match &stage.target {
+            rampart_core::rollout::StageTarget::Group(g) if !known.contains(&g.as_str()) => {
+                Some(FieldError::new(
+                    format!("{prefix}.stages[{i}].group"),
+                    format!(
+                        "unknown group {g:?};{} define it first",
+                        rampart_core::suggest::hint(g, known.iter().copied())
+                    ),
+                ))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// The group names of `assignments.<field>` in a body that did not

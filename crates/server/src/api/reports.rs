@@ -29,6 +29,7 @@ pub const ERROR: &str = "error";
 pub const CONFLICT: &str = "conflict";
 pub const NOT_APPLICABLE: &str = "not_applicable";
 pub const PENDING: &str = "pending";
+pub const PENDING_ROLLOUT: &str = "pending_rollout";
 
 /// The audit actions a device report lists as its trust events.
 const TRUST_ACTIONS: &[&str] = &[
@@ -70,6 +71,7 @@ pub fn count(counts: &mut StatusCounts, status: &str) {
         ERROR => counts.error += 1,
         CONFLICT => counts.conflict += 1,
         NOT_APPLICABLE => counts.not_applicable += 1,
+        PENDING_ROLLOUT => counts.pending_rollout += 1,
         _ => counts.pending += 1,
     }
 }
@@ -333,11 +335,35 @@ pub async fn policy(
         devices_by_status: StatusCounts::default(),
         settings: BTreeMap::new(),
         devices: Vec::new(),
+        rollout: match state
+            .store
+            .object(&who.tenant_id, rampart_store::ObjectKind::Rollout, &name)
+            .await?
+        {
+            Some(r) => Some(crate::rollout::view(&r, &fleet)?),
+            None => None,
+        },
     };
     let Some(policy) = policy else {
         return Ok(Json(report));
     };
+    let stages = report.rollout.as_ref().map_or(0, |r| r.stages.len());
     for device in &fleet.devices {
+        let entitlement = fleet.rollout_entitlement(device, &name);
+        if let Some(e) = entitlement.filter(|e| !e.reached) {
+            count(&mut report.devices_by_status, PENDING_ROLLOUT);
+            report.devices.push(PolicyDeviceStatus {
+                device: device.name.clone(),
+                status: PENDING_ROLLOUT.into(),
+                rollout: Some(match e.stage {
+                    Some(k) => format!("stage {} of {stages}", k + 1),
+                    None => "at completion".into(),
+                }),
+                last_check_in: device.last_check_in,
+                settings: Vec::new(),
+            });
+            continue;
+        }
         let Some(resolution) = fleet
             .resolve(device)
             .filter(|r| r.managed && r.policy_versions.contains_key(&name))
@@ -380,6 +406,7 @@ pub async fn policy(
         report.devices.push(PolicyDeviceStatus {
             device: device.name.clone(),
             status,
+            rollout: entitlement.map(|_| "reached".to_string()),
             last_check_in: device.last_check_in,
             settings: mine,
         });

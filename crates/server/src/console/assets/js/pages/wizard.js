@@ -36,7 +36,7 @@ export async function render(main, ctx) {
     get('/catalog'),
   ]);
   const draft = existing
-    ? { name: existing.name, description: existing.description, family: existing.family, platform: existing.platform, settings: { ...existing.settings }, assignments: { ...existing.assignments } }
+    ? { name: existing.name, description: existing.description, family: existing.family, platform: existing.platform, settings: { ...existing.settings }, assignments: { ...existing.assignments }, rollout: existing.rollout }
     : { name: '', description: '', family: ctx.query.get('family') || 'antivirus', platform: 'linux', settings: {}, assignments: { include: [], exclude: [] } };
   let step = 0;
   let visited = 0;
@@ -113,10 +113,13 @@ export async function render(main, ctx) {
   }
 
   function doc() {
-    return {
+    const body = {
       name: draft.name, description: draft.description, family: draft.family, platform: draft.platform,
       settings: draft.settings, assignments: draft.assignments,
     };
+    // The wizard does not edit rollouts yet; an edit keeps the policy's own.
+    if (draft.rollout !== undefined) body.rollout = draft.rollout;
+    return body;
   }
 
   async function checkWithServer() {

@@ -1,0 +1,648 @@
+//! Staged rollouts with real agents: the server's simulated devices are
+//! genuine `rampart-agent`s (their own keys, mutual TLS, signed policies, the
+//! `file` provider), so what a test reads from their state directories is
+//! what each device actually received and applied.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rampart_core::rollout::bucket;
+use rampart_testkit::{Client, Options, TestServer};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const DEVICES: usize = 20;
+const POLICY: &str = "av";
+
+/// A fleet of `DEVICES` Linux servers and a two-device canary group.
+fn fleet_dir() -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("rampart-rollout-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let devices: Vec<String> = (0..DEVICES)
+        .map(|i| {
+            format!(
+                "kind: Device\nname: dev-{i:02}\nos: linux\nos_version: \"22.04\"\ntype: server\n"
+            )
+        })
+        .collect();
+    std::fs::write(dir.join("devices.yaml"), devices.join("---\n")).unwrap();
+    std::fs::write(
+        dir.join("groups.yaml"),
+        "kind: Group\nname: canary\nmembers: [dev-01, dev-02]\n",
+    )
+    .unwrap();
+    dir
+}
+
+struct Fleet {
+    server: TestServer,
+    api: Client,
+    dir: PathBuf,
+}
+
+impl Fleet {
+    async fn start(database_url: Option<String>) -> Fleet {
+        let dir = fleet_dir();
+        let server = TestServer::start_with(Options {
+            load: Some(dir.clone()),
+            simulate: true,
+            database_url,
+            ..Options::default()
+        })
+        .await
+        .unwrap();
+        let api = server.admin();
+        let fleet = Fleet { server, api, dir };
+        fleet
+            .until("every simulated device enrolled", || async {
+                let (_, devices) = fleet.api.get("/devices").await.unwrap();
+                let enrolled = devices
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|d| d["last_check_in"].is_i64())
+                    .count();
+                (enrolled == DEVICES).then_some(())
+            })
+            .await;
+        fleet
+    }
+
+    async fn stop(self) {
+        self.server.stop().await.unwrap();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
+    async fn until<T, F: std::future::Future<Output = Option<T>>>(
+        &self,
+        what: &str,
+        mut f: impl FnMut() -> F,
+    ) -> T {
+        let started = Instant::now();
+        loop {
+            if let Some(v) = f().await {
+                return v;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "timed out waiting until {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    fn state_dir(&self, device: &str) -> PathBuf {
+        self.server.data_dir.join("simulated").join(device)
+    }
+
+    /// The digest of the policy the device's agent last applied, from its
+    /// own state directory.
+    fn applied_digest(&self, device: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.state_dir(device).join("applied.json")).ok()?;
+        let applied: Value = serde_json::from_str(&text).ok()?;
+        applied["digest"].as_str().map(str::to_string)
+    }
+
+    /// Waits until every agent applied what the server says it is entitled
+    /// to, then returns each device's revision of the policy (none: the
+    /// device does not get it).
+    async fn settled(&self) -> BTreeMap<String, Option<u64>> {
+        self.settled_except(&[]).await
+    }
+
+    async fn ids(&self) -> BTreeMap<String, String> {
+        let (_, devices) = self.api.get("/devices").await.unwrap();
+        devices
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["name"].as_str().unwrap().to_string(),
+                    d["id"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    async fn rollout(&self) -> Value {
+        let (status, body) = self.api.get(&format!("/rollouts/{POLICY}")).await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// Moves the server's clock past the current soak and waits for the
+    /// gates to be read (the stage to move, or the state to change).
+    async fn end_soak(&self) -> Value {
+        let before = self.rollout().await;
+        self.server.clock.advance(3601);
+        self.until("the gates are read", || async {
+            let now = self.rollout().await;
+            (now["stage"] != before["stage"] || now["state"] != before["state"]).then_some(now)
+        })
+        .await
+    }
+}
+
+fn av(scan_archives: bool, rollout: Value) -> Value {
+    json!({
+        "name": POLICY,
+        "family": "antivirus",
+        "platform": "linux",
+        "settings": {"real_time_protection": true, "scan_archives": scan_archives},
+        "assignments": {"include": ["all-devices"]},
+        "rollout": rollout,
+    })
+}
+
+fn percent_stages() -> Value {
+    json!({
+        "stages": [{"percent": 10, "soak": "1h"}, {"percent": 50, "soak": "1h"}, {"percent": 100, "soak": "1h"}],
+        "gates": {"max_errors": 0},
+    })
+}
+
+/// The devices a percentage stage reaches, computed here from the
+/// rollout's id and the devices' ids as the documentation describes.
+fn expected(ids: &BTreeMap<String, String>, rollout_id: &str, percent: u32) -> Vec<String> {
+    ids.iter()
+        .filter(|(_, id)| bucket(rollout_id, id) < percent * 100)
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+fn holding(revisions: &BTreeMap<String, Option<u64>>, version: u64) -> Vec<String> {
+    revisions
+        .iter()
+        .filter(|(_, v)| **v == Some(version))
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+async fn stages_reach_exactly_their_devices(database_url: Option<String>) {
+    let fleet = Fleet::start(database_url).await;
+    let api = &fleet.api;
+    let (s, body) = api
+        .post("/policies", &av(true, json!("immediate")))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let first = fleet.settled().await;
+    assert_eq!(
+        holding(&first, 1).len(),
+        DEVICES,
+        "immediate: everywhere at once"
+    );
+    assert_eq!(
+        fleet.api.get("/rollouts/av").await.unwrap().0,
+        StatusCode::NOT_FOUND
+    );
+
+    // The preview says which stage brings the change to each device.
+    let (s, preview) = api
+        .post("/preview", &json!({"changes": [{"op": "put", "kind": "policy", "document": av(false, percent_stages())}]}))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK, "{preview}");
+    let (s, body) = api
+        .put(&format!("/policies/{POLICY}"), &av(false, percent_stages()))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let rollout = fleet.rollout().await;
+    assert_eq!(rollout["state"], "running");
+    assert_eq!(rollout["stage"], 0);
+    let id = rollout["id"].as_str().unwrap().to_string();
+    let ids = fleet.ids().await;
+    let ten = expected(&ids, &id, 10);
+    let half = expected(&ids, &id, 50);
+    // Half of twenty devices: neither none nor all, but for a 2^-19 chance.
+    assert!(!half.is_empty() && half.len() < DEVICES, "{half:?}");
+    for d in preview["devices"].as_array().unwrap() {
+        let name = d["device"].as_str().unwrap().to_string();
+        let stage = d["rollout"].as_str().unwrap_or_default();
+        let want = if ten.contains(&name) {
+            "stage 1 of 3 (10%), at once"
+        } else if half.contains(&name) {
+            "stage 2 of 3 (50%)"
+        } else {
+            "stage 3 of 3 (100%)"
+        };
+        assert_eq!(stage, want, "preview of {name}: {d}");
+    }
+    assert_eq!(preview["devices"].as_array().unwrap().len(), DEVICES);
+
+    // Stage 1: exactly the 10 % — every other device keeps version 1.
+    let revisions = fleet.settled().await;
+    assert_eq!(holding(&revisions, 2), ten, "stage 1");
+    assert_eq!(holding(&revisions, 1).len(), DEVICES - ten.len());
+    let (_, report) = api
+        .get(&format!("/reports/policies/{POLICY}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        report["devices_by_status"]["pending_rollout"]
+            .as_u64()
+            .unwrap() as usize,
+        DEVICES - ten.len(),
+        "{report}"
+    );
+    assert_eq!(
+        report["rollout"]["devices_reached"].as_u64().unwrap() as usize,
+        ten.len()
+    );
+
+    // The soak ends, the gates pass (no errors): stage 2, exactly the 50 %.
+    let rollout = fleet.end_soak().await;
+    assert_eq!(
+        (rollout["state"].as_str(), rollout["stage"].as_u64()),
+        (Some("running"), Some(1)),
+        "{rollout}"
+    );
+    let last = rollout["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["action"], "advance");
+    assert_eq!(
+        last["gates"]["reached"].as_u64().unwrap() as usize,
+        ten.len(),
+        "{last}"
+    );
+    assert_eq!(
+        last["gates"]["silent"], 0,
+        "every reached device reported: {last}"
+    );
+    let revisions = fleet.settled().await;
+    assert_eq!(holding(&revisions, 2), half, "stage 2");
+
+    // Stage 3 reaches everyone; the end of its soak completes the rollout.
+    fleet.end_soak().await;
+    let revisions = fleet.settled().await;
+    assert_eq!(holding(&revisions, 2).len(), DEVICES);
+    let rollout = fleet.end_soak().await;
+    assert_eq!(rollout["state"], "completed", "{rollout}");
+    assert_eq!(
+        rollout["devices_reached"].as_u64().unwrap() as usize,
+        DEVICES
+    );
+    let actions: Vec<&str> = rollout["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["start", "advance", "advance", "complete"]);
+    let (_, audit) = api.get("/audit").await.unwrap();
+    assert_eq!(audit[0]["action"], "rollout.complete");
+    assert_eq!(audit[0]["actor"], "rampart-server (rollout gates)");
+    let (s, body) = api
+        .post(&format!("/rollouts/{POLICY}/pause"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("rollout_finished"))
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_percentage_rollout_reaches_exactly_each_stages_devices_in_order() {
+    stages_reach_exactly_their_devices(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_percentage_rollout_on_postgresql_reaches_exactly_each_stages_devices() {
+    let Some(url) = postgres_database().await else {
+        return;
+    };
+    stages_reach_exactly_their_devices(Some(url)).await;
+}
+
+/// A fresh database on the PostgreSQL server CI names; `None` (and a note)
+/// when none is named and none is required.
+async fn postgres_database() -> Option<String> {
+    use sqlx::{Connection, Executor, PgConnection};
+    let required = std::env::var("RAMPART_TEST_POSTGRES_REQUIRED").is_ok_and(|v| v == "1");
+    let Ok(base) = std::env::var("RAMPART_TEST_POSTGRES_URL") else {
+        assert!(
+            !required,
+            "RAMPART_TEST_POSTGRES_REQUIRED=1 but RAMPART_TEST_POSTGRES_URL is not set"
+        );
+        eprintln!("skipped: set RAMPART_TEST_POSTGRES_URL to run rollouts on PostgreSQL");
+        return None;
+    };
+    let name = format!("rampart_rollout_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&base)
+        .await
+        .expect("PostgreSQL is reachable");
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    Some(format!(
+        "{}/{name}",
+        base.rsplit_once('/')
+            .map_or(base.as_str(), |(head, _)| head)
+    ))
+}
+
+/// Makes the device's `file` provider fail: its settings file becomes a
+/// directory, so every write reports an error.
+fn break_provider(fleet: &Fleet, device: &str) {
+    let file = fleet
+        .state_dir(device)
+        .join("enforced")
+        .join("settings.json");
+    let _ = std::fs::remove_file(&file);
+    std::fs::create_dir_all(file.join("blocker")).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_canary_stage_with_errors_fails_its_gate_and_rolls_back() {
+    let fleet = Fleet::start(None).await;
+    let api = &fleet.api;
+    let (s, body) = api
+        .post("/policies", &av(true, json!("immediate")))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    fleet.settled().await;
+    for canary in ["dev-01", "dev-02"] {
+        break_provider(&fleet, canary);
+    }
+    let staged = json!({
+        "stages": [{"group": "canary", "soak": "30m"}, {"percent": 100, "soak": "1h"}],
+        "gates": {"max_errors": 10},
+        "on_failure": "rollback",
+    });
+    let (s, body) = api
+        .put(&format!("/policies/{POLICY}"), &av(false, staged))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK, "{body}");
+    // Only the canaries are given version 2, and both report errors.
+    fleet
+        .until("both canaries report errors", || async {
+            let mut errors = 0;
+            for canary in ["dev-01", "dev-02"] {
+                let (_, r) = api
+                    .get(&format!("/reports/devices/{canary}"))
+                    .await
+                    .unwrap();
+                errors += u64::from(r["counts"]["error"].as_u64().unwrap_or(0) > 0);
+            }
+            (errors == 2).then_some(())
+        })
+        .await;
+    let (_, effective) = api.get("/devices/dev-05/effective").await.unwrap();
+    assert_eq!(
+        effective["policy_versions"][POLICY], 1,
+        "not a canary: keeps version 1"
+    );
+    let (_, effective) = api.get("/devices/dev-01/effective").await.unwrap();
+    assert_eq!(effective["policy_versions"][POLICY], 2);
+
+    let rollout = fleet.end_soak().await;
+    assert_eq!(rollout["state"], "rolled_back", "{rollout}");
+    let last = rollout["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["action"], "rollback");
+    assert_eq!(last["gates"]["errors"], 2, "{last}");
+    assert!(
+        last["detail"]
+            .as_str()
+            .unwrap()
+            .contains("errors: 2 of 2 devices (100%)"),
+        "{last}"
+    );
+    // The previous revision is the policy again (as version 3), everywhere.
+    let (_, policy) = api.get(&format!("/policies/{POLICY}")).await.unwrap();
+    assert_eq!(policy["version"], 3);
+    assert_eq!(policy["settings"]["scan_archives"], true);
+    let (_, audit) = api.get("/audit").await.unwrap();
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(2)
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["rollout.rollback", "policy.rollback"], "{audit}");
+    let revisions = fleet.settled_except(&["dev-01", "dev-02"]).await;
+    assert!(revisions.values().all(|v| *v == Some(3)), "{revisions:?}");
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pause_resume_advance_and_abort_are_the_administrators_and_audited() {
+    let fleet = Fleet::start(None).await;
+    let api = &fleet.api;
+    let (s, body) = api
+        .post("/policies", &av(true, json!("immediate")))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    fleet.settled().await;
+    let (s, body) = api
+        .put(&format!("/policies/{POLICY}"), &av(false, percent_stages()))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK, "{body}");
+
+    // A second change joins the running rollout: the devices it reached get
+    // the newest revision, the rest keep version 1 and skip version 2.
+    let id = fleet.rollout().await["id"].as_str().unwrap().to_string();
+    let ten = expected(&fleet.ids().await, &id, 10);
+    let mut newer = av(false, percent_stages());
+    newer["settings"]["real_time_protection"] = json!(false);
+    let (s, body) = api
+        .put(&format!("/policies/{POLICY}"), &newer)
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let rollout = fleet.rollout().await;
+    assert_eq!(
+        (rollout["id"].as_str(), rollout["stage"].as_u64()),
+        (Some(id.as_str()), Some(0))
+    );
+    assert_eq!(
+        rollout["history"].as_array().unwrap().last().unwrap()["action"],
+        "superseded"
+    );
+    let revisions = fleet.settled().await;
+    assert_eq!(
+        holding(&revisions, 3),
+        ten,
+        "reached devices: the newest revision"
+    );
+    assert_eq!(
+        holding(&revisions, 1).len(),
+        DEVICES - ten.len(),
+        "the rest: still version 1"
+    );
+
+    let (s, body) = api
+        .post(
+            &format!("/rollouts/{POLICY}/pause"),
+            &json!({"reason": "looking at the first reports"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["state"].as_str(), body["reason"].as_str()),
+        (Some("paused"), Some("looking at the first reports"))
+    );
+    // A paused rollout does not move when its soak ends.
+    fleet.server.clock.advance(7200);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(fleet.rollout().await["stage"], 0);
+    let (s, body) = api
+        .post(&format!("/rollouts/{POLICY}/pause"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("rollout_not_running"))
+    );
+    let (s, body) = api
+        .post(&format!("/rollouts/{POLICY}/resume"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, body["state"].as_str()),
+        (StatusCode::OK, Some("running")),
+        "{body}"
+    );
+    let (s, body) = api
+        .post(&format!("/rollouts/{POLICY}/advance"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, body["stage"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{body}"
+    );
+    let half = expected(&fleet.ids().await, &id, 50);
+    let revisions = fleet.settled().await;
+    assert_eq!(holding(&revisions, 3), half);
+    assert!(
+        holding(&revisions, 2).is_empty(),
+        "version 2 was skipped: {revisions:?}"
+    );
+
+    // A read-only token may look but not act; bad input changes nothing.
+    let reader = fleet.server.client_with_role("read_only").await.unwrap();
+    let (s, _) = reader
+        .post(&format!("/rollouts/{POLICY}/abort"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, body) = api
+        .post(
+            &format!("/rollouts/{POLICY}/abort"),
+            &json!({"reason": "x".repeat(501)}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, body["error"]["details"][0]["path"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("reason")),
+        "{body}"
+    );
+    let (s, _) = api.post("/rollouts/nope/abort", &json!({})).await.unwrap();
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(fleet.rollout().await["state"], "running");
+
+    // Abort: every reached device returns to the previous revision.
+    let (s, body) = api
+        .post(
+            &format!("/rollouts/{POLICY}/abort"),
+            &json!({"reason": "wrong exclusions"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, body["state"].as_str()),
+        (StatusCode::OK, Some("rolled_back")),
+        "{body}"
+    );
+    let revisions = fleet.settled().await;
+    assert!(revisions.values().all(|v| *v == Some(4)), "{revisions:?}");
+    let (_, policy) = api.get(&format!("/policies/{POLICY}")).await.unwrap();
+    assert_eq!(
+        policy["settings"],
+        json!({"real_time_protection": true, "scan_archives": true})
+    );
+    let actions: Vec<String> = body["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e["action"].as_str().unwrap(),
+                e["actor"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "start:admin",
+            "superseded:admin",
+            "pause:admin",
+            "resume:admin",
+            "advance:admin",
+            "rollback:admin"
+        ]
+        .map(|a| a.replace("admin", &actor(&body)))
+    );
+    fleet.stop().await;
+}
+
+/// The actor the admin token's steps are recorded under.
+fn actor(rollout: &Value) -> String {
+    rollout["started_by"].as_str().unwrap().to_string()
+}
+
+impl Fleet {
+    /// `settled` for every device but `skip` (whose provider is broken, so
+    /// it never applies anything).
+    async fn settled_except(&self, skip: &[&str]) -> BTreeMap<String, Option<u64>> {
+        self.until(
+            "every other agent holds the revision it is entitled to",
+            || async {
+                let mut out = BTreeMap::new();
+                for i in 0..DEVICES {
+                    let name = format!("dev-{i:02}");
+                    if skip.contains(&name.as_str()) {
+                        continue;
+                    }
+                    let (_, effective) = self
+                        .api
+                        .get(&format!("/devices/{name}/effective"))
+                        .await
+                        .unwrap();
+                    if self.applied_digest(&name).as_deref() != effective["digest"].as_str() {
+                        return None;
+                    }
+                    out.insert(name, effective["policy_versions"][POLICY].as_u64());
+                }
+                Some(out)
+            },
+        )
+        .await
+    }
+}
