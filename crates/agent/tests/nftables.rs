@@ -779,3 +779,138 @@ async fn a_rule_set_that_cuts_the_agent_off_is_rolled_back() {
     agent.stop();
     server.stop().await.unwrap();
 }
+
+/// A staged change whose new rule set cuts the canary's agent off: the agent
+/// rolls it back on the device and reports `lockout_rolled_back`, the
+/// rollout's lockout gate fails at the end of the soak, and the server rolls
+/// the policy back, which the agent then applies.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_staged_rule_set_that_locks_its_canary_out_fails_the_gate_and_is_rolled_back() {
+    if !prerequisites() {
+        return;
+    }
+    let mut lab = Lab::new("r", 2, true);
+    lab.serve(8080);
+    lab.wait_reachable(8080);
+    let server = TestServer::start_with(Options {
+        device_listen: Some(format!("{}:0", lab.host_ip()).parse().unwrap()),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let pkg = package(&server, &lab.dir).await;
+    let srv = lab.srv.clone();
+    let mut agent = Agent::new(
+        "fw-canary",
+        "[providers.nftables]\nenabled = true\nconfirm_window_secs = 5\n",
+        Some(&srv),
+    );
+    agent.onboard(&pkg);
+    agent.start();
+    let api = server.admin();
+    let (s, b) = api
+        .post(
+            "/groups",
+            &json!({"name": "canary", "members": ["fw-canary"]}),
+        )
+        .await
+        .unwrap();
+    assert!(s.is_success(), "{b}");
+
+    let allow = json!({"name": "allow-8080", "direction": "in", "action": "allow", "protocol": "tcp", "local_ports": "8080"});
+    put_policy(
+        &server,
+        &policy(
+            "fw",
+            "firewall",
+            json!({"firewall_enabled": true, "default_inbound_action": "block", "default_outbound_action": "block"}),
+        ),
+    )
+    .await;
+    put_policy(
+        &server,
+        &policy("fw-rules", "firewall_rules", rules(json!([allow]))),
+    )
+    .await;
+    let rollback_file = agent.dir.join("state/nftables/rollback.nft");
+    eventually(
+        60,
+        "the first rule set is applied and confirmed",
+        &agent,
+        async || {
+            row(&device_report(&server, "fw-canary").await, "firewall_rules")["status"]
+                == "succeeded"
+                && !rollback_file.exists()
+                && lab.table().is_some_and(|t| t.contains("allow-8080"))
+        },
+    )
+    .await;
+
+    // The cutting change goes to the canary group first; a lockout fails
+    // the gate and rolls the whole change back.
+    let cut = json!({"name": "cut-off", "direction": "out", "action": "block", "protocol": "any", "remote_addresses": [format!("{}/32", lab.host_ip())]});
+    let mut staged = policy("fw-rules", "firewall_rules", rules(json!([allow, cut])));
+    staged["rollout"] = json!({
+        "stages": [{"group": "canary", "soak": "10m"}, {"percent": 100, "soak": "1h"}],
+        "gates": {"max_lockouts": 0},
+        "on_failure": "rollback",
+    });
+    put_policy(&server, &staged).await;
+    eventually(
+        60,
+        "the agent rolls the cut back and reports it",
+        &agent,
+        async || {
+            row(&device_report(&server, "fw-canary").await, "firewall_rules")["error_code"]
+                == "lockout_rolled_back"
+        },
+    )
+    .await;
+    server.clock.advance(601);
+    let mut rollout = Value::Null;
+    eventually(
+        20,
+        "the lockout gate fails and rolls back",
+        &agent,
+        async || {
+            rollout = api.get("/rollouts/fw-rules").await.unwrap().1;
+            rollout["state"] == "rolled_back"
+        },
+    )
+    .await;
+    let last = rollout["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["gates"]["lockouts"], 1, "{rollout}");
+    assert!(
+        last["detail"]
+            .as_str()
+            .unwrap()
+            .contains("lockouts: 1 of 1 devices"),
+        "{rollout}"
+    );
+    let (_, restored) = api.get("/policies/fw-rules").await.unwrap();
+    assert_eq!(
+        restored["settings"]["firewall_rules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "{restored}"
+    );
+    // The restored revision applies on the device: no lockout, no cut rule.
+    eventually(60, "the restored rule set applies", &agent, async || {
+        row(&device_report(&server, "fw-canary").await, "firewall_rules")["status"] == "succeeded"
+    })
+    .await;
+    let table = lab.table().unwrap();
+    assert!(
+        !table.contains("cut-off") && table.contains("allow-8080"),
+        "{table}"
+    );
+    agent.stop();
+    server.stop().await.unwrap();
+}

@@ -646,3 +646,74 @@ impl Fleet {
         .await
     }
 }
+
+/// Two replicas on one PostgreSQL database, agents on the first, changes
+/// and the second replica's clock also past the soak: each step is taken
+/// once (the other replica loses the version check), and a change made
+/// through either reaches the agents.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_take_each_step_once_and_the_agents_follow() {
+    let Some(url) = postgres_database().await else {
+        return;
+    };
+    let fleet = Fleet::start(Some(url.clone())).await;
+    let b = TestServer::start_with(Options {
+        database_url: Some(url),
+        admin_token: Some(fleet.server.admin_token.clone()),
+        master_key_file: Some(fleet.server.master_key_path()),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let api_b = b.admin();
+    let (s, body) = api_b
+        .post("/policies", &av(true, json!("immediate")))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    fleet.settled().await;
+
+    // The staged change goes in through replica B; the agents hold long
+    // polls on replica A.
+    let (s, body) = api_b
+        .put(&format!("/policies/{POLICY}"), &av(false, percent_stages()))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let id = fleet.rollout().await["id"].as_str().unwrap().to_string();
+    let ids = fleet.ids().await;
+    let revisions = fleet.settled().await;
+    assert_eq!(holding(&revisions, 2), expected(&ids, &id, 10));
+
+    // Both replicas see the soak end; one of them takes the step.
+    b.clock.advance(3601);
+    let rollout = fleet.end_soak().await;
+    assert_eq!(rollout["stage"], 1, "{rollout}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rollout = fleet.rollout().await;
+    let steps: Vec<&str> = rollout["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["start", "advance"], "{rollout}");
+    assert_eq!(rollout["stage"], 1);
+    let revisions = fleet.settled().await;
+    assert_eq!(holding(&revisions, 2), expected(&ids, &id, 50));
+
+    // An abort through replica B brings every agent on A back.
+    let (s, body) = api_b
+        .post(&format!("/rollouts/{POLICY}/abort"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, body["state"].as_str()),
+        (StatusCode::OK, Some("rolled_back")),
+        "{body}"
+    );
+    let revisions = fleet.settled().await;
+    assert!(revisions.values().all(|v| *v == Some(3)), "{revisions:?}");
+    b.stop().await.unwrap();
+    fleet.stop().await;
+}
