@@ -604,6 +604,64 @@ test('the console, end to end', { timeout: 300000 }, async (top) => {
     await page.unroute('**/api/v1/groups');
   });
 
+  await t.test('staged rollout: set in the wizard with errors by their fields, then paused and aborted on the policy page', async () => {
+    const created = await apiCall('POST', '/policies', { name: 'live-staged-edr', family: 'edr', platform: 'linux', settings: { edr_group_ids: 'group-a' }, assignments: { include: ['all-devices'] }, rollout: 'immediate' });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    await page.goto(`${base}/#/policies/live-staged-edr/edit`);
+    await visible(page.getByRole('heading', { name: 'Edit policy live-staged-edr', level: 1 }));
+    await page.locator('.steps').getByRole('button', { name: /Configuration settings/ }).click();
+    await page.getByLabel('EDR group identifier', { exact: true }).fill('group-b');
+    await page.getByRole('button', { name: 'Next', exact: true }).click();
+    await visible(page.getByRole('heading', { name: 'Assignments' }));
+    assert.ok(await page.getByLabel('Everywhere at once').isChecked());
+    await page.getByLabel('In stages').check();
+    await page.locator('#stage-0-percent').fill('50');
+    await page.locator('#stage-1-percent').fill('30');
+    await page.locator('#rollout-max_errors').fill('10');
+    await page.locator('#rollout-on-failure').selectOption('rollback');
+    // A stage that reaches fewer devices than the one before: the server's
+    // error, next to that stage's share.
+    await page.getByRole('button', { name: 'Next', exact: true }).click();
+    const stageError = page.locator('[data-path="rollout.stages[1].percent"] .field-error');
+    await visible(stageError);
+    assert.match(await stageError.textContent(), /earlier stage already reaches 50%/);
+    await shot('13a-rollout-stage-error', false);
+    await page.locator('#stage-1-percent').fill('100');
+    await page.getByRole('button', { name: 'Next', exact: true }).click();
+    await visible(page.locator('#impact-table'));
+    assert.match(await page.locator('#rv-rollout-text').textContent(), /In stages: 50% \(soak 1h\) → 100% \(soak 1h\); a failing gate rolls back/);
+    const headers = await page.locator('#impact-table thead th').allTextContents();
+    assert.equal(headers[0], 'Rollout stage');
+    const stages = await page.locator('#impact-table td.rollout-stage-cell').allTextContents();
+    assert.ok(stages.length > 0 && stages.every((s) => /^stage [12] of 2 \((50|100)%\)/.test(s)), String(stages));
+    await shot('13b-rollout-review');
+    await page.getByRole('button', { name: 'Save', exact: true }).click();
+    await page.waitForURL(/#\/reports\/policies\/live-staged-edr$/);
+
+    await visible(page.locator('#rollout'));
+    assert.equal(await page.locator('#rollout-state').textContent(), 'Running');
+    assert.equal(await page.locator('#rollout-stage').textContent(), '1 of 2: 50%');
+    await page.locator('#rollout-pause').click();
+    const pause = page.getByRole('dialog', { name: 'Pause the rollout?' });
+    await visible(pause);
+    await pause.getByLabel('Reason (optional)').fill('checking the first devices');
+    await pause.getByRole('button', { name: 'Pause', exact: true }).click();
+    await visible(page.locator('#rollout-state', { hasText: 'Paused' }));
+    assert.match(await page.locator('#rollout-reason-text').textContent(), /checking the first devices/);
+    assert.equal(await page.locator('#rollout-pause').count(), 0, 'a paused rollout offers Resume, not Pause');
+    await visible(page.locator('#rollout-resume'));
+    await shot('13c-rollout-paused');
+    await page.locator('#rollout-abort').click();
+    const abort = page.getByRole('dialog', { name: 'Abort and roll back?' });
+    await abort.getByRole('button', { name: 'Abort and roll back' }).click();
+    await visible(page.locator('#rollout-state', { hasText: 'Rolled back' }));
+    await visible(page.locator('#rollout-history tr', { hasText: 'rollback' }));
+    assert.equal(await page.locator('#rollout-actions').count(), 0);
+    const restored = await apiCall('GET', '/policies/live-staged-edr');
+    assert.equal(restored.body.settings.edr_group_ids, 'group-a');
+    await shot('13d-rollout-rolled-back');
+  });
+
   await t.test('audit log', async () => {
     await page.getByRole('link', { name: 'Audit log' }).click();
     await visible(page.locator('#audit-table tr', { hasText: 'policy.create' }).filter({ hasText: 'live-canary-av' }).filter({ hasText: 'user:admin' }));

@@ -50,6 +50,8 @@ assets!(
     "js/pages/settings_form.js",
     "js/pages/policy_report.js",
     "js/pages/policy_view.js",
+    "js/pages/rollout_form.js",
+    "js/pages/rollout_view.js",
     "js/pages/setting_report.js",
     "js/pages/tenant.js",
     "js/pages/audit.js",

@@ -28,7 +28,7 @@ export const STATUSES = [
   ['not_applicable', 'Not applicable'],
   ['pending', 'Pending'],
 ];
-export const statusName = (s) => STATUSES.find(([k]) => k === s)?.[1] ?? s;
+export const statusName = (s) => (s === 'pending_rollout' ? 'Pending rollout' : STATUSES.find(([k]) => k === s)?.[1] ?? s);
 
 /** Text whose `backticked` parts are code, as nodes (never parsed as HTML). */
 export function withCode(text) {

@@ -10,6 +10,7 @@ import { get, seg, can, catalogMap } from '../api.js';
 import { STATUSES, statusBadge, backendNote, when, familyName, platformName, valueNode, policyLinks, conflictNode, plural } from '../format.js';
 import { assigned } from './policies.js';
 import { configSection, versionsSection } from './policy_view.js';
+import { rolloutSection } from './rollout_view.js';
 
 export async function render(main, ctx) {
   const name = ctx.params.name;
@@ -20,6 +21,7 @@ export async function render(main, ctx) {
   const countsBox = h('section', { class: 'card', 'aria-labelledby': 'checkin-h' });
   const settingsBox = h('section', { class: 'card', 'aria-labelledby': 'per-setting-h' });
   const devicesBox = h('section', { class: 'card', 'aria-labelledby': 'devices-h' });
+  const rolloutBox = h('div', {});
   const expanded = new Set();
   main.append(
     h('nav', { class: 'breadcrumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/policies' }, 'Endpoint security'), ' › ',
@@ -32,7 +34,7 @@ export async function render(main, ctx) {
       h('div', {}, h('dt', {}, 'Assigned to'), h('dd', {}, assigned(policy))),
       h('div', {}, h('dt', {}, 'Version'), h('dd', {}, `${policy.version}, by ${policy.modified_by} `, when(policy.modified_at))),
       policy.description ? h('div', { class: 'wide' }, h('dt', {}, 'Description'), h('dd', {}, policy.description)) : null)),
-    updated, countsBox, configSection(policy, catalog), settingsBox, devicesBox, versionsBox);
+    updated, rolloutBox, countsBox, configSection(policy, catalog), settingsBox, devicesBox, versionsBox);
 
   const title = (id) => catalog.get(id)?.title ?? id;
   let lastJson = '';
@@ -42,11 +44,15 @@ export async function render(main, ctx) {
     if (json === lastJson) return;
     lastJson = json;
     const c = r.devices_by_status;
-    const total = STATUSES.reduce((n, [k]) => n + (c[k] ?? 0), 0);
+    // Devices a staged rollout has not reached count apart, when there are any.
+    const tiles = c.pending_rollout ? [...STATUSES, ['pending_rollout', 'Pending rollout']] : STATUSES;
+    const total = tiles.reduce((n, [k]) => n + (c[k] ?? 0), 0);
+    if (r.rollout) replace(rolloutBox, rolloutSection(name, r.rollout, refresh));
+    else replace(rolloutBox);
     replace(countsBox,
       h('h2', { id: 'checkin-h' }, 'Device check-in status'),
       h('p', { class: 'muted' }, `${plural(total, 'device')} targeted. A device counts under the worst status of this policy's settings on it.`),
-      h('ul', { class: 'counts', id: 'policy-counts' }, STATUSES.map(([k, label]) =>
+      h('ul', { class: 'counts', id: 'policy-counts' }, tiles.map(([k, label]) =>
         h('li', { class: `count-tile st-${k}`, dataset: { status: k } }, h('span', { class: 'num' }, String(c[k] ?? 0)), h('span', {}, label)))));
     const settings = Object.entries(r.settings);
     replace(settingsBox,
@@ -70,7 +76,7 @@ export async function render(main, ctx) {
           return [
             h('tr', { dataset: { device: d.device } },
               h('th', { scope: 'row' }, h('a', { href: `#/devices/${seg(d.device)}` }, d.device)),
-              h('td', {}, statusBadge(d.status)),
+              h('td', {}, statusBadge(d.status), d.rollout && d.status === 'pending_rollout' ? h('span', { class: 'block muted' }, `at ${d.rollout}`) : null),
               h('td', {}, when(d.last_check_in)),
               h('td', {}, h('button', {
                 type: 'button', class: 'linklike', 'aria-expanded': String(open), 'aria-controls': detailId,

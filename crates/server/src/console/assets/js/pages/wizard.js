@@ -9,6 +9,7 @@ import { get, post, put, seg, can, ApiError } from '../api.js';
 import { FAMILIES, PLATFORMS, familyName, platformName, valueText, plural, policyLinks } from '../format.js';
 import { field, fieldset, showErrors, clearErrors, errorBox, focusFirstError, select } from '../forms.js';
 import { settingsForm } from './settings_form.js';
+import { rolloutForm, soakText } from './rollout_form.js';
 
 /** The steps' names; editing ends in a review that saves, not creates. */
 const steps = (editing) => ['Basics', 'Configuration settings', 'Assignments', editing ? 'Review + save' : 'Review + create'];
@@ -17,8 +18,16 @@ const PREFIX = 'changes[0].document.';
 /** Which step shows the field an error path names. */
 function stepOf(path) {
   if (path.startsWith('settings')) return 1;
-  if (path.startsWith('assignments')) return 2;
+  if (path.startsWith('assignments') || path.startsWith('rollout')) return 2;
   return 0;
+}
+
+/** A rollout as the review states it. */
+function rolloutText(r) {
+  if (r === undefined) return 'The tenant default: in stages if the tenant has a default rollout, else everywhere at once.';
+  if (r === 'immediate') return 'Everywhere at once.';
+  const stages = r.stages.map((s) => `${s.group !== undefined ? `group ${s.group}` : `${s.percent}%`}${s.soak ? ` (soak ${typeof s.soak === 'number' ? soakText(s.soak) : s.soak})` : ''}`);
+  return `In stages: ${stages.join(' → ')}; a failing gate ${r.on_failure === 'rollback' ? 'rolls back' : 'pauses'}.`;
 }
 
 export async function render(main, ctx) {
@@ -79,6 +88,7 @@ export async function render(main, ctx) {
   const include = new Set(draft.assignments.include);
   const exclude = new Set(draft.assignments.exclude);
   const assignPanel = h('div', { class: 'step-panel' });
+  const rollout = rolloutForm(draft.rollout, groups);
   function drawAssignments() {
     const box = (set, g, prefix, label) => {
       const id = idFor(prefix, g);
@@ -95,7 +105,8 @@ export async function render(main, ctx) {
           box(include, 'all-devices', 'inc', 'All devices'),
           groups.map((g) => box(include, g.name, 'inc'))) }),
         fieldset({ path: 'assignments.exclude', legend: 'Excluded groups', children: h('ul', { class: 'checklist', id: 'exclude-list' },
-          groups.map((g) => box(exclude, g.name, 'exc'))) })));
+          groups.map((g) => box(exclude, g.name, 'exc'))) })),
+      rollout.el);
   }
   Promise.all(groups.map((g) => get(`/groups/${seg(g.name)}/members`).then((m) => memberCounts.set(g.name, m.devices.length)).catch(() => {})))
     .then(() => { if (ctx.current() && step !== 2) drawAssignments(); });
@@ -110,6 +121,7 @@ export async function render(main, ctx) {
     draft.platform = platform.value;
     if (form) draft.settings = form.read();
     draft.assignments = { include: [...include].sort(), exclude: [...exclude].sort() };
+    if (visited >= 2) draft.rollout = rollout.read();
   }
 
   function doc() {
@@ -117,7 +129,6 @@ export async function render(main, ctx) {
       name: draft.name, description: draft.description, family: draft.family, platform: draft.platform,
       settings: draft.settings, assignments: draft.assignments,
     };
-    // The wizard does not edit rollouts yet; an edit keeps the policy's own.
     if (draft.rollout !== undefined) body.rollout = draft.rollout;
     return body;
   }
@@ -235,13 +246,19 @@ export async function render(main, ctx) {
           h('dl', { class: 'facts' },
             h('div', {}, h('dt', {}, 'Included groups'), h('dd', {}, draft.assignments.include.join(', ') || h('span', { class: 'muted' }, 'none: no device gets this policy'))),
             h('div', {}, h('dt', {}, 'Excluded groups'), h('dd', {}, draft.assignments.exclude.join(', ') || h('span', { class: 'muted' }, 'none')))),
-          h('button', { type: 'button', class: 'linklike', onclick: () => go(2) }, 'Edit assignments'))),
+          h('button', { type: 'button', class: 'linklike', onclick: () => go(2) }, 'Edit assignments')),
+        h('section', { class: 'card', 'aria-labelledby': 'rv-rollout' },
+          h('h3', { id: 'rv-rollout' }, 'Rollout'),
+          h('p', { id: 'rv-rollout-text' }, rolloutText(draft.rollout)),
+          h('button', { type: 'button', class: 'linklike', onclick: () => go(2) }, 'Edit rollout'))),
       checked.ok ? impact(checked.preview, defs) : null);
   }
 
   function impact(preview, defs) {
     const devices = preview.devices;
     const title = (id) => defs.get(id)?.title ?? id;
+    // The change goes out in stages: each device's stage is shown first.
+    const staged = devices.some((d) => d.rollout);
     const newConflicts = devices.flatMap((d) => d.conflicts_added.map((c) => ({ device: d.device, ...c })));
     return h('section', { class: 'card impact', id: 'impact', 'aria-labelledby': 'impact-h' },
       h('h3', { id: 'impact-h' }, 'Impact preview'),
@@ -254,8 +271,9 @@ export async function render(main, ctx) {
           c.values?.length ? ` (${c.values.map(valueText).join(' vs ')})` : '')))) : null,
       devices.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'data', id: 'impact-table' },
         h('caption', { class: 'sr-only' }, 'Devices whose effective policy changes'),
-        h('thead', {}, h('tr', {}, ['Device', 'Settings added', 'Changed', 'Removed', 'New conflicts', 'Conflicts resolved'].map((t) => h('th', { scope: 'col' }, t)))),
+        h('thead', {}, h('tr', {}, [...(staged ? ['Rollout stage'] : []), 'Device', 'Settings added', 'Changed', 'Removed', 'New conflicts', 'Conflicts resolved'].map((t) => h('th', { scope: 'col' }, t)))),
         h('tbody', {}, devices.map((d) => h('tr', {},
+          staged ? h('td', { class: 'rollout-stage-cell' }, d.rollout ?? '—') : null,
           h('th', { scope: 'row' }, h('a', { href: `#/devices/${seg(d.device)}` }, d.device)),
           h('td', {}, d.added.map(title).join(', ') || '—'),
           h('td', {}, d.changed.map(title).join(', ') || '—'),
