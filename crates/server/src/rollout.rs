@@ -503,6 +503,8 @@ fn inputs_of(g: &GateValues) -> GateInputs {
 enum Step {
     Advance,
     Pause,
+    /// A gate failed and the rollout pauses (`on_failure: pause`).
+    GateFailed,
     Resume,
     Rollback,
 }
@@ -553,6 +555,11 @@ async fn take_step(
             rollout.state = PAUSED.into();
             rollout.reason = detail.clone();
             "pause"
+        }
+        Step::GateFailed => {
+            rollout.state = PAUSED.into();
+            rollout.reason = detail.clone();
+            "gate_failed"
         }
         Step::Resume => {
             rollout.state = RUNNING.into();
@@ -756,7 +763,7 @@ pub async fn evaluate_due(state: &AppState) -> ApiResult<usize> {
                 )
             } else {
                 let step = match spec.on_failure {
-                    OnFailure::Pause => Step::Pause,
+                    OnFailure::Pause => Step::GateFailed,
                     OnFailure::Rollback => Step::Rollback,
                 };
                 (step, Some(format!("gate failed: {}", failed.join("; "))))

@@ -1253,3 +1253,145 @@ async fn tenants_have_their_own_ca_and_never_see_each_others_devices() {
     );
     server.stop().await.unwrap();
 }
+
+/// The rollout gates over what devices say on the channel: a reached device
+/// that does not report the new revision fails `max_silent`, one that
+/// reports a tamper event fails `no_new_tamper`; with `on_failure: pause`
+/// each failure pauses the rollout and names the gate.
+#[tokio::test]
+async fn rollout_gates_pause_on_silent_devices_and_on_new_tamper_events() {
+    let server = TestServer::start().await.unwrap();
+    let api = server.admin();
+    let (s, b) = api
+        .post("/groups", &json!({"name": "canary", "members": ["c1"]}))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let p = package(&server, json!({})).await;
+    let mut d = Device::new(&p);
+    let (s, _) = d
+        .enroll(&p.token, "c1", facts("linux", &[]), Survey::default())
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let key = d.enrolled.as_ref().unwrap().policy_key.clone();
+    let mut policy = json!({"name": "av", "family": "antivirus", "platform": "linux",
+        "settings": {"scan_archives": true}, "assignments": {"include": ["all-devices"]}, "rollout": "immediate"});
+    let (s, b) = api.post("/policies", &policy).await.unwrap();
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    // Reports the policy it was given: nothing is silent.
+    let report = |issued: &PolicyPayload, id: &str, tamper: Vec<Value>| {
+        json!({"report_id": id, "digest": issued.digest, "version": issued.version, "statuses": [
+            {"setting": "scan_archives", "key": null, "status": "succeeded", "observed": issued.resolution["settings"][0]["value"], "error_code": null, "error_message": null, "backend": "mdatp"}],
+            "tamper_events": tamper})
+    };
+    let (_, r) = d.checkin(None, facts("linux", &[])).await;
+    let first = payload(&r, &key);
+    let (s, b) = d
+        .call(
+            reqwest::Method::POST,
+            "/device/v1/status",
+            Some(report(&first, "r1", vec![])),
+        )
+        .await;
+    assert!(s.is_success(), "{b}");
+
+    policy["settings"]["scan_archives"] = json!(false);
+    policy["rollout"] = json!({
+        "stages": [{"group": "canary", "soak": "10m"}, {"percent": 100, "soak": "10m"}],
+        "gates": {"max_silent": 0, "no_new_tamper": true},
+    });
+    let (s, b) = api.put("/policies/av", &policy).await.unwrap();
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (_, r) = d.checkin(Some(&first.digest), facts("linux", &[])).await;
+    let second = payload(&r, &key);
+    assert_ne!(second.digest, first.digest, "the canary is reached");
+
+    let wait_for = |state: &'static str| {
+        let api = server.admin();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let (_, r) = api.get("/rollouts/av").await.unwrap();
+                if r["state"] == state {
+                    return r;
+                }
+                assert!(Instant::now() < deadline, "never {state}: {r}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    // The canary took the new revision but never reported it.
+    server.clock.advance(601);
+    let r = wait_for("paused").await;
+    let last = r["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "gate_failed", "{r}");
+    assert_eq!(last["gates"]["silent"], 1, "{r}");
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not reporting: 1 of 1 devices (100%)"),
+        "{r}"
+    );
+    assert_eq!(r["stage"], 0);
+
+    // It reports now, with a tamper event: resumed, the next soak fails on
+    // the tamper gate alone.
+    let (s, _) = api.post("/rollouts/av/resume", &json!({})).await.unwrap();
+    assert_eq!(s, StatusCode::OK);
+    let tamper = vec![
+        json!({"setting": "scan_archives", "key": null, "provider": "mdatp", "expected": false, "found": true, "at": 1, "restored": true}),
+    ];
+    let (s, b) = d
+        .call(
+            reqwest::Method::POST,
+            "/device/v1/status",
+            Some(report(&second, "r2", tamper)),
+        )
+        .await;
+    assert!(s.is_success(), "{b}");
+    server.clock.advance(601);
+    let r = wait_for("paused").await;
+    let last = r["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "gate_failed", "{r}");
+    assert_eq!(
+        (
+            last["gates"]["silent"].as_u64(),
+            last["gates"]["tamper_events"].as_u64()
+        ),
+        (Some(0), Some(1)),
+        "{r}"
+    );
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("gate failed: tamper: 1 new tamper event"),
+        "{r}"
+    );
+    let (_, audit) = api.get("/audit").await.unwrap();
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["action"] == "rollout.gate_failed"
+                && a["after"]["gates"]["tamper_events"] == 1),
+        "{audit}"
+    );
+
+    // No new event: the next soak passes and the rollout moves on.
+    let (s, _) = api.post("/rollouts/av/resume", &json!({})).await.unwrap();
+    assert_eq!(s, StatusCode::OK);
+    server.clock.advance(601);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, r) = api.get("/rollouts/av").await.unwrap();
+        if r["stage"] == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never advanced: {r}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.stop().await.unwrap();
+}

@@ -717,3 +717,152 @@ async fn two_replicas_take_each_step_once_and_the_agents_follow() {
     b.stop().await.unwrap();
     fleet.stop().await;
 }
+
+/// The tenant's default rollout applies to policies that do not choose;
+/// `rollout: immediate` opts out; a created policy reaches only its first
+/// stage's devices, a deleted one leaves the devices not yet reached.
+/// Checked on the example fleet's devices through each device's effective
+/// policy (what the device channel signs for it).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tenant_default_stages_creates_and_deletes_and_immediate_opts_out() {
+    let server = TestServer::with_examples().await.unwrap();
+    let api = server.admin();
+    // A bad default is refused with its path, and nothing is saved.
+    let (s, body) = api
+        .put(
+            "/tenant/settings",
+            &json!({"default_rollout": {"stages": [{"percent": 150}]}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        body["error"]["details"][0]["path"], "default_rollout.stages[0].percent",
+        "{body}"
+    );
+    assert!(api.get("/tenant").await.unwrap().1["settings"]
+        .get("default_rollout")
+        .is_none());
+    let (s, body) = api
+        .put(
+            "/tenant/settings",
+            &json!({"default_rollout": {"stages": [{"percent": 50, "soak": "1h"}, {"percent": 100, "soak": "1h"}]}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (_, tenant) = api.get("/tenant").await.unwrap();
+    assert_eq!(
+        tenant["settings"]["default_rollout"]["stages"][0]["percent"], 50,
+        "{tenant}"
+    );
+
+    let linux = |name: &str| json!({"name": name, "family": "edr", "platform": "linux", "settings": {"edr_group_ids": "g"}, "assignments": {"include": ["all-devices"]}});
+    let (s, body) = api.post("/policies", &linux("staged-new")).await.unwrap();
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let (_, rollout) = api.get("/rollouts/staged-new").await.unwrap();
+    assert_eq!(
+        (rollout["state"].as_str(), rollout["from_version"].as_u64()),
+        (Some("running"), None),
+        "{rollout}"
+    );
+    let id = rollout["id"].as_str().unwrap().to_string();
+    let (_, devices) = api.get("/devices?os=linux").await.unwrap();
+    let linux_devices: Vec<(String, String)> = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["name"].as_str().unwrap().to_string(),
+                d["id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(linux_devices.len() >= 4, "{devices}");
+    let gets_it = |name: String| {
+        let api = server.admin();
+        async move {
+            let (_, e) = api
+                .get(&format!("/devices/{name}/effective"))
+                .await
+                .unwrap();
+            e["policy_versions"].get("staged-new").is_some()
+        }
+    };
+    for (name, device_id) in &linux_devices {
+        assert_eq!(
+            gets_it(name.clone()).await,
+            bucket(&id, device_id) < 5000,
+            "{name}: only the first stage's devices get the new policy"
+        );
+    }
+    assert_eq!(
+        rollout["devices_reached"].as_u64().unwrap() as usize,
+        linux_devices
+            .iter()
+            .filter(|(_, d)| bucket(&id, d) < 5000)
+            .count()
+    );
+    let (s, _) = api
+        .post("/rollouts/staged-new/advance", &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK);
+    let (_, done) = api
+        .post("/rollouts/staged-new/advance", &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(done["state"], "completed", "{done}");
+    for (name, _) in &linux_devices {
+        assert!(gets_it(name.clone()).await, "{name}: completed");
+    }
+
+    // Deleting goes out in stages too: devices not reached keep the policy.
+    let (s, _) = api.delete("/policies/staged-new").await.unwrap();
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, rollout) = api.get("/rollouts/staged-new").await.unwrap();
+    assert_eq!(
+        (rollout["deletes"].as_bool(), rollout["state"].as_str()),
+        (Some(true), Some("running")),
+        "{rollout}"
+    );
+    let id = rollout["id"].as_str().unwrap().to_string();
+    for (name, device_id) in &linux_devices {
+        assert_eq!(
+            gets_it(name.clone()).await,
+            bucket(&id, device_id) >= 5000,
+            "{name}: only reached devices lose the deleted policy"
+        );
+    }
+    // Aborting the deletion brings the policy back for every device.
+    let (_, aborted) = api
+        .post("/rollouts/staged-new/abort", &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(aborted["state"], "rolled_back", "{aborted}");
+    for (name, _) in &linux_devices {
+        assert!(
+            gets_it(name.clone()).await,
+            "{name}: the deletion was rolled back"
+        );
+    }
+
+    // `rollout: immediate` ignores the default.
+    let mut now = linux("right-away");
+    now["rollout"] = json!("immediate");
+    let (s, _) = api.post("/policies", &now).await.unwrap();
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(
+        api.get("/rollouts/right-away").await.unwrap().0,
+        StatusCode::NOT_FOUND
+    );
+    for (name, _) in &linux_devices {
+        let (_, e) = api
+            .get(&format!("/devices/{name}/effective"))
+            .await
+            .unwrap();
+        assert!(e["policy_versions"].get("right-away").is_some(), "{name}");
+    }
+    server.stop().await.unwrap();
+}

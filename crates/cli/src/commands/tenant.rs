@@ -232,6 +232,14 @@ fn describe(t: &TenantView) -> String {
             "manage domain controllers".to_string(),
             s.manage_domain_controllers.to_string(),
         ],
+        vec![
+            "default rollout".to_string(),
+            s.default_rollout
+                .as_ref()
+                .map_or("none (everywhere at once)".to_string(), |r| {
+                    serde_json::to_string(r).unwrap_or_default()
+                }),
+        ],
     ];
     render::table(&["SETTING", "VALUE"], &rows)
 }
