@@ -740,6 +740,21 @@ async fn the_tenant_default_stages_creates_and_deletes_and_immediate_opts_out() 
         body["error"]["details"][0]["path"], "default_rollout.stages[0].percent",
         "{body}"
     );
+    let (s, body) = api
+        .put(
+            "/tenant/settings",
+            &json!({"default_rollout": {"stages": [{"group": "canaryy"}]}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, body["error"]["details"][0]["path"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("default_rollout.stages[0].group")
+        ),
+        "{body}"
+    );
     assert!(api.get("/tenant").await.unwrap().1["settings"]
         .get("default_rollout")
         .is_none());

@@ -6,7 +6,7 @@ use axum::Json;
 use rampart_core::model::{Role, TenantSettings};
 use rampart_core::validate::{tenant_settings_from_json, tenant_settings_to_json};
 use rampart_proto::{ErrorBody, PolicyKeyView, TenantView, WhoAmI};
-use rampart_store::{StoreError, Write};
+use rampart_store::{ObjectKind, StoreError, Write};
 use serde_json::Value;
 
 use crate::api::{audit, check_base, with_etag, IfMatch};
@@ -58,6 +58,21 @@ pub async fn update(
     check_base("the tenant settings", base, version)?;
     let before = current_settings(&state, &who.tenant_id).await?;
     let after = tenant_settings_from_json(&body, &before).map_err(ApiError::Validation)?;
+    if let Some(spec) = after
+        .default_rollout
+        .as_ref()
+        .filter(|_| after.default_rollout != before.default_rollout)
+    {
+        let groups = state
+            .store
+            .objects(&who.tenant_id, ObjectKind::Group)
+            .await?;
+        let known: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+        let errors = crate::api::policies::unknown_stage_groups("default_rollout", spec, &known);
+        if !errors.is_empty() {
+            return Err(ApiError::Validation(errors));
+        }
+    }
     if after != before {
         let (b, a) = (
             tenant_settings_to_json(&before),
