@@ -99,6 +99,20 @@ async fn device_list_show_tag_sync_and_delete() {
     assert!(table.contains("12 devices"), "{table}");
     let macs = json(&server, &["device", "list", "--os", "macos"]).await;
     assert_eq!(names(&macs), ["mac-design-01", "mac-dev-02", "mac-exec-01"]);
+    let found = json(
+        &server,
+        &[
+            "device", "list", "--search", "mac", "--desc", "--limit", "2",
+        ],
+    )
+    .await;
+    assert_eq!(names(&found), ["mac-exec-01", "mac-dev-02"]);
+    let out = rampart(&server, &["device", "list", "--sort", "colour"]).await;
+    assert!(
+        !out.status.success() && stderr(&out).contains("sort"),
+        "{}",
+        stderr(&out)
+    );
 
     let shown = ok(&server, &["device", "show", "web-01"]).await;
     assert!(

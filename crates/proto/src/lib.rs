@@ -217,6 +217,20 @@ pub struct DeviceFilter {
     pub tag: Option<String>,
     pub os: Option<String>,
     pub enrollment: Option<String>,
+    /// Words that must each appear in the name, OS, OS version, type,
+    /// managed-by, enrollment status, a tag or a label (ignoring case).
+    pub search: Option<String>,
+    /// `name` (default), `os`, `type`, `managed_by`, `enrollment` or
+    /// `last_check_in`; ties go by name.
+    pub sort: Option<String>,
+    /// `asc` (default) or `desc`.
+    pub order: Option<String>,
+    /// At most this many devices (1 to 1000); every device when left out.
+    /// The answer's `X-Total-Count` header counts all that match, and
+    /// `X-Next-Cursor`, when more follow, is the `cursor` of the next page.
+    pub limit: Option<u32>,
+    /// Where the page starts: the `X-Next-Cursor` of the page before.
+    pub cursor: Option<String>,
 }
 
 // ---- groups and policies --------------------------------------------------

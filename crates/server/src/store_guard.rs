@@ -436,6 +436,23 @@ impl Store for GuardedStore {
         self.bounded(self.inner.device_problems(tenant)).await
     }
 
+    async fn device_problems_of(
+        &self,
+        tenant: &str,
+        names: &[String],
+    ) -> Result<Vec<DeviceProblems>> {
+        self.bounded(self.inner.device_problems_of(tenant, names))
+            .await
+    }
+
+    async fn device_page(
+        &self,
+        tenant: &str,
+        query: &rampart_store::page::DeviceQuery,
+    ) -> Result<rampart_store::page::DevicePage> {
+        self.bounded(self.inner.device_page(tenant, query)).await
+    }
+
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
         self.bounded(self.inner.token_by_hash(hash)).await
     }

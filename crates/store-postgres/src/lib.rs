@@ -15,6 +15,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rampart_store::page::{device_page_sql, finish_page, DevicePage, DeviceQuery, Dialect, Param};
 use rampart_store::{
     name_key, AuditRecord, DeviceProblems, DeviceRecord, DeviceTombstone, NewAudit, ObjectKind,
     ObjectRecord, OnboardingTokenRecord, Result, StatusRecord, Store, StoreError, Tenant,
@@ -107,6 +108,17 @@ fn describe(options: &PgConnectOptions) -> String {
 }
 
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds a shared page query's parameters in order.
+fn bind_params<'q>(mut query: PgQuery<'q>, params: &[Param]) -> PgQuery<'q> {
+    for p in params {
+        query = match p {
+            Param::Text(s) => query.bind(s.clone()),
+            Param::Int(i) => query.bind(*i),
+        };
+    }
+    query
+}
 
 /// Reads run on the pool and decode every row or fail.
 impl PostgresStore {
@@ -407,6 +419,44 @@ impl Store for PostgresStore {
         )
         .bind(tenant);
         self.fetch_all(query, rows::device_problems).await
+    }
+
+    async fn device_problems_of(
+        &self,
+        tenant: &str,
+        names: &[String],
+    ) -> Result<Vec<DeviceProblems>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let query = sqlx::query(
+            "SELECT device, \
+             SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS errors, \
+             SUM(CASE WHEN status = 'conflict' THEN 1 ELSE 0 END) AS conflicts \
+             FROM statuses WHERE tenant_id = $1 AND status IN ('error', 'conflict') \
+             AND device = ANY($2) GROUP BY device ORDER BY device",
+        )
+        .bind(tenant)
+        .bind(names.to_vec());
+        self.fetch_all(query, rows::device_problems).await
+    }
+
+    async fn device_page(&self, tenant: &str, q: &DeviceQuery) -> Result<DevicePage> {
+        use sqlx::Row;
+        let sql = device_page_sql(Dialect::Postgres, rows::DEVICE_COLUMNS, tenant, q);
+        let total: i64 = bind_params(sqlx::query(&sql.count), &sql.count_params)
+            .fetch_one(&self.pool)
+            .await
+            .or_backend()?
+            .try_get(0)
+            .or_backend()?;
+        let rows = self
+            .fetch_all(
+                bind_params(sqlx::query(&sql.select), &sql.select_params),
+                rows::device,
+            )
+            .await?;
+        finish_page(rows, q, total.max(0) as u64)
     }
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {

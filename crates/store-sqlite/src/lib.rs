@@ -20,6 +20,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rampart_store::page::{device_page_sql, finish_page, DevicePage, DeviceQuery, Dialect, Param};
 use rampart_store::{
     name_key, AuditRecord, DeviceProblems, DeviceRecord, DeviceTombstone, NewAudit, ObjectKind,
     ObjectRecord, OnboardingTokenRecord, Result, StatusRecord, Store, StoreError, Tenant,
@@ -195,6 +196,17 @@ async fn migrate_pool(pool: &SqlitePool) -> Result<()> {
 }
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// Binds a shared page query's parameters in order.
+fn bind_params<'q>(mut query: SqliteQuery<'q>, params: &[Param]) -> SqliteQuery<'q> {
+    for p in params {
+        query = match p {
+            Param::Text(s) => query.bind(s.clone()),
+            Param::Int(i) => query.bind(*i),
+        };
+    }
+    query
+}
 
 /// Reads run on the reader pool and decode every row or fail.
 impl SqliteStore {
@@ -504,6 +516,47 @@ impl Store for SqliteStore {
         )
         .bind(tenant);
         self.fetch_all(query, rows::device_problems).await
+    }
+
+    async fn device_problems_of(
+        &self,
+        tenant: &str,
+        names: &[String],
+    ) -> Result<Vec<DeviceProblems>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT device, \
+             SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS errors, \
+             SUM(CASE WHEN status = 'conflict' THEN 1 ELSE 0 END) AS conflicts \
+             FROM statuses WHERE tenant_id = ? AND status IN ('error', 'conflict') \
+             AND device IN ({}) GROUP BY device ORDER BY device",
+            vec!["?"; names.len()].join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(tenant);
+        for name in names {
+            query = query.bind(name);
+        }
+        self.fetch_all(query, rows::device_problems).await
+    }
+
+    async fn device_page(&self, tenant: &str, q: &DeviceQuery) -> Result<DevicePage> {
+        use sqlx::Row;
+        let sql = device_page_sql(Dialect::Sqlite, rows::DEVICE_COLUMNS, tenant, q);
+        let total: i64 = bind_params(sqlx::query(&sql.count), &sql.count_params)
+            .fetch_one(&self.reader)
+            .await
+            .or_backend()?
+            .try_get(0)
+            .or_backend()?;
+        let rows = self
+            .fetch_all(
+                bind_params(sqlx::query(&sql.select), &sql.select_params),
+                rows::device,
+            )
+            .await?;
+        finish_page(rows, q, total.max(0) as u64)
     }
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {

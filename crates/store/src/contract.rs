@@ -63,6 +63,7 @@ macro_rules! contract_tests {
             deleting_a_device_deletes_its_statuses,
             statuses_store_only_changes,
             problems_are_counted_per_device,
+            device_pages_filter_sort_and_walk_like_the_whole_list,
             tokens_are_found_by_hash,
             users_are_unique_per_tenant,
             tenant_and_object_names_are_unique_whatever_their_case,
@@ -988,6 +989,202 @@ pub async fn reenroll_approvals_work_once(store: &dyn Store) {
         store.write(t, T0, vec![missing], Vec::new()).await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+/// Every sort, both directions and several filters: walking the pages with
+/// their cursors gives exactly the devices (and order) that filtering and
+/// sorting the whole list in memory gives, and the total counts them.
+pub async fn device_pages_filter_sort_and_walk_like_the_whole_list(store: &dyn Store) {
+    use crate::page::{DeviceQuery, DeviceSort};
+    let tenant = new_tenant(store, "pages").await;
+    let other = new_tenant(store, "pages-other").await;
+    let oses = ["linux", "windows", "macos"];
+    let mut devices = Vec::new();
+    for i in 0..23u32 {
+        let mut d = device(&format!("{}dev-{i:02}", if i % 4 == 0 { "B" } else { "a" }));
+        d.os = oses[i as usize % 3].to_owned();
+        d.os_version = format!("{}.{}", 10 + i % 2, i);
+        d.device_type = if i % 2 == 0 { "server" } else { "workstation" }.to_owned();
+        d.managed_by = if i % 5 == 0 { "intune" } else { "rampart" }.to_owned();
+        d.enrollment_status = if i % 7 == 0 { "failed" } else { "enrolled" }.to_owned();
+        d.tags = match i % 3 {
+            0 => vec!["Web_1".to_owned(), "prod".to_owned()],
+            1 => vec!["db".to_owned()],
+            _ => Vec::new(),
+        };
+        d.labels = if i % 2 == 0 {
+            vec!["Joined".to_owned()]
+        } else {
+            Vec::new()
+        };
+        // Ties on purpose: the name decides among equal times.
+        d.last_check_in = (i % 4 != 3).then(|| T0 + i64::from(i % 6));
+        devices.push(d);
+    }
+    write(
+        store,
+        &tenant,
+        devices.iter().cloned().map(Write::PutDevice).collect(),
+    )
+    .await
+    .expect("devices");
+    write(store, &other, vec![Write::PutDevice(device("adev-99"))])
+        .await
+        .expect("another tenant's device");
+    let matches = |d: &DeviceRecord, q: &DeviceQuery| {
+        let eq = |want: &Option<String>, have: &str| {
+            want.as_ref().is_none_or(|w| w.eq_ignore_ascii_case(have))
+        };
+        let has = |want: &Option<String>, list: &[String]| {
+            want.as_ref()
+                .is_none_or(|w| list.iter().any(|x| x.eq_ignore_ascii_case(w)))
+        };
+        let text = [
+            d.name.as_str(),
+            &d.os,
+            &d.os_version,
+            &d.device_type,
+            &d.managed_by,
+            &d.enrollment_status,
+        ]
+        .iter()
+        .map(|s| s.to_ascii_lowercase())
+        .chain(
+            d.tags
+                .iter()
+                .chain(&d.labels)
+                .map(|s| s.to_ascii_lowercase()),
+        )
+        .collect::<Vec<_>>();
+        eq(&q.os, &d.os)
+            && eq(&q.managed_by, &d.managed_by)
+            && eq(&q.enrollment, &d.enrollment_status)
+            && has(&q.tag, &d.tags)
+            && has(&q.label, &d.labels)
+            && q.search.as_ref().is_none_or(|s| {
+                s.split_whitespace()
+                    .all(|w| text.iter().any(|t| t.contains(&w.to_ascii_lowercase())))
+            })
+    };
+    let filters: Vec<DeviceQuery> = vec![
+        DeviceQuery::default(),
+        DeviceQuery {
+            os: Some("WINDOWS".into()),
+            ..DeviceQuery::default()
+        },
+        DeviceQuery {
+            tag: Some("web_1".into()),
+            ..DeviceQuery::default()
+        },
+        DeviceQuery {
+            tag: Some("web%".into()),
+            ..DeviceQuery::default()
+        },
+        DeviceQuery {
+            label: Some("joined".into()),
+            managed_by: Some("rampart".into()),
+            ..DeviceQuery::default()
+        },
+        DeviceQuery {
+            enrollment: Some("failed".into()),
+            ..DeviceQuery::default()
+        },
+        DeviceQuery {
+            search: Some("dev-1 workstation".into()),
+            ..DeviceQuery::default()
+        },
+        DeviceQuery {
+            search: Some("EB_".into()),
+            ..DeviceQuery::default()
+        },
+    ];
+    for filter in filters {
+        for (_, sort) in DeviceSort::ALL {
+            for descending in [false, true] {
+                let mut want: Vec<&DeviceRecord> =
+                    devices.iter().filter(|d| matches(d, &filter)).collect();
+                want.sort_by(|a, b| {
+                    let order = match (sort.key_of(a), sort.key_of(b)) {
+                        (crate::page::SortKey::Text(x), crate::page::SortKey::Text(y)) => {
+                            x.as_bytes().cmp(y.as_bytes())
+                        }
+                        (crate::page::SortKey::Int(x), crate::page::SortKey::Int(y)) => x.cmp(&y),
+                        _ => std::cmp::Ordering::Equal,
+                    }
+                    .then_with(|| a.name.as_bytes().cmp(b.name.as_bytes()));
+                    if descending {
+                        order.reverse()
+                    } else {
+                        order
+                    }
+                });
+                let want: Vec<&str> = want.iter().map(|d| d.name.as_str()).collect();
+                let mut got = Vec::new();
+                let mut query = DeviceQuery {
+                    sort: *sort,
+                    descending,
+                    limit: 4,
+                    ..filter.clone()
+                };
+                for _ in 0..20 {
+                    let page = store.device_page(&tenant.id, &query).await.expect("page");
+                    assert_eq!(page.total as usize, want.len(), "total of {query:?}");
+                    assert!(page.devices.len() <= 4);
+                    got.extend(page.devices.iter().map(|d| d.name.clone()));
+                    match page.next {
+                        Some(next) => query.after = Some(next),
+                        None => break,
+                    }
+                }
+                assert_eq!(got, want, "{filter:?} by {sort:?} descending {descending}");
+            }
+        }
+    }
+    // The devices come back whole.
+    let first = store
+        .device_page(
+            &tenant.id,
+            &DeviceQuery {
+                limit: 1,
+                ..DeviceQuery::default()
+            },
+        )
+        .await
+        .expect("page");
+    assert_eq!(
+        first.devices,
+        [devices
+            .iter()
+            .find(|d| d.name == "Bdev-00")
+            .cloned()
+            .unwrap()]
+    );
+    // Problems of a page's devices only.
+    store
+        .record_statuses(
+            &tenant.id,
+            "adev-01",
+            vec![status("adev-01", "a", "", "error")],
+        )
+        .await
+        .expect("report");
+    store
+        .record_statuses(
+            &tenant.id,
+            "adev-02",
+            vec![status("adev-02", "a", "", "conflict")],
+        )
+        .await
+        .expect("report");
+    let problems = store
+        .device_problems_of(&tenant.id, &["adev-01".to_owned(), "adev-03".to_owned()])
+        .await
+        .expect("problems");
+    assert_eq!(problems.len(), 1);
+    assert_eq!(
+        (problems[0].device.as_str(), problems[0].errors),
+        ("adev-01", 1)
+    );
 }
 
 pub async fn problems_are_counted_per_device(store: &dyn Store) {

@@ -10,6 +10,7 @@
 //! or nothing, so a failed call never leaves half a change behind.
 
 pub mod contract;
+pub mod page;
 
 use std::fmt;
 
@@ -552,6 +553,19 @@ pub trait Store: Send + Sync {
     /// Per device with any, how many of its status rows are errors and
     /// conflicts: counted by the database, not by loading every row.
     async fn device_problems(&self, tenant: &str) -> Result<Vec<DeviceProblems>>;
+    /// [`Store::device_problems`] of the named devices only (a page).
+    async fn device_problems_of(
+        &self,
+        tenant: &str,
+        names: &[String],
+    ) -> Result<Vec<DeviceProblems>>;
+    /// One page of the tenant's devices, filtered and sorted by the
+    /// database (`page::device_page_sql`), with how many match in all.
+    async fn device_page(
+        &self,
+        tenant: &str,
+        query: &page::DeviceQuery,
+    ) -> Result<page::DevicePage>;
 
     /// Looks a token up by the hash of its secret, in any tenant.
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>>;

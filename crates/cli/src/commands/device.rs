@@ -42,6 +42,19 @@ enum Command {
         /// Only devices in this enrollment state, e.g. enrolled or simulated.
         #[arg(long)]
         enrollment: Option<String>,
+        /// Only devices whose name, OS, type, managed-by, enrollment, tags
+        /// or labels contain every word.
+        #[arg(long)]
+        search: Option<String>,
+        /// Sort by name, os, type, managed_by, enrollment or last_check_in.
+        #[arg(long, default_value = "name")]
+        sort: String,
+        /// Sort descending.
+        #[arg(long)]
+        desc: bool,
+        /// At most this many devices (1 to 1000).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: Option<u32>,
     },
     /// Show one device.
     Show {
@@ -108,6 +121,10 @@ pub async fn run(client: Client, args: Args) -> Result<ExitCode> {
             label,
             managed_by,
             enrollment,
+            search,
+            sort,
+            desc,
+            limit,
         } => {
             let filter = DeviceFilter {
                 managed_by,
@@ -115,6 +132,11 @@ pub async fn run(client: Client, args: Args) -> Result<ExitCode> {
                 tag,
                 os,
                 enrollment,
+                search,
+                sort: Some(sort),
+                order: desc.then(|| "desc".to_string()),
+                limit,
+                cursor: None,
             };
             let devices: Vec<DeviceView> = client.get_query(&["devices"], &filter).await?;
             match output {

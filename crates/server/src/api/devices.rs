@@ -12,6 +12,7 @@ use rampart_proto::{
     DeviceFilter, DeviceView, EffectivePolicyView, ErrorBody, ReenrollApproval, ReenrollApprove,
     SetTags, SyncAccepted,
 };
+use rampart_store::page::{DeviceQuery, DeviceSort};
 use rampart_store::{DeviceProblems, DeviceRecord, Write};
 use serde_json::json;
 
@@ -23,44 +24,150 @@ use crate::fleet::Fleet;
 use crate::state::AppState;
 use crate::views::{device_view, effective_view};
 
-fn matches(d: &DeviceRecord, f: &DeviceFilter) -> bool {
-    let eq = |want: &Option<String>, have: &str| {
-        want.as_ref().is_none_or(|w| w.eq_ignore_ascii_case(have))
+/// The most devices one page holds.
+pub const MAX_PAGE: u32 = 1000;
+
+/// The store's page request for a list request, or the 400 naming the
+/// parameter that is wrong.
+fn device_query(f: &DeviceFilter) -> ApiResult<DeviceQuery> {
+    let bad = |field: &str, message: String| ApiError::BadRequest(format!("{field}: {message}"));
+    let sort = match f.sort.as_deref() {
+        None => DeviceSort::Name,
+        Some(s) => DeviceSort::parse(s).ok_or_else(|| {
+            let known: Vec<&str> = DeviceSort::ALL.iter().map(|(n, _)| *n).collect();
+            bad(
+                "sort",
+                format!("unknown sort {s:?}; expected one of {}", known.join(", ")),
+            )
+        })?,
     };
-    let has = |want: &Option<String>, list: &[String]| {
-        want.as_ref()
-            .is_none_or(|w| list.iter().any(|x| x.eq_ignore_ascii_case(w)))
+    let descending = match f.order.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(o) => {
+            return Err(bad(
+                "order",
+                format!("unknown order {o:?}; expected asc or desc"),
+            ))
+        }
     };
-    eq(&f.managed_by, &d.managed_by)
-        && eq(&f.os, &d.os)
-        && eq(&f.enrollment, &d.enrollment_status)
-        && has(&f.tag, &d.tags)
-        && has(&f.label, &d.labels)
+    let limit = match f.limit {
+        None => u32::MAX - 1,
+        Some(n) if (1..=MAX_PAGE).contains(&n) => n,
+        Some(n) => {
+            return Err(bad(
+                "limit",
+                format!("{n} is out of range; expected 1 to {MAX_PAGE}"),
+            ))
+        }
+    };
+    let after = f
+        .cursor
+        .as_deref()
+        .map(|c| cursor::decode(c, sort, descending))
+        .transpose()
+        .map_err(|m| bad("cursor", m))?;
+    let text = |v: &Option<String>| {
+        v.as_ref()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    Ok(DeviceQuery {
+        os: text(&f.os),
+        managed_by: text(&f.managed_by),
+        enrollment: text(&f.enrollment),
+        tag: text(&f.tag),
+        label: text(&f.label),
+        search: text(&f.search),
+        sort,
+        descending,
+        after,
+        limit,
+    })
+}
+
+/// Page cursors: opaque to callers, hex of a small JSON object that names
+/// the sort it belongs to, so a cursor is never read under another sort.
+mod cursor {
+    use rampart_store::page::{DeviceCursor, DeviceSort, SortKey};
+    use serde_json::{json, Value};
+
+    pub fn encode(c: &DeviceCursor, sort: DeviceSort, descending: bool) -> String {
+        let key = match &c.key {
+            SortKey::Text(s) => json!(s),
+            SortKey::Int(i) => json!(i),
+        };
+        let text = json!({"s": sort.as_str(), "d": descending, "k": key, "n": c.name}).to_string();
+        text.bytes().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn decode(text: &str, sort: DeviceSort, descending: bool) -> Result<DeviceCursor, String> {
+        let invalid = || "not a cursor this server gave; start again without one".to_string();
+        if !text.len().is_multiple_of(2) || text.len() > 4096 {
+            return Err(invalid());
+        }
+        let bytes: Vec<u8> = (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(text.get(i..i + 2).unwrap_or("zz"), 16))
+            .collect::<Result<_, _>>()
+            .map_err(|_| invalid())?;
+        let v: Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+        if v["s"].as_str() != Some(sort.as_str()) || v["d"].as_bool() != Some(descending) {
+            return Err("belongs to another sort or order; start again without it".to_string());
+        }
+        let key = match &v["k"] {
+            Value::String(s) => SortKey::Text(s.clone()),
+            Value::Number(n) => SortKey::Int(n.as_i64().ok_or_else(invalid)?),
+            _ => return Err(invalid()),
+        };
+        let name = v["n"].as_str().ok_or_else(invalid)?.to_string();
+        Ok(DeviceCursor { key, name })
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(DeviceFilter),
-    responses((status = 200, body = Vec<DeviceView>), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = Vec<DeviceView>, headers(
+        ("X-Total-Count" = u64, description = "How many devices match the filters in all"),
+        ("X-Next-Cursor" = String, description = "The cursor of the next page; absent on the last"))),
+        (status = 400, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     who: Principal,
     QueryParams(filter): QueryParams<DeviceFilter>,
-) -> ApiResult<Json<Vec<DeviceView>>> {
-    let devices = state.store.devices(&who.tenant_id).await?;
-    let problems: HashMap<String, DeviceProblems> = state
-        .store
-        .device_problems(&who.tenant_id)
-        .await?
+) -> ApiResult<impl axum::response::IntoResponse> {
+    let query = device_query(&filter)?;
+    let page = state.store.device_page(&who.tenant_id, &query).await?;
+    let names: Vec<String> = page.devices.iter().map(|d| d.name.clone()).collect();
+    // A page's problems are counted for its devices; the whole list's in
+    // one pass over the statuses.
+    let problems = if names.len() <= MAX_PAGE as usize {
+        state
+            .store
+            .device_problems_of(&who.tenant_id, &names)
+            .await?
+    } else {
+        state.store.device_problems(&who.tenant_id).await?
+    };
+    let problems: HashMap<String, DeviceProblems> = problems
         .into_iter()
         .map(|p| (p.device.clone(), p))
         .collect();
     let now = state.clock.now();
-    Ok(Json(
-        devices
-            .iter()
-            .filter(|d| matches(d, &filter))
-            .map(|d| device_view(d, problems.get(&d.name), now))
-            .collect(),
-    ))
+    let views: Vec<DeviceView> = page
+        .devices
+        .iter()
+        .map(|d| device_view(d, problems.get(&d.name), now))
+        .collect();
+    let mut headers = axum::http::HeaderMap::new();
+    if let Ok(v) = page.total.to_string().parse() {
+        headers.insert("x-total-count", v);
+    }
+    if let Some(next) = &page.next {
+        if let Ok(v) = cursor::encode(next, query.sort, query.descending).parse() {
+            headers.insert("x-next-cursor", v);
+        }
+    }
+    Ok((headers, Json(views)))
 }
 
 /// One device as the API shows it, with its problem counts.

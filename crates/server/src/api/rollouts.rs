@@ -9,7 +9,7 @@ use rampart_proto::{ErrorBody, RolloutAction, RolloutView};
 use rampart_store::{ObjectKind, ObjectRecord};
 
 use crate::auth::Principal;
-use crate::body::JsonBody;
+use crate::body::OptionalJsonBody;
 use crate::error::{ApiError, ApiResult};
 use crate::fleet::Fleet;
 use crate::rollout::{self, Command};
@@ -99,13 +99,14 @@ macro_rules! step_handler {
     ($name:ident, $command:expr, $path:literal, $doc:literal) => {
         #[doc = $doc]
         #[utoipa::path(post, path = $path, tag = "rollouts",
-            params(("policy" = String, Path)), request_body = RolloutAction,
-            responses((status = 200, body = RolloutView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+            params(("policy" = String, Path)),
+            request_body(content = RolloutAction, description = "Optional: why (an empty body is the same as {})"),
+            responses((status = 200, body = RolloutView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
         pub async fn $name(
             State(state): State<AppState>,
             who: Principal,
             Path(policy): Path<String>,
-            JsonBody(body): JsonBody<RolloutAction>,
+            OptionalJsonBody(body): OptionalJsonBody<RolloutAction>,
         ) -> ApiResult<Json<RolloutView>> {
             step(state, who, policy, body, $command).await
         }
