@@ -271,14 +271,6 @@ impl Fleet {
         fresh
     }
 
-    /// Every device's resolution, by device name.
-    pub fn resolve_all(&self) -> BTreeMap<String, Resolution> {
-        self.devices
-            .iter()
-            .filter_map(|d| self.resolve(d).map(|r| (d.name.clone(), r)))
-            .collect()
-    }
-
     /// Names of the devices a group holds now.
     pub fn members(&self, group: &Group) -> Vec<String> {
         self.devices
@@ -298,81 +290,115 @@ impl Fleet {
     }
 }
 
-/// Devices whose effective policy differs between two resolutions, with what
-/// differs. A device only in `after` (or only in `before`) counts as changed.
-pub fn impact(
-    before: &BTreeMap<String, Resolution>,
-    after: &BTreeMap<String, Resolution>,
-) -> Vec<DeviceImpact> {
-    let names: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
-    let mut out = Vec::new();
-    for name in names {
-        let (b, a) = (before.get(name), after.get(name));
-        let settings =
-            |r: Option<&Resolution>| -> BTreeMap<String, (serde_json::Value, Vec<String>)> {
-                r.map(|r| {
-                    r.settings
-                        .iter()
-                        .map(|s| (s.setting.clone(), (s.value.clone(), s.sources.clone())))
-                        .collect()
-                })
-                .unwrap_or_default()
-            };
-        let (sb, sa) = (settings(b), settings(a));
-        let added: Vec<String> = sa
-            .keys()
-            .filter(|k| !sb.contains_key(*k))
-            .cloned()
-            .collect();
-        let removed: Vec<String> = sb
-            .keys()
-            .filter(|k| !sa.contains_key(*k))
-            .cloned()
-            .collect();
-        let changed: Vec<String> = sa
-            .iter()
-            .filter(|(k, v)| sb.get(*k).is_some_and(|old| old != *v))
-            .map(|(k, _)| k.clone())
-            .collect();
-        let conflicts = |r: Option<&Resolution>| -> Vec<Conflict> {
-            r.map(|r| r.conflicts.clone()).unwrap_or_default()
-        };
-        let (cb, ca) = (conflicts(b), conflicts(a));
-        let conflicts_added: Vec<_> = ca
-            .iter()
-            .filter(|c| !cb.contains(c))
-            .map(conflict_view)
-            .collect();
-        let conflicts_removed: Vec<_> = cb
-            .iter()
-            .filter(|c| !ca.contains(c))
-            .map(conflict_view)
-            .collect();
-        let managed_changed = b.map(|r| r.managed) != a.map(|r| r.managed);
-        if added.is_empty()
-            && removed.is_empty()
-            && changed.is_empty()
-            && conflicts_added.is_empty()
-            && conflicts_removed.is_empty()
-            && !managed_changed
-        {
-            continue;
+impl Fleet {
+    /// How each device's effective policy would change from this state to
+    /// `after`, resolved one device at a time (two resolutions alive at
+    /// once, never two of the whole fleet). With `changed`, the change
+    /// touches only those policies: a device that no version of them targets
+    /// (before, after, or a rollout's previous revision) keeps its policy and
+    /// is not resolved at all.
+    pub fn impact_on(
+        &self,
+        after: &Fleet,
+        changed: Option<&BTreeSet<String>>,
+    ) -> Vec<DeviceImpact> {
+        let mut out = Vec::new();
+        for record in &self.devices {
+            if let Some(names) = changed {
+                if !self.targeted_by_any(record, names) && !after.targeted_by_any(record, names) {
+                    continue;
+                }
+            }
+            let (b, a) = (self.resolve(record), after.resolve(record));
+            out.extend(device_impact(&record.name, b.as_ref(), a.as_ref()));
         }
-        out.push(DeviceImpact {
-            device: name.clone(),
-            managed_before: b.is_some_and(|r| r.managed),
-            managed_after: a.is_some_and(|r| r.managed),
-            added,
-            changed,
-            removed,
-            conflicts_added,
-            conflicts_removed,
-            digest_before: b.map(|r| r.digest.clone()).unwrap_or_default(),
-            digest_after: a.map(|r| r.digest.clone()).unwrap_or_default(),
-            rollout: None,
-        });
+        out
     }
-    out
+
+    /// Whether any revision of the named policies this state holds (the
+    /// current ones and rollouts' previous ones) targets the device.
+    fn targeted_by_any(&self, record: &DeviceRecord, names: &BTreeSet<String>) -> bool {
+        let Some(device) = Fleet::device(record) else {
+            return true;
+        };
+        let member_of = memberships(&device, &self.groups);
+        self.policies
+            .iter()
+            .chain(self.rollouts.iter().filter_map(|r| r.previous.as_ref()))
+            .any(|p| names.contains(&p.name) && targets(p, &device, &member_of))
+    }
+}
+
+/// How one device's effective policy differs between two resolutions;
+/// `None` when it does not. A device with only one of them counts as
+/// changed.
+fn device_impact(
+    name: &str,
+    b: Option<&Resolution>,
+    a: Option<&Resolution>,
+) -> Option<DeviceImpact> {
+    let settings = |r: Option<&Resolution>| -> BTreeMap<String, (serde_json::Value, Vec<String>)> {
+        r.map(|r| {
+            r.settings
+                .iter()
+                .map(|s| (s.setting.clone(), (s.value.clone(), s.sources.clone())))
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let (sb, sa) = (settings(b), settings(a));
+    let added: Vec<String> = sa
+        .keys()
+        .filter(|k| !sb.contains_key(*k))
+        .cloned()
+        .collect();
+    let removed: Vec<String> = sb
+        .keys()
+        .filter(|k| !sa.contains_key(*k))
+        .cloned()
+        .collect();
+    let changed: Vec<String> = sa
+        .iter()
+        .filter(|(k, v)| sb.get(*k).is_some_and(|old| old != *v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    let conflicts = |r: Option<&Resolution>| -> Vec<Conflict> {
+        r.map(|r| r.conflicts.clone()).unwrap_or_default()
+    };
+    let (cb, ca) = (conflicts(b), conflicts(a));
+    let conflicts_added: Vec<_> = ca
+        .iter()
+        .filter(|c| !cb.contains(c))
+        .map(conflict_view)
+        .collect();
+    let conflicts_removed: Vec<_> = cb
+        .iter()
+        .filter(|c| !ca.contains(c))
+        .map(conflict_view)
+        .collect();
+    let managed_changed = b.map(|r| r.managed) != a.map(|r| r.managed);
+    if added.is_empty()
+        && removed.is_empty()
+        && changed.is_empty()
+        && conflicts_added.is_empty()
+        && conflicts_removed.is_empty()
+        && !managed_changed
+    {
+        return None;
+    }
+    Some(DeviceImpact {
+        device: name.to_string(),
+        managed_before: b.is_some_and(|r| r.managed),
+        managed_after: a.is_some_and(|r| r.managed),
+        added,
+        changed,
+        removed,
+        conflicts_added,
+        conflicts_removed,
+        digest_before: b.map(|r| r.digest.clone()).unwrap_or_default(),
+        digest_after: a.map(|r| r.digest.clone()).unwrap_or_default(),
+        rollout: None,
+    })
 }
 
 #[cfg(test)]

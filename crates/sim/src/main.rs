@@ -12,8 +12,10 @@
 //! is the number to compare across machines.
 //!
 //! With `--checkins`, it measures unchanged check-ins per second instead
-//! (`checkins.rs`), on SQLite or, with `--database-url`, PostgreSQL.
+//! (`checkins.rs`), on SQLite or, with `--database-url`, PostgreSQL; with
+//! `--admin-devices N`, the admin API on a tenant of N devices (`admin.rs`).
 
+mod admin;
 mod bare;
 mod checkins;
 
@@ -48,9 +50,14 @@ struct Args {
     /// How long each check-in measurement runs, in seconds.
     #[arg(long, default_value_t = 10.0)]
     secs: f64,
-    /// A PostgreSQL URL for the server of `--checkins`; SQLite when absent.
+    /// A PostgreSQL URL for the server of `--checkins` or
+    /// `--admin-devices`; SQLite when absent.
     #[arg(long)]
     database_url: Option<String>,
+    /// Time the admin API (device pages, a policy report, a preview) on a
+    /// tenant with this many devices, written straight into the store.
+    #[arg(long)]
+    admin_devices: Option<usize>,
 }
 
 struct Agent {
@@ -303,6 +310,9 @@ fn ms(d: Duration) -> String {
 async fn main() -> Result<()> {
     let args = Args::parse();
     rampart_pki::install_crypto_provider();
+    if let Some(devices) = args.admin_devices {
+        return admin::measure(devices, args.database_url.clone()).await;
+    }
     if !args.checkins.is_empty() {
         let backend = if args.database_url.is_some() {
             "PostgreSQL"

@@ -56,6 +56,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0008_policy_key_rotation.sql",
         sql: include_str!("../migrations/0008_policy_key_rotation.sql"),
     },
+    Migration {
+        version: 9,
+        file: "0009_device_page_indexes.sql",
+        sql: include_str!("../migrations/0009_device_page_indexes.sql"),
+    },
 ];
 
 /// The advisory lock key ("rampart" and a 1): advisory locks are per

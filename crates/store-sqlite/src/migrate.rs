@@ -55,6 +55,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0008_policy_key_rotation.sql",
         sql: include_str!("../migrations/0008_policy_key_rotation.sql"),
     },
+    Migration {
+        version: 9,
+        file: "0009_device_page_indexes.sql",
+        sql: include_str!("../migrations/0009_device_page_indexes.sql"),
+    },
 ];
 
 /// Brings the schema up to date. Safe against another process opening the

@@ -5,7 +5,7 @@
 //! every device's effective policy before and after. Apply then writes the
 //! difference in one transaction, or nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -27,7 +27,7 @@ use crate::api::policies::unknown_groups;
 use crate::auth::Principal;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
-use crate::fleet::{impact, Fleet};
+use crate::fleet::Fleet;
 use crate::state::AppState;
 
 fn kind_of(kind: &str, path: &str, errors: &mut Vec<FieldError>) -> Option<ObjectKind> {
@@ -162,7 +162,13 @@ pub async fn preview(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let mut devices = impact(&fleet.resolve_all(), &after.resolve_all());
+    // Only policies changed: only the devices their versions target can
+    // be affected.
+    let only_policies = req.changes.iter().all(|c| match c {
+        Change::Put { kind, .. } | Change::Delete { kind, .. } => kind == "policy",
+    });
+    let names: BTreeSet<String> = staged.iter().map(|(name, _)| name.clone()).collect();
+    let mut devices = fleet.impact_on(&after, only_policies.then_some(&names));
     annotate_stages(&who.tenant_id, &fleet, &after, &staged, &mut devices);
     Ok(Json(PreviewResponse { devices }))
 }
@@ -517,7 +523,7 @@ pub async fn apply(
     if let Some(s) = desired.settings {
         after.settings = s;
     }
-    let mut devices = impact(&fleet.resolve_all(), &after.resolve_all());
+    let mut devices = fleet.impact_on(&after, None);
     let staged: Vec<(String, Option<Value>)> = created
         .iter()
         .chain(&changed)

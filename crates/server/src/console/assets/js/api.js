@@ -42,6 +42,18 @@ export function onUnauthorized(fn) {
 }
 
 export async function api(method, path, body, extra = {}) {
+  return (await request(method, path, body, extra)).data;
+}
+
+/** One page of a paged list: its items, how many match in all, and the
+ * cursor of the next page (none on the last). */
+export async function getPage(path) {
+  const { data, headers } = await request('GET', path);
+  const total = Number(headers.get('X-Total-Count'));
+  return { items: data, total: Number.isFinite(total) ? total : data.length, next: headers.get('X-Next-Cursor') };
+}
+
+async function request(method, path, body, extra = {}) {
   const headers = { Accept: 'application/json', ...extra };
   const s = session();
   if (s?.token) headers.Authorization = `Bearer ${s.token}`;
@@ -71,7 +83,7 @@ export async function api(method, path, body, extra = {}) {
     unauthorized();
   }
   if (!res.ok) throw new ApiError(res.status, data);
-  return data;
+  return { data, headers: res.headers };
 }
 
 export const get = (path) => api('GET', path);
