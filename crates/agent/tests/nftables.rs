@@ -665,16 +665,15 @@ async fn a_policy_filters_real_traffic_drift_is_restored_and_unassigning_removes
     server.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_rule_set_that_cuts_the_agent_off_is_rolled_back() {
-    if !prerequisites() {
-        return;
-    }
-    let mut lab = Lab::new("l", 2, true);
+/// A lab whose `srv` namespace runs an agent (`name`) with the nftables
+/// provider, its server on the host's end of the uplink (so the firewall
+/// filters the agent's own traffic to it), and a first rule set — inbound and
+/// outbound blocked by default, 8080 allowed in — applied and confirmed, so
+/// that it is what a rollback returns to. Returns the allow rule too.
+async fn firewalled_agent(tag: &str, name: &str) -> (Lab, TestServer, Agent, Value) {
+    let mut lab = Lab::new(tag, 2, true);
     lab.serve(8080);
     lab.wait_reachable(8080);
-    // The device channel on the host's end of the uplink: the agent, in
-    // `srv`, reaches it through the namespace the firewall filters.
     let server = TestServer::start_with(Options {
         device_listen: Some(format!("{}:0", lab.host_ip()).parse().unwrap()),
         ..Options::default()
@@ -684,13 +683,12 @@ async fn a_rule_set_that_cuts_the_agent_off_is_rolled_back() {
     let pkg = package(&server, &lab.dir).await;
     let srv = lab.srv.clone();
     let mut agent = Agent::new(
-        "fw-lockout",
+        name,
         "[providers.nftables]\nenabled = true\nconfirm_window_secs = 5\n",
         Some(&srv),
     );
     agent.onboard(&pkg);
     agent.start();
-
     let allow = json!({"name": "allow-8080", "direction": "in", "action": "allow", "protocol": "tcp", "local_ports": "8080"});
     put_policy(
         &server,
@@ -703,24 +701,28 @@ async fn a_rule_set_that_cuts_the_agent_off_is_rolled_back() {
     .await;
     put_policy(
         &server,
-        &policy("fw-rules", "firewall_rules", rules(json!([allow]))),
+        &policy("fw-rules", "firewall_rules", rules(json!([allow.clone()]))),
     )
     .await;
     eventually(40, "the first rule set is applied", &agent, async || {
-        row(
-            &device_report(&server, "fw-lockout").await,
-            "firewall_rules",
-        )["status"]
-            == "succeeded"
+        row(&device_report(&server, name).await, "firewall_rules")["status"] == "succeeded"
     })
     .await;
-    // Confirmed (the agent reached the server on a new connection since),
-    // so it is what a rollback returns to.
+    // Confirmed: the agent reached the server on a new connection since.
     let rollback_file = agent.dir.join("state/nftables/rollback.nft");
     eventually(20, "the first rule set is confirmed", &agent, async || {
         !rollback_file.exists() && lab.table().is_some_and(|t| t.contains("allow-8080"))
     })
     .await;
+    (lab, server, agent, allow)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rule_set_that_cuts_the_agent_off_is_rolled_back() {
+    if !prerequisites() {
+        return;
+    }
+    let (lab, server, mut agent, allow) = firewalled_agent("l", "fw-lockout").await;
     // Outbound is blocked by default, yet the agent still reaches its
     // server: the allowance rule.
     let table = lab.table().unwrap();
@@ -789,24 +791,7 @@ async fn a_staged_rule_set_that_locks_its_canary_out_fails_the_gate_and_is_rolle
     if !prerequisites() {
         return;
     }
-    let mut lab = Lab::new("r", 2, true);
-    lab.serve(8080);
-    lab.wait_reachable(8080);
-    let server = TestServer::start_with(Options {
-        device_listen: Some(format!("{}:0", lab.host_ip()).parse().unwrap()),
-        ..Options::default()
-    })
-    .await
-    .unwrap();
-    let pkg = package(&server, &lab.dir).await;
-    let srv = lab.srv.clone();
-    let mut agent = Agent::new(
-        "fw-canary",
-        "[providers.nftables]\nenabled = true\nconfirm_window_secs = 5\n",
-        Some(&srv),
-    );
-    agent.onboard(&pkg);
-    agent.start();
+    let (lab, server, mut agent, allow) = firewalled_agent("r", "fw-canary").await;
     let api = server.admin();
     let (s, b) = api
         .post(
@@ -816,35 +801,6 @@ async fn a_staged_rule_set_that_locks_its_canary_out_fails_the_gate_and_is_rolle
         .await
         .unwrap();
     assert!(s.is_success(), "{b}");
-
-    let allow = json!({"name": "allow-8080", "direction": "in", "action": "allow", "protocol": "tcp", "local_ports": "8080"});
-    put_policy(
-        &server,
-        &policy(
-            "fw",
-            "firewall",
-            json!({"firewall_enabled": true, "default_inbound_action": "block", "default_outbound_action": "block"}),
-        ),
-    )
-    .await;
-    put_policy(
-        &server,
-        &policy("fw-rules", "firewall_rules", rules(json!([allow]))),
-    )
-    .await;
-    let rollback_file = agent.dir.join("state/nftables/rollback.nft");
-    eventually(
-        60,
-        "the first rule set is applied and confirmed",
-        &agent,
-        async || {
-            row(&device_report(&server, "fw-canary").await, "firewall_rules")["status"]
-                == "succeeded"
-                && !rollback_file.exists()
-                && lab.table().is_some_and(|t| t.contains("allow-8080"))
-        },
-    )
-    .await;
 
     // The cutting change goes to the canary group first; a lockout fails
     // the gate and rolls the whole change back.

@@ -226,8 +226,9 @@ pub struct DeviceFilter {
     /// `asc` (default) or `desc`.
     pub order: Option<String>,
     /// At most this many devices (1 to 1000); every device when left out.
-    /// The answer's `X-Total-Count` header counts all that match, and
-    /// `X-Next-Cursor`, when more follow, is the `cursor` of the next page.
+    /// The answer's `X-Total-Count` header counts all that match (on a
+    /// first page, without `cursor`), and `X-Next-Cursor`, when more
+    /// follow, is the `cursor` of the next page.
     pub limit: Option<u32>,
     /// Where the page starts: the `X-Next-Cursor` of the page before.
     pub cursor: Option<String>,

@@ -1304,7 +1304,9 @@ async fn devices_are_paged_filtered_and_sorted_by_the_server() {
             None => "sort=os&order=desc&limit=5".into(),
         };
         let (status, total, next, page) = get(query).await;
-        assert_eq!((status, total), (StatusCode::OK, Some(12)));
+        // The total comes with the first page; the pages after share it.
+        let first = walked.is_empty();
+        assert_eq!((status, total), (StatusCode::OK, first.then_some(12)));
         assert!(page.as_array().unwrap().len() <= 5);
         walked.extend(names(&page));
         match next {

@@ -147,6 +147,24 @@ impl Fleet {
     }
 }
 
+impl Fleet {
+    /// Version 1 of the policy, everywhere at once, applied by every agent.
+    async fn first_everywhere(&self, api: &Client) {
+        let (s, body) = api
+            .post("/policies", &av(true, json!("immediate")))
+            .await
+            .unwrap();
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+        self.settled().await;
+    }
+}
+
+/// A change to the policy through `api`, accepted.
+async fn change(api: &Client, body: &Value) {
+    let (s, answer) = api.put(&format!("/policies/{POLICY}"), body).await.unwrap();
+    assert_eq!(s, StatusCode::OK, "{answer}");
+}
+
 fn av(scan_archives: bool, rollout: Value) -> Value {
     json!({
         "name": POLICY,
@@ -207,11 +225,7 @@ async fn stages_reach_exactly_their_devices(database_url: Option<String>) {
         .await
         .unwrap();
     assert_eq!(s, StatusCode::OK, "{preview}");
-    let (s, body) = api
-        .put(&format!("/policies/{POLICY}"), &av(false, percent_stages()))
-        .await
-        .unwrap();
-    assert_eq!(s, StatusCode::OK, "{body}");
+    change(api, &av(false, percent_stages())).await;
     let rollout = fleet.rollout().await;
     assert_eq!(rollout["state"], "running");
     assert_eq!(rollout["stage"], 0);
@@ -368,12 +382,7 @@ fn break_provider(fleet: &Fleet, device: &str) {
 async fn a_canary_stage_with_errors_fails_its_gate_and_rolls_back() {
     let fleet = Fleet::start(None).await;
     let api = &fleet.api;
-    let (s, body) = api
-        .post("/policies", &av(true, json!("immediate")))
-        .await
-        .unwrap();
-    assert_eq!(s, StatusCode::CREATED, "{body}");
-    fleet.settled().await;
+    fleet.first_everywhere(api).await;
     for canary in ["dev-01", "dev-02"] {
         break_provider(&fleet, canary);
     }
@@ -382,11 +391,7 @@ async fn a_canary_stage_with_errors_fails_its_gate_and_rolls_back() {
         "gates": {"max_errors": 10},
         "on_failure": "rollback",
     });
-    let (s, body) = api
-        .put(&format!("/policies/{POLICY}"), &av(false, staged))
-        .await
-        .unwrap();
-    assert_eq!(s, StatusCode::OK, "{body}");
+    change(api, &av(false, staged)).await;
     // Only the canaries are given version 2, and both report errors.
     fleet
         .until("both canaries report errors", || async {
@@ -448,17 +453,8 @@ async fn a_canary_stage_with_errors_fails_its_gate_and_rolls_back() {
 async fn pause_resume_advance_and_abort_are_the_administrators_and_audited() {
     let fleet = Fleet::start(None).await;
     let api = &fleet.api;
-    let (s, body) = api
-        .post("/policies", &av(true, json!("immediate")))
-        .await
-        .unwrap();
-    assert_eq!(s, StatusCode::CREATED, "{body}");
-    fleet.settled().await;
-    let (s, body) = api
-        .put(&format!("/policies/{POLICY}"), &av(false, percent_stages()))
-        .await
-        .unwrap();
-    assert_eq!(s, StatusCode::OK, "{body}");
+    fleet.first_everywhere(api).await;
+    change(api, &av(false, percent_stages())).await;
 
     // A second change joins the running rollout: the devices it reached get
     // the newest revision, the rest keep version 1 and skip version 2.
@@ -466,11 +462,7 @@ async fn pause_resume_advance_and_abort_are_the_administrators_and_audited() {
     let ten = expected(&fleet.ids().await, &id, 10);
     let mut newer = av(false, percent_stages());
     newer["settings"]["real_time_protection"] = json!(false);
-    let (s, body) = api
-        .put(&format!("/policies/{POLICY}"), &newer)
-        .await
-        .unwrap();
-    assert_eq!(s, StatusCode::OK, "{body}");
+    change(api, &newer).await;
     let rollout = fleet.rollout().await;
     assert_eq!(
         (rollout["id"].as_str(), rollout["stage"].as_u64()),
@@ -672,20 +664,11 @@ async fn two_replicas_take_each_step_once_and_the_agents_follow() {
     .await
     .unwrap();
     let api_b = b.admin();
-    let (s, body) = api_b
-        .post("/policies", &av(true, json!("immediate")))
-        .await
-        .unwrap();
-    assert_eq!(s, StatusCode::CREATED, "{body}");
-    fleet.settled().await;
+    fleet.first_everywhere(&api_b).await;
 
     // The staged change goes in through replica B; the agents hold long
     // polls on replica A.
-    let (s, body) = api_b
-        .put(&format!("/policies/{POLICY}"), &av(false, percent_stages()))
-        .await
-        .unwrap();
-    assert_eq!(s, StatusCode::OK, "{body}");
+    change(&api_b, &av(false, percent_stages())).await;
     let id = fleet.rollout().await["id"].as_str().unwrap().to_string();
     let ids = fleet.ids().await;
     let revisions = fleet.settled().await;

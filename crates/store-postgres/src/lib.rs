@@ -444,19 +444,25 @@ impl Store for PostgresStore {
     async fn device_page(&self, tenant: &str, q: &DeviceQuery) -> Result<DevicePage> {
         use sqlx::Row;
         let sql = device_page_sql(Dialect::Postgres, rows::DEVICE_COLUMNS, tenant, q);
-        let total: i64 = bind_params(sqlx::query(&sql.count), &sql.count_params)
-            .fetch_one(&self.pool)
-            .await
-            .or_backend()?
-            .try_get(0)
-            .or_backend()?;
+        // Counted for the first page only: the pages after it share it.
+        let total: Option<i64> = match &q.after {
+            Some(_) => None,
+            None => Some(
+                bind_params(sqlx::query(&sql.count), &sql.count_params)
+                    .fetch_one(&self.pool)
+                    .await
+                    .or_backend()?
+                    .try_get(0)
+                    .or_backend()?,
+            ),
+        };
         let rows = self
             .fetch_all(
                 bind_params(sqlx::query(&sql.select), &sql.select_params),
                 rows::device,
             )
             .await?;
-        finish_page(rows, q, total.max(0) as u64)
+        finish_page(rows, q, total.map(|t| t.max(0) as u64))
     }
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {

@@ -1128,7 +1128,8 @@ pub async fn device_pages_filter_sort_and_walk_like_the_whole_list(store: &dyn S
                 };
                 for _ in 0..20 {
                     let page = store.device_page(&tenant.id, &query).await.expect("page");
-                    assert_eq!(page.total as usize, want.len(), "total of {query:?}");
+                    let expected_total = query.after.is_none().then_some(want.len() as u64);
+                    assert_eq!(page.total, expected_total, "total of {query:?}");
                     assert!(page.devices.len() <= 4);
                     got.extend(page.devices.iter().map(|d| d.name.clone()));
                     match page.next {

@@ -97,7 +97,9 @@ pub struct DeviceQuery {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DevicePage {
     pub devices: Vec<DeviceRecord>,
-    pub total: u64,
+    /// Counted for a first page (no cursor) only: counting costs a pass
+    /// over the tenant's devices, and the pages after it share the count.
+    pub total: Option<u64>,
     /// Where the next page starts; `None` on the last page.
     pub next: Option<DeviceCursor>,
 }
@@ -267,7 +269,11 @@ pub fn device_page_sql(dialect: Dialect, columns: &str, tenant: &str, q: &Device
 
 /// Cuts the rows of a page query (one more than the limit) into the page
 /// and the cursor of the next.
-pub fn finish_page(mut rows: Vec<DeviceRecord>, q: &DeviceQuery, total: u64) -> Result<DevicePage> {
+pub fn finish_page(
+    mut rows: Vec<DeviceRecord>,
+    q: &DeviceQuery,
+    total: Option<u64>,
+) -> Result<DevicePage> {
     let more = rows.len() > q.limit as usize;
     rows.truncate(q.limit as usize);
     let next = if more {

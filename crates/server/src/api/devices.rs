@@ -127,7 +127,7 @@ mod cursor {
 
 #[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(DeviceFilter),
     responses((status = 200, body = Vec<DeviceView>, headers(
-        ("X-Total-Count" = u64, description = "How many devices match the filters in all"),
+        ("X-Total-Count" = u64, description = "How many devices match the filters in all; on a first page (no cursor) only"),
         ("X-Next-Cursor" = String, description = "The cursor of the next page; absent on the last"))),
         (status = 400, body = ErrorBody)))]
 pub async fn list(
@@ -159,7 +159,7 @@ pub async fn list(
         .map(|d| device_view(d, problems.get(&d.name), now))
         .collect();
     let mut headers = axum::http::HeaderMap::new();
-    if let Ok(v) = page.total.to_string().parse() {
+    if let Some(Ok(v)) = page.total.map(|t| t.to_string().parse()) {
         headers.insert("x-total-count", v);
     }
     if let Some(next) = &page.next {

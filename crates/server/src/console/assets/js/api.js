@@ -45,12 +45,14 @@ export async function api(method, path, body, extra = {}) {
   return (await request(method, path, body, extra)).data;
 }
 
-/** One page of a paged list: its items, how many match in all, and the
- * cursor of the next page (none on the last). */
+/** One page of a paged list: its items, how many match in all (a first
+ * page only; `null` after), and the cursor of the next page (none on the
+ * last). */
 export async function getPage(path) {
   const { data, headers } = await request('GET', path);
-  const total = Number(headers.get('X-Total-Count'));
-  return { items: data, total: Number.isFinite(total) ? total : data.length, next: headers.get('X-Next-Cursor') };
+  // Only a first page carries the total (the pages after share it).
+  const counted = headers.get('X-Total-Count');
+  return { items: data, total: counted === null ? null : Number(counted), next: headers.get('X-Next-Cursor') };
 }
 
 async function request(method, path, body, extra = {}) {

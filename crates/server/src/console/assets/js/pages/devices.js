@@ -168,7 +168,7 @@ export async function render(main, ctx) {
 
   async function loadPage() {
     const page = await getPage(`/devices?${pageQuery()}`);
-    state.total = page.total;
+    if (page.total !== null) state.total = page.total;
     state.next = page.next;
     const json = JSON.stringify(page.items);
     if (json === state.lastJson) return;
