@@ -548,6 +548,12 @@ pub struct PolicyReport {
     /// Per setting of the policy: counts over the targeted devices.
     pub settings: BTreeMap<String, StatusCounts>,
     pub devices: Vec<PolicyDeviceStatus>,
+    /// How many devices the whole list holds (`devices` may be a page).
+    #[serde(default)]
+    pub devices_total: u64,
+    /// The `cursor` of the next page of devices; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
     /// The policy's staged rollout, the current or the last one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutView>,
@@ -574,6 +580,28 @@ pub struct SettingReport {
     pub setting: String,
     pub counts: StatusCounts,
     pub devices: Vec<SettingDeviceStatus>,
+    /// How many devices the whole list holds (`devices` may be a page).
+    #[serde(default)]
+    pub devices_total: u64,
+    /// The `cursor` of the next page of devices; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// A page of a report's device list, which lists conflicts and errors
+/// first, then the rest, each part by device name.
+#[derive(
+    Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema, utoipa::IntoParams,
+)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReportPage {
+    /// At most this many devices (1 to 1000); every device when left out.
+    /// The counts always cover every device.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// Where the page starts: the `next_cursor` of the page before.
+    pub cursor: Option<String>,
 }
 
 // ---- staged rollouts --------------------------------------------------------

@@ -87,7 +87,7 @@ impl ResolveKey {
 const MAX_CACHED_RESOLUTIONS: usize = 250_000;
 
 #[derive(Debug, Default)]
-struct ResolutionCache(Mutex<HashMap<ResolveKey, Option<Arc<Resolution>>>>);
+struct ResolutionCache(Arc<Mutex<HashMap<ResolveKey, Option<Arc<Resolution>>>>>);
 
 /// A copy of a fleet starts with an empty cache: copies are made to be
 /// changed (a preview adds and removes policies), and the entries of the
@@ -149,6 +149,31 @@ impl Fleet {
             rollouts,
             resolved: ResolutionCache::default(),
         })
+    }
+
+    /// The device channel's shared policy snapshot with the tenant's
+    /// devices, sharing the snapshot's resolutions: what reports read, so a
+    /// report resolves only devices whose inputs changed since the last
+    /// check-in or report, not every device every time.
+    pub async fn load_shared(state: &AppState, tenant: &str) -> ApiResult<Fleet> {
+        let snapshot = state.policies.get(state, tenant).await?;
+        let devices = state.store.devices(tenant).await?;
+        Ok(snapshot.with_devices(devices))
+    }
+
+    /// This snapshot with `devices`; the policies are the same, so the
+    /// resolutions already computed are shared, not copied.
+    fn with_devices(&self, devices: Vec<DeviceRecord>) -> Fleet {
+        Fleet {
+            settings: self.settings.clone(),
+            policies: self.policies.clone(),
+            groups: self.groups.clone(),
+            devices,
+            policy_records: self.policy_records.clone(),
+            group_records: self.group_records.clone(),
+            rollouts: self.rollouts.clone(),
+            resolved: ResolutionCache(self.resolved.0.clone()),
+        }
     }
 
     /// Everything, devices included.

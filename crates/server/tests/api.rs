@@ -1363,3 +1363,60 @@ async fn devices_are_paged_filtered_and_sorted_by_the_server() {
     );
     server.stop().await.unwrap();
 }
+
+/// Report device lists page with a cursor in their own order (what needs
+/// attention first, then by name); the counts always cover every device.
+#[tokio::test]
+async fn report_device_lists_are_paged_and_counts_cover_every_device() {
+    let server = TestServer::with_examples().await.unwrap();
+    let admin = server.admin();
+    for path in [
+        "/reports/policies/linux-av-baseline",
+        "/reports/settings/pua_protection",
+    ] {
+        let (s, whole) = admin.get(path).await.unwrap();
+        assert_eq!(s, StatusCode::OK, "{whole}");
+        let all: Vec<Value> = whole["devices"].as_array().unwrap().clone();
+        assert!(all.len() >= 3, "{path}: {whole}");
+        assert_eq!(whole["devices_total"].as_u64(), Some(all.len() as u64));
+        assert!(whole.get("next_cursor").is_none(), "{whole}");
+        let mut walked = Vec::new();
+        let mut query = format!("{path}?limit=2");
+        for _ in 0..10 {
+            let (s, page) = admin.get(&query).await.unwrap();
+            assert_eq!(s, StatusCode::OK, "{page}");
+            assert!(page["devices"].as_array().unwrap().len() <= 2);
+            assert_eq!(page["devices_total"], whole["devices_total"]);
+            for counts in ["devices_by_status", "counts", "settings"] {
+                assert_eq!(
+                    page.get(counts),
+                    whole.get(counts),
+                    "{path}: {counts} cover every device"
+                );
+            }
+            walked.extend(page["devices"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => query = format!("{path}?limit=2&cursor={c}"),
+                None => break,
+            }
+        }
+        assert_eq!(
+            walked, all,
+            "{path}: the pages, in order, are the whole list"
+        );
+        for (query, field) in [
+            ("limit=0", "limit"),
+            ("limit=5000", "limit"),
+            ("cursor=xyz", "cursor"),
+            ("colour=red", "colour"),
+        ] {
+            let (s, body) = admin.get(&format!("{path}?{query}")).await.unwrap();
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{path}?{query}: {body}");
+            assert!(
+                body["error"]["message"].as_str().unwrap().contains(field),
+                "{body}"
+            );
+        }
+    }
+    server.stop().await.unwrap();
+}

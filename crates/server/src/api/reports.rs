@@ -13,12 +13,13 @@ use axum::extract::{Path, State};
 use axum::Json;
 use rampart_core::resolve::Resolution;
 use rampart_proto::{
-    DeviceReport, ErrorBody, PolicyDeviceStatus, PolicyReport, PolicyValue, SettingDeviceStatus,
-    SettingReport, SettingStatusView, StatusCounts, TrustEvent,
+    DeviceReport, ErrorBody, PolicyDeviceStatus, PolicyReport, PolicyValue, ReportPage,
+    SettingDeviceStatus, SettingReport, SettingStatusView, StatusCounts, TrustEvent,
 };
 use rampart_store::{DeviceRecord, StatusRecord};
 
 use crate::auth::Principal;
+use crate::body::QueryParams;
 use crate::error::{ApiError, ApiResult};
 use crate::fleet::Fleet;
 use crate::state::AppState;
@@ -314,14 +315,16 @@ pub async fn device(
     }))
 }
 
-#[utoipa::path(get, path = "/api/v1/reports/policies/{name}", tag = "reports", params(("name" = String, Path)),
-    responses((status = 200, body = PolicyReport), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/reports/policies/{name}", tag = "reports", params(("name" = String, Path), ReportPage),
+    responses((status = 200, body = PolicyReport), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn policy(
     State(state): State<AppState>,
     who: Principal,
     Path(name): Path<String>,
+    QueryParams(page): QueryParams<ReportPage>,
 ) -> ApiResult<Json<PolicyReport>> {
-    let fleet = Fleet::load(&state, &who.tenant_id).await?;
+    let page = Paging::of(&page)?;
+    let fleet = Fleet::load_shared(&state, &who.tenant_id).await?;
     let record = fleet
         .policy_records
         .iter()
@@ -335,6 +338,8 @@ pub async fn policy(
         devices_by_status: StatusCounts::default(),
         settings: BTreeMap::new(),
         devices: Vec::new(),
+        devices_total: 0,
+        next_cursor: None,
         rollout: match state
             .store
             .object(&who.tenant_id, rampart_store::ObjectKind::Rollout, &name)
@@ -365,7 +370,7 @@ pub async fn policy(
             continue;
         }
         let Some(resolution) = fleet
-            .resolve(device)
+            .resolve_cached(device)
             .filter(|r| r.managed && r.policy_versions.contains_key(&name))
         else {
             continue;
@@ -412,7 +417,85 @@ pub async fn policy(
         });
     }
     report.devices.sort_by_key(|d| attention_last(&d.status));
+    report.devices_total = report.devices.len() as u64;
+    let (devices, next) = page.cut(std::mem::take(&mut report.devices), |d| {
+        (attention_last(&d.status), d.device.clone())
+    });
+    report.devices = devices;
+    report.next_cursor = next;
     Ok(Json(report))
+}
+
+/// A page of a report's device list, in its order: what needs attention
+/// first, then by name; the cursor is the (rank, name) of the page's last
+/// device, hex-encoded.
+struct Paging {
+    limit: usize,
+    after: Option<(u8, String)>,
+}
+
+impl Paging {
+    fn of(q: &ReportPage) -> ApiResult<Paging> {
+        let limit = match q.limit {
+            None => usize::MAX,
+            Some(n) if (1..=1000).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(ApiError::BadRequest(format!(
+                    "limit: {n} is out of range; expected 1 to 1000"
+                )))
+            }
+        };
+        let after = q
+            .cursor
+            .as_deref()
+            .map(|c| {
+                Paging::decode(c).ok_or_else(|| {
+                    ApiError::BadRequest(
+                        "cursor: not a cursor this server gave; start again without one".into(),
+                    )
+                })
+            })
+            .transpose()?;
+        Ok(Paging { limit, after })
+    }
+
+    fn decode(text: &str) -> Option<(u8, String)> {
+        if !text.len().is_multiple_of(2) || text.len() > 4096 {
+            return None;
+        }
+        let bytes = (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+            .collect::<Option<Vec<u8>>>()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (rank, name) = text.split_once('\n')?;
+        Some((rank.parse().ok()?, name.to_string()))
+    }
+
+    fn encode((rank, name): &(u8, String)) -> String {
+        format!("{rank}\n{name}")
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The page of `rows` (already in order) and the next page's cursor.
+    fn cut<T>(&self, rows: Vec<T>, key: impl Fn(&T) -> (u8, String)) -> (Vec<T>, Option<String>) {
+        let mut rest = rows.into_iter().filter(|r| match &self.after {
+            Some(after) => {
+                let (rank, name) = key(r);
+                (rank, name.as_bytes()) > (after.0, after.1.as_bytes())
+            }
+            None => true,
+        });
+        let page: Vec<T> = rest.by_ref().take(self.limit).collect();
+        let next = if rest.next().is_some() {
+            page.last().map(|r| Paging::encode(&key(r)))
+        } else {
+            None
+        };
+        (page, next)
+    }
 }
 
 /// A setting of the policy that lost under `most_secure_wins`.
@@ -435,25 +518,29 @@ fn superseded_row(resolution: &Resolution, setting: &str, policy: &str) -> Setti
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/reports/settings/{setting}", tag = "reports", params(("setting" = String, Path)),
-    responses((status = 200, body = SettingReport), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/reports/settings/{setting}", tag = "reports", params(("setting" = String, Path), ReportPage),
+    responses((status = 200, body = SettingReport), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn setting(
     State(state): State<AppState>,
     who: Principal,
     Path(setting): Path<String>,
+    QueryParams(page): QueryParams<ReportPage>,
 ) -> ApiResult<Json<SettingReport>> {
+    let page = Paging::of(&page)?;
     if state.catalog.get(&setting).is_none() {
         return Err(ApiError::not_found(format!("setting {setting:?}")));
     }
-    let fleet = Fleet::load(&state, &who.tenant_id).await?;
+    let fleet = Fleet::load_shared(&state, &who.tenant_id).await?;
     let statuses = by_device(state.store.statuses(&who.tenant_id).await?);
     let mut report = SettingReport {
         setting: setting.clone(),
         counts: StatusCounts::default(),
         devices: Vec::new(),
+        devices_total: 0,
+        next_cursor: None,
     };
     for device in &fleet.devices {
-        let Some(resolution) = fleet.resolve(device).filter(|r| r.managed) else {
+        let Some(resolution) = fleet.resolve_cached(device).filter(|r| r.managed) else {
             continue;
         };
         let rows = device_settings(
@@ -469,6 +556,12 @@ pub async fn setting(
         report.devices.push(device_row(device, &rows, status));
     }
     report.devices.sort_by_key(|d| attention_last(&d.status));
+    report.devices_total = report.devices.len() as u64;
+    let (devices, next) = page.cut(std::mem::take(&mut report.devices), |d| {
+        (attention_last(&d.status), d.device.clone())
+    });
+    report.devices = devices;
+    report.next_cursor = next;
     Ok(Json(report))
 }
 

@@ -12,6 +12,11 @@ import { assigned } from './policies.js';
 import { configSection, versionsSection } from './policy_view.js';
 import { rolloutSection } from './rollout_view.js';
 
+/** Devices listed at first, and added by each "Show more devices". */
+const DEVICES_PAGE = 200;
+/** The most one report page holds. */
+const MAX_SHOWN = 1000;
+
 export async function render(main, ctx) {
   const name = ctx.params.name;
   ctx.title(`${name} report`);
@@ -23,6 +28,8 @@ export async function render(main, ctx) {
   const devicesBox = h('section', { class: 'card', 'aria-labelledby': 'devices-h' });
   const rolloutBox = h('div', {});
   const expanded = new Set();
+  // Devices listed (the server pages the rest); "Show more" raises it.
+  let shown = DEVICES_PAGE;
   main.append(
     h('nav', { class: 'breadcrumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/policies' }, 'Endpoint security'), ' › ',
       h('a', { href: `#/policies?family=${policy.family}` }, familyName(policy.family)), ' › ', h('span', { 'aria-current': 'page' }, name)),
@@ -96,17 +103,22 @@ export async function render(main, ctx) {
                   h('td', {}, s.conflicting?.length ? conflictNode(s.conflicting) : policyLinks(s.other_policies), s.reason ? h('span', { class: 'block muted' }, s.reason) : null,
                     s.error_message ? h('span', { class: 'block error-text' }, s.error_code ? `${s.error_code}: ` : '', s.error_message) : null)))))))];
         }))))
-        : h('p', { class: 'muted' }, 'No device receives this policy.')));
+        : h('p', { class: 'muted' }, 'No device receives this policy.'),
+      r.devices_total > r.devices.length ? h('p', { class: 'more', id: 'policy-devices-more' },
+        `Showing ${r.devices.length} of ${r.devices_total} devices, conflicts and errors first. `,
+        shown < MAX_SHOWN
+          ? h('button', { type: 'button', class: 'btn', onclick: () => { shown = Math.min(shown + DEVICES_PAGE, MAX_SHOWN); lastJson = ''; refresh(); } }, 'Show more devices')
+          : 'The API pages the rest (limit, cursor).') : null));
     replace(updated, `Updated ${new Date().toLocaleTimeString()}`);
   }
 
   async function refresh() {
     try {
-      const r = await get(`/reports/policies/${seg(name)}`);
+      const r = await get(`/reports/policies/${seg(name)}?limit=${shown}`);
       if (ctx.current()) draw(r);
     } catch { /* the next tick tries again */ }
   }
-  draw(await get(`/reports/policies/${seg(name)}`));
+  draw(await get(`/reports/policies/${seg(name)}?limit=${shown}`));
   const timer = setInterval(() => { if (ctx.current() && !document.hidden) refresh(); }, 3000);
   ctx.onCleanup(() => clearInterval(timer));
 }

@@ -1,14 +1,18 @@
 // One setting across every managed device: counts per status, and each
 // device's status, value and the policies that set it (conflicts and
-// errors first, each conflicting policy with its value).
+// errors first, each conflicting policy with its value). The first
+// DEVICES_SHOWN devices are listed; the counts cover every device.
 
 import { h } from '../dom.js';
 import { get, seg, catalogMap } from '../api.js';
 import { STATUSES, statusBadge, backendNote, valueNode, policyLinks, conflictNode, withCode } from '../format.js';
 
+/** Devices listed at first (the server pages the rest). */
+const DEVICES_SHOWN = 500;
+
 export async function render(main, ctx) {
   const id = ctx.params.setting;
-  const [r, catalog] = await Promise.all([get(`/reports/settings/${seg(id)}`), catalogMap()]);
+  const [r, catalog] = await Promise.all([get(`/reports/settings/${seg(id)}?limit=${DEVICES_SHOWN}`), catalogMap()]);
   const def = catalog.get(id);
   ctx.title(def?.title ?? id);
   main.append(
@@ -27,5 +31,6 @@ export async function render(main, ctx) {
           h('td', {}, statusBadge(d.status), backendNote(d.backend)),
           h('td', {}, d.status === 'conflict' ? h('span', { class: 'muted' }, 'not applied') : valueNode(d.value)),
           h('td', {}, policyLinks(d.sources)),
-          h('td', {}, conflictNode(d.conflicting) ?? d.error_message ?? '')))))) : h('p', { class: 'muted' }, 'No managed device gets this setting.')));
+          h('td', {}, conflictNode(d.conflicting) ?? d.error_message ?? '')))))) : h('p', { class: 'muted' }, 'No managed device gets this setting.'),
+      r.devices_total > r.devices.length ? h('p', { class: 'muted', id: 'setting-devices-more' }, `The first ${r.devices.length} of ${r.devices_total} devices, conflicts and errors first; the API pages the rest (limit, cursor).`) : null));
 }
