@@ -3,7 +3,8 @@
 //! leave them, each with one reported status), then each admin request is
 //! timed over HTTP against the in-process server: the first page of the
 //! device list (plain, sorted by check-in, searched), a deep page through
-//! the cursor, a policy report and the preview of a change. The process's
+//! the cursor, a policy report (a page of it, first and again, and whole)
+//! and the preview of a change. The process's
 //! resident memory is read before and after.
 
 use std::time::{Duration, Instant};
@@ -189,9 +190,20 @@ pub async fn measure(devices: usize, database_url: Option<String>) -> Result<()>
             time(&http, &token, 21, |c| c.get(&url)).await?,
         );
     }
+    // The first report resolves every device; the ones after find the
+    // resolutions in the shared snapshot (as check-ins leave them).
+    let url = format!("{api}/reports/policies/linux-av-baseline?limit=100");
+    report(
+        "GET /reports/policies/linux-av-baseline?limit=100, first",
+        time(&http, &token, 1, |c| c.get(&url)).await?,
+    );
+    report(
+        "GET /reports/policies/linux-av-baseline?limit=100, again",
+        time(&http, &token, 5, |c| c.get(&url)).await?,
+    );
     let url = format!("{api}/reports/policies/linux-av-baseline");
     report(
-        "GET /reports/policies/linux-av-baseline",
+        "GET /reports/policies/linux-av-baseline (every device)",
         time(&http, &token, 3, |c| c.get(&url)).await?,
     );
     let mut policy = admin.get("/policies/linux-av-baseline").await?.1;
