@@ -4,7 +4,8 @@
 //! Configuration Manager client, an MDM enrollment).
 //!
 //! The seeds list configurations their product cannot manage (domain
-//! controllers, Server Core, Constrained Language). Rampart reports each as
+//! controllers, Server Core, Constrained Language, non-persistent VDI).
+//! Rampart reports each as
 //! a condition with a stable code (`rampart_proto::device::conditions`). It
 //! manages Server Core and Constrained Language devices — its registry
 //! provider needs neither a desktop nor PowerShell — and domain controllers
@@ -26,6 +27,11 @@ pub const ENVIRONMENT: &str = r"SYSTEM\CurrentControlSet\Control\Session Manager
 pub const CCM: &str = r"SOFTWARE\Microsoft\CCM";
 /// One subkey per MDM enrollment.
 pub const ENROLLMENTS: &str = r"SOFTWARE\Microsoft\Enrollments";
+/// The User Experience Virtualization policy key whose `VdiState` (the
+/// "VDI Configuration" policy, ConfigureVdi in UserExperienceVirtualization.admx)
+/// is enabled only on non-persistent, pooled virtual desktops.
+pub const UEV_WINDOWS_SETTINGS: &str =
+    r"SOFTWARE\Policies\Microsoft\UEV\Agent\Configuration\WindowsSettings";
 
 /// The registry values the facts come from, as text.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -42,6 +48,8 @@ pub struct Snapshot {
     pub ccm_client: bool,
     /// Per enrollment subkey: its `ProviderID` and `EnrollmentState`.
     pub enrollments: Vec<(Option<String>, Option<String>)>,
+    /// `UEV_WINDOWS_SETTINGS\VdiState`.
+    pub uev_vdi_state: Option<String>,
 }
 
 /// What the snapshot means.
@@ -91,6 +99,9 @@ pub fn parse(s: &Snapshot) -> WindowsFacts {
     }
     if s.ccm_client {
         found.push(conditions::CONFIGMGR_CLIENT);
+    }
+    if s.uev_vdi_state.as_deref().map(str::trim) == Some("1") {
+        found.push(conditions::NON_PERSISTENT_VDI);
     }
     // An enrollment is active when its state is 1 and it names a provider.
     let mdm_providers: Vec<String> = s
@@ -157,6 +168,10 @@ pub fn snapshot() -> Snapshot {
         .and_then(|k| text(&k, "__PSLockdownPolicy"))
         .or_else(|| std::env::var("__PSLockdownPolicy").ok());
     snap.ccm_client = hklm.open_subkey_with_flags(CCM, KEY_READ).is_ok();
+    snap.uev_vdi_state = hklm
+        .open_subkey_with_flags(UEV_WINDOWS_SETTINGS, KEY_READ)
+        .ok()
+        .and_then(|k| text(&k, "VdiState"));
     if let Ok(enrollments) = hklm.open_subkey_with_flags(ENROLLMENTS, KEY_READ) {
         for name in enrollments.enum_keys().filter_map(Result::ok) {
             if let Ok(e) = enrollments.open_subkey_with_flags(&name, KEY_READ) {
@@ -198,6 +213,15 @@ mod tests {
         assert_eq!(f.edition.as_deref(), Some("Professional"));
         assert_eq!(f.device_type, "workstation");
         assert!(f.conditions.is_empty());
+    }
+
+    #[test]
+    fn a_pooled_virtual_desktop_is_non_persistent_vdi() {
+        let mut s = snapshot(&[("CurrentBuildNumber", "22631")]);
+        s.uev_vdi_state = Some("1".into());
+        assert_eq!(parse(&s).conditions, ["non_persistent_vdi"]);
+        s.uev_vdi_state = Some("0".into());
+        assert!(parse(&s).conditions.is_empty());
     }
 
     #[test]

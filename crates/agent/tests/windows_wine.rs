@@ -473,7 +473,7 @@ async fn the_windows_agent_under_wine_enforces_through_the_policy_registry() {
         put_policy(&server, &windows_policy(name, family, settings, &[])).await;
     }
     sync(&server, "win-01").await;
-    let only_local: BTreeSet<_> = [(
+    let mut only_local: BTreeSet<_> = [(
         r"software\policies\microsoft\windowsfirewall\firewallrules".to_string(),
         "local-dns".to_string(),
         RegData::Sz(local.into()),
@@ -484,9 +484,30 @@ async fn the_windows_agent_under_wine_enforces_through_the_policy_registry() {
     })
     .await;
 
-    // A domain controller: reported with its code, not managed until the
-    // tenant allows it.
+    // A domain controller (and a pooled virtual desktop): reported with its
+    // code, not managed until the tenant allows it.
     wine.stop();
+    let uev = r"HKLM\Software\Policies\Microsoft\UEV\Agent\Configuration\WindowsSettings";
+    assert!(wine
+        .reg(&[
+            "add",
+            uev,
+            "/v",
+            "VdiState",
+            "/t",
+            "REG_DWORD",
+            "/d",
+            "1",
+            "/f"
+        ])
+        .status
+        .success());
+    // Another product's policy value: Rampart leaves it alone.
+    only_local.insert((
+        r"software\policies\microsoft\uev\agent\configuration\windowssettings".to_string(),
+        "vdistate".to_string(),
+        RegData::Dword(1),
+    ));
     let options = r"HKLM\System\CurrentControlSet\Control\ProductOptions";
     assert!(wine
         .reg(&[
@@ -523,6 +544,15 @@ async fn the_windows_agent_under_wine_enforces_through_the_policy_registry() {
     .await;
     let r = device_report(&server, "win-01").await;
     assert_eq!(r["managed"], false, "{r}");
+    let (_, shown) = server.admin().get("/devices/win-01").await.unwrap();
+    let conditions: Vec<&str> = shown["conditions"]
+        .as_array()
+        .map(|c| c.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        conditions.contains(&"domain_controller") && conditions.contains(&"non_persistent_vdi"),
+        "the conditions the registry shows reach the server: {shown}"
+    );
     assert_eq!(
         wine.policy_values(),
         only_local,

@@ -68,6 +68,13 @@ pub mod conditions {
     pub const CONFIGMGR_CLIENT: &str = "configmgr_client";
     /// Windows: an MDM enrollment is present.
     pub const MDM_ENROLLED: &str = "mdm_enrolled";
+    /// Windows: a non-persistent (pooled) virtual desktop: the User
+    /// Experience Virtualization "VDI Configuration" policy, which its ADMX
+    /// says to enable only on such machines, is on
+    /// (`HKLM\Software\Policies\Microsoft\UEV\Agent\Configuration\WindowsSettings`,
+    /// `VdiState` = 1). Managed; reported because a pooled desktop may be
+    /// reset to its image at sign-out, and then onboards again.
+    pub const NON_PERSISTENT_VDI: &str = "non_persistent_vdi";
 }
 
 /// What the agent's survey found.

@@ -181,6 +181,11 @@ pub struct DeviceView {
     /// What needs looking at on this device.
     #[serde(default)]
     pub problems: DeviceProblemsView,
+    /// Configurations that matter to management, as the agent reported
+    /// them: `domain_controller`, `server_core`, `constrained_language`,
+    /// `non_persistent_vdi`, `configmgr_client`, `mdm_enrolled`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<String>,
 }
 
 /// A device's problems at a glance (the device report has the detail).

@@ -247,6 +247,7 @@ pub async fn load_dir(
             issued_digest: None,
             key_sha256: None,
             reenroll_until: None,
+            conditions: Vec::new(),
         }));
     }
     let count = writes.len();

@@ -99,6 +99,7 @@ pub fn device_view(d: &DeviceRecord, problems: Option<&DeviceProblems>, now: i64
             conflicts: problems.map_or(0, |p| p.conflicts),
             stale,
         },
+        conditions: d.conditions.clone(),
     }
 }
 

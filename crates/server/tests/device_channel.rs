@@ -1395,3 +1395,42 @@ async fn rollout_gates_pause_on_silent_devices_and_on_new_tamper_events() {
     }
     server.stop().await.unwrap();
 }
+
+/// The conditions an agent reports are kept and shown with the device:
+/// stable codes only, sorted, each once; anything else is dropped.
+#[tokio::test]
+async fn reported_conditions_are_shown_with_the_device() {
+    let server = TestServer::start().await.unwrap();
+    let p = package(&server, json!({})).await;
+    let mut d = Device::new(&p);
+    let mut f = facts("windows", &[]);
+    f.conditions = vec![
+        "server_core".into(),
+        "non_persistent_vdi".into(),
+        "Not A Code".into(),
+        "server_core".into(),
+    ];
+    let (s, _) = d
+        .enroll(&p.token, "pooled-01", f.clone(), Survey::default())
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, shown) = server.admin().get("/devices/pooled-01").await.unwrap();
+    assert_eq!(
+        shown["conditions"],
+        json!(["non_persistent_vdi", "server_core"]),
+        "{shown}"
+    );
+    // A check-in replaces them with what the agent reports now.
+    f.conditions = vec!["constrained_language".into()];
+    let (s, _) = d.checkin(None, f).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, shown) = server.admin().get("/devices/pooled-01").await.unwrap();
+    assert_eq!(
+        shown["conditions"],
+        json!(["constrained_language"]),
+        "{shown}"
+    );
+    let (_, listed) = server.admin().get("/devices").await.unwrap();
+    assert_eq!(listed[0]["conditions"], json!(["constrained_language"]));
+    server.stop().await.unwrap();
+}

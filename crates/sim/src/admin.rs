@@ -56,6 +56,7 @@ fn device(i: usize) -> DeviceRecord {
         issued_digest: None,
         key_sha256: None,
         reenroll_until: None,
+        conditions: Vec::new(),
     }
 }
 

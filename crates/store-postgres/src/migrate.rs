@@ -61,6 +61,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0009_device_page_indexes.sql",
         sql: include_str!("../migrations/0009_device_page_indexes.sql"),
     },
+    Migration {
+        version: 10,
+        file: "0010_device_conditions.sql",
+        sql: include_str!("../migrations/0010_device_conditions.sql"),
+    },
 ];
 
 /// The advisory lock key ("rampart" and a 1): advisory locks are per

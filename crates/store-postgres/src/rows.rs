@@ -126,7 +126,7 @@ pub(crate) fn object(row: &PgRow) -> Result<ObjectRecord> {
 pub(crate) const DEVICE_COLUMNS: &str = "id, name, os, os_version, device_type, agent_version, \
     tags, labels, managed_by, enrollment_status, enrollment_code, enrollment_reason, \
     last_check_in, applied_digest, policy_version, created_at, cert_serial, cert_not_after, \
-    issued_version, issued_digest, key_sha256, reenroll_until";
+    issued_version, issued_digest, key_sha256, reenroll_until, conditions";
 
 pub(crate) fn device(row: &PgRow) -> Result<DeviceRecord> {
     Ok(DeviceRecord {
@@ -152,6 +152,7 @@ pub(crate) fn device(row: &PgRow) -> Result<DeviceRecord> {
         issued_digest: get(row, "issued_digest")?,
         key_sha256: get(row, "key_sha256")?,
         reenroll_until: get(row, "reenroll_until")?,
+        conditions: strings_column(row, "conditions")?,
     })
 }
 

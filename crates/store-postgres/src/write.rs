@@ -281,13 +281,14 @@ async fn one(conn: &mut PgConnection, tenant: &str, at: Timestamp, write: Write)
             enrollment_code,
             enrollment_reason,
             last_check_in,
+            conditions,
         } => {
             // `COALESCE` keeps the stored tags and time when none are given.
             let done = sqlx::query(
                 "UPDATE devices SET os = $1, os_version = $2, device_type = $3, \
                  agent_version = $4, tags = COALESCE($5, tags), managed_by = $6, labels = $7, \
                  enrollment_status = $8, enrollment_code = $9, enrollment_reason = $10, \
-                 last_check_in = COALESCE($11, last_check_in) \
+                 last_check_in = COALESCE($11, last_check_in), conditions = $14 \
                  WHERE tenant_id = $12 AND name = $13",
             )
             .bind(&os)
@@ -303,6 +304,7 @@ async fn one(conn: &mut PgConnection, tenant: &str, at: Timestamp, write: Write)
             .bind(last_check_in)
             .bind(tenant)
             .bind(&name)
+            .bind(Json(&conditions))
             .execute(&mut *conn)
             .await
             .or_backend()?;
@@ -531,9 +533,10 @@ async fn put_device(
         "INSERT INTO devices (tenant_id, name, id, os, os_version, device_type, agent_version, \
          tags, labels, managed_by, enrollment_status, enrollment_code, enrollment_reason, \
          last_check_in, applied_digest, policy_version, created_at, cert_serial, \
-         cert_not_after, issued_version, issued_digest, name_key, key_sha256, reenroll_until) \
+         cert_not_after, issued_version, issued_digest, name_key, key_sha256, reenroll_until, \
+         conditions) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-         $18, $19, $20, $21, $22, $23, $24)";
+         $18, $19, $20, $21, $22, $23, $24, $25)";
     const UPSERT: &str = " ON CONFLICT (tenant_id, name) DO UPDATE SET \
          id = excluded.id, os = excluded.os, os_version = excluded.os_version, \
          device_type = excluded.device_type, agent_version = excluded.agent_version, \
@@ -546,7 +549,7 @@ async fn put_device(
          cert_serial = excluded.cert_serial, cert_not_after = excluded.cert_not_after, \
          issued_version = excluded.issued_version, issued_digest = excluded.issued_digest, \
          name_key = excluded.name_key, key_sha256 = excluded.key_sha256, \
-         reenroll_until = excluded.reenroll_until";
+         reenroll_until = excluded.reenroll_until, conditions = excluded.conditions";
     let sql = if insert_only {
         INSERT.to_string()
     } else {
@@ -577,6 +580,7 @@ async fn put_device(
         .bind(name_key(&d.name))
         .bind(&d.key_sha256)
         .bind(d.reenroll_until)
+        .bind(Json(&d.conditions))
         .execute(&mut *conn)
         .await;
     match result {

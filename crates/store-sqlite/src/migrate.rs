@@ -60,6 +60,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0009_device_page_indexes.sql",
         sql: include_str!("../migrations/0009_device_page_indexes.sql"),
     },
+    Migration {
+        version: 10,
+        file: "0010_device_conditions.sql",
+        sql: include_str!("../migrations/0010_device_conditions.sql"),
+    },
 ];
 
 /// Brings the schema up to date. Safe against another process opening the

@@ -270,13 +270,15 @@ async fn one(conn: &mut SqliteConnection, tenant: &str, at: Timestamp, write: Wr
             enrollment_code,
             enrollment_reason,
             last_check_in,
+            conditions,
         } => {
             // `COALESCE` keeps the stored tags and time when none are given.
             let done = sqlx::query(
                 "UPDATE devices SET os = ?, os_version = ?, device_type = ?, \
                  agent_version = ?, tags = COALESCE(?, tags), managed_by = ?, labels = ?, \
                  enrollment_status = ?, enrollment_code = ?, enrollment_reason = ?, \
-                 last_check_in = COALESCE(?, last_check_in) WHERE tenant_id = ? AND name = ?",
+                 last_check_in = COALESCE(?, last_check_in), conditions = ? \
+                 WHERE tenant_id = ? AND name = ?",
             )
             .bind(&os)
             .bind(&os_version)
@@ -289,6 +291,7 @@ async fn one(conn: &mut SqliteConnection, tenant: &str, at: Timestamp, write: Wr
             .bind(&enrollment_code)
             .bind(&enrollment_reason)
             .bind(last_check_in)
+            .bind(to_json_text(&conditions)?)
             .bind(tenant)
             .bind(&name)
             .execute(&mut *conn)
@@ -504,8 +507,9 @@ async fn put_device(
         "INSERT INTO devices (tenant_id, name, id, os, os_version, device_type, agent_version, \
          tags, labels, managed_by, enrollment_status, enrollment_code, enrollment_reason, \
          last_check_in, applied_digest, policy_version, created_at, cert_serial, \
-         cert_not_after, issued_version, issued_digest, name_key, key_sha256, reenroll_until) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+         cert_not_after, issued_version, issued_digest, name_key, key_sha256, reenroll_until, \
+         conditions) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
     const UPSERT: &str = " ON CONFLICT (tenant_id, name) DO UPDATE SET \
          id = excluded.id, os = excluded.os, os_version = excluded.os_version, \
          device_type = excluded.device_type, agent_version = excluded.agent_version, \
@@ -518,7 +522,7 @@ async fn put_device(
          cert_serial = excluded.cert_serial, cert_not_after = excluded.cert_not_after, \
          issued_version = excluded.issued_version, issued_digest = excluded.issued_digest, \
          name_key = excluded.name_key, key_sha256 = excluded.key_sha256, \
-         reenroll_until = excluded.reenroll_until";
+         reenroll_until = excluded.reenroll_until, conditions = excluded.conditions";
     let sql = if insert_only {
         INSERT.to_string()
     } else {
@@ -549,6 +553,7 @@ async fn put_device(
         .bind(name_key(&d.name))
         .bind(&d.key_sha256)
         .bind(d.reenroll_until)
+        .bind(to_json_text(&d.conditions)?)
         .execute(&mut *conn)
         .await;
     match result {

@@ -178,6 +178,7 @@ fn device(name: &str) -> DeviceRecord {
         issued_digest: Some("abc123".to_owned()),
         key_sha256: Some("9e1a".to_owned()),
         reenroll_until: None,
+        conditions: vec!["server_core".to_owned()],
     }
 }
 
@@ -261,6 +262,7 @@ fn facts(name: &str, tags: Option<Vec<String>>, at: Option<Timestamp>) -> Write 
         enrollment_code: Some("E_MDM".to_owned()),
         enrollment_reason: Some("managed by another MDM".to_owned()),
         last_check_in: at,
+        conditions: vec!["non_persistent_vdi".to_owned()],
     }
 }
 
@@ -2665,6 +2667,8 @@ pub async fn device_facts_keep_what_the_agent_does_not_report(store: &dyn Store)
         enrollment_code: Some("E_MDM".to_owned()),
         enrollment_reason: Some("managed by another MDM".to_owned()),
         last_check_in: Some(T0 + 50),
+        // Conditions are as reported, the stored ones replaced.
+        conditions: vec!["non_persistent_vdi".to_owned()],
         // Id, creation time, identity, issued and applied policy stay.
         ..dev.clone()
     };

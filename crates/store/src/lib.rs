@@ -129,6 +129,9 @@ pub struct DeviceRecord {
     /// An administrator approved one re-enrollment of this device under its
     /// name (with an onboarding token) until this time; `None` otherwise.
     pub reenroll_until: Option<Timestamp>,
+    /// Stable codes of configurations that matter to management, as the
+    /// agent reported them (`rampart_proto::device::conditions`).
+    pub conditions: Vec<String>,
 }
 
 /// What is left of a deleted device: enough for the server to recognise a
@@ -431,6 +434,7 @@ pub enum Write {
         enrollment_code: Option<String>,
         enrollment_reason: Option<String>,
         last_check_in: Option<Timestamp>,
+        conditions: Vec<String>,
     },
     /// Records the certificate issued to a device last, as given (`None`
     /// clears it, so no certificate is accepted for the device). NotFound

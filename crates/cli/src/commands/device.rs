@@ -307,6 +307,7 @@ fn describe(d: &DeviceView) -> String {
         vec!["labels".to_string(), or_dash(&d.labels.join(", "))],
         vec!["managed by".to_string(), d.managed_by.clone()],
         vec!["enrollment".to_string(), enrollment],
+        vec!["conditions".to_string(), or_dash(&d.conditions.join(", "))],
         vec!["agent version".to_string(), or_dash(&d.agent_version)],
         vec!["last check-in".to_string(), render::time(d.last_check_in)],
         vec![

@@ -87,6 +87,7 @@ pub(crate) fn blank_device(id: String, name: String, now: i64) -> DeviceRecord {
         issued_digest: None,
         key_sha256: None,
         reenroll_until: None,
+        conditions: Vec::new(),
     }
 }
 
@@ -401,6 +402,30 @@ fn apply_facts(
     record.enrollment_code = e.code.clone();
     record.enrollment_reason = e.reason.clone();
     record.last_check_in = Some(now);
+    record.conditions = stored_conditions(&facts.conditions);
+}
+
+/// The most conditions one device keeps.
+const MAX_CONDITIONS: usize = 32;
+
+/// The conditions an agent reported, as stored: stable codes only (lower
+/// case, digits and `_`, at most 64 characters), sorted, each once, at most
+/// [`MAX_CONDITIONS`]; anything else an agent sends is dropped, not stored.
+fn stored_conditions(reported: &[String]) -> Vec<String> {
+    let mut codes: Vec<String> = reported
+        .iter()
+        .filter(|c| {
+            (1..=64).contains(&c.len())
+                && c.starts_with(|ch: char| ch.is_ascii_lowercase())
+                && c.chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
+        })
+        .cloned()
+        .collect();
+    codes.sort();
+    codes.dedup();
+    codes.truncate(MAX_CONDITIONS);
+    codes
 }
 
 /// The device's resolution now, from the cached policy set.
@@ -475,6 +500,7 @@ pub async fn checkin(
                 enrollment_code: record.enrollment_code.clone(),
                 enrollment_reason: record.enrollment_reason.clone(),
                 last_check_in: Some(now),
+                conditions: record.conditions.clone(),
             },
         );
     } else {

@@ -55,6 +55,7 @@ export async function render(main, ctx) {
         h('div', {}, h('dt', {}, 'Type'), h('dd', {}, d.type)),
         h('div', {}, h('dt', {}, 'Managed by'), h('dd', { id: 'managed-by' }, managedByText(d))),
         h('div', {}, h('dt', {}, 'Labels'), h('dd', {}, chips(d.labels, 'chip chip-label'))),
+        d.conditions?.length ? h('div', {}, h('dt', {}, 'Conditions'), h('dd', { id: 'conditions' }, chips(d.conditions))) : null,
         h('div', {}, h('dt', {}, 'Enrollment'), h('dd', { id: 'enrollment' }, enrollmentBadge(d.enrollment),
           d.enrollment.code ? h('code', { class: 'code-after' }, d.enrollment.code) : null,
           d.enrollment.reason ? h('span', { class: 'muted block' }, d.enrollment.reason) : null)),
