@@ -83,6 +83,9 @@ pub enum Target {
     Profile(Option<usize>, &'static str, &'static str, Enc),
     /// One REG_SZ, the string as is.
     Sz(&'static str, &'static str),
+    /// One REG_SZ, the string as is, under a profile key of one firewall
+    /// profile (its index in `PROFILES`).
+    ProfileSz(usize, &'static str, &'static str),
     /// A list policy: items as value names under `key\sub`, data `0`, and
     /// the switch REG_DWORD `name` = 1 under `key`.
     List {
@@ -427,9 +430,9 @@ fn firewall_profile_target(setting: &str) -> Option<Target> {
         "log_max_file_size" => ("Logging", "LogFileSize", Enc::Int),
         "log_dropped_packets" => ("Logging", "LogDroppedPackets", ON_OFF),
         "log_successful_connections" => ("Logging", "LogSuccessfulConnections", ON_OFF),
-        "log_file_path" => return Some(Target::Unsupported(
-            "the firewall log path is a REG_SZ under each profile's Logging key; not written by this version",
-        )),
+        // [MS-GPFAS] 2.2.3: the log file's path, a REG_SZ of the profile's
+        // Logging key.
+        "log_file_path" => return Some(Target::ProfileSz(index, "Logging", "LogFilePath")),
         "local_app_rules_merge" | "local_port_rules_merge" => {
             return Some(Target::Unsupported(
                 "the Windows XP-era authorized-application and globally-open-port merge switches have no Windows Firewall with Advanced Security policy value",
@@ -513,6 +516,10 @@ pub fn describe(setting: &str) -> Option<String> {
             format!(r"`HKLM\{profiles}` `{name}` REG_DWORD ({})", enc(e))
         }
         Target::Sz(key, name) => format!(r"`HKLM\{key}` `{name}` REG_SZ (the string)"),
+        Target::ProfileSz(i, sub, name) => format!(
+            r"`HKLM\{}` `{name}` REG_SZ (the string)",
+            profile_key(i, sub)
+        ),
         Target::List { key, sub, switch } => format!(
             r"`HKLM\{key}\{sub}`: one REG_SZ `0` per item, named after it; `{switch}` REG_DWORD 1 under `HKLM\{key}`"
         ),

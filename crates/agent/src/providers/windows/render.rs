@@ -118,6 +118,14 @@ fn render_one(
             Value::String(s) => vec![RegValue::new(key, name, RegData::Sz(s.clone()))],
             other => return Err(format!("{setting}: expected a string, found {other}")),
         },
+        Target::ProfileSz(i, sub, name) => match value {
+            Value::String(s) => vec![RegValue::new(
+                map::profile_key(i, sub),
+                name,
+                RegData::Sz(s.clone()),
+            )],
+            other => return Err(format!("{setting}: expected a string, found {other}")),
+        },
         Target::List { key, sub, switch } => {
             let items = strings(value)?;
             let mut out: Vec<RegValue> = items
@@ -245,7 +253,7 @@ pub fn read_back(
             Some(Some(RegData::Sz(s))) => Value::from(s.clone()),
             _ => Value::Null,
         },
-        Some(Target::Sz(..)) => match found.first() {
+        Some(Target::Sz(..) | Target::ProfileSz(..)) => match found.first() {
             Some(Some(RegData::Sz(s))) => Value::from(s.clone()),
             Some(Some(RegData::Dword(n))) => Value::from(*n),
             _ => Value::Null,
@@ -377,9 +385,21 @@ mod tests {
                 json!([{"name": "web", "direction": "in", "action": "allow", "protocol": "tcp", "local_ports": "443", "enabled": true}]),
             ),
             ("max_file_size_mb", json!(100)),
+            (
+                "firewall_public_log_file_path",
+                json!(r"%systemroot%\system32\LogFiles\Firewall\public.log"),
+            ),
         ]);
         let r = render(&desired);
         assert!(!r.contains_key("max_file_size_mb"), "not a Windows setting");
+        assert_eq!(
+            owned(&r["firewall_public_log_file_path"]),
+            [RegValue::new(
+                r"SOFTWARE\Policies\Microsoft\WindowsFirewall\PublicProfile\Logging",
+                "LogFilePath",
+                RegData::Sz(r"%systemroot%\system32\LogFiles\Firewall\public.log".into())
+            )]
+        );
         let d = r"SOFTWARE\Policies\Microsoft\Windows Defender";
         assert_eq!(
             owned(&r["real_time_protection"]),
