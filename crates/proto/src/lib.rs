@@ -355,6 +355,13 @@ pub enum Change {
 #[serde(deny_unknown_fields)]
 pub struct PreviewRequest {
     pub changes: Vec<Change>,
+    /// At most this many affected devices in the answer (1 to 1000); all
+    /// of them when left out. `devices_total` counts them all.
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// Where the page starts: the `next_cursor` of the page before.
+    #[serde(default)]
+    pub cursor: Option<String>,
 }
 
 /// How one device's effective policy would change.
@@ -387,6 +394,12 @@ pub struct DeviceImpact {
 pub struct PreviewResponse {
     /// Only devices whose effective policy would change, by name.
     pub devices: Vec<DeviceImpact>,
+    /// How many devices would change in all (`devices` may be a page).
+    #[serde(default)]
+    pub devices_total: u64,
+    /// The `cursor` of the next page; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -607,6 +620,9 @@ pub struct ReportPage {
     pub limit: Option<u32>,
     /// Where the page starts: the `next_cursor` of the page before.
     pub cursor: Option<String>,
+    /// Only devices in this status: `succeeded`, `recorded`, `error`,
+    /// `conflict`, `not_applicable`, `pending` or `pending_rollout`.
+    pub status: Option<String>,
 }
 
 // ---- staged rollouts --------------------------------------------------------

@@ -1404,6 +1404,26 @@ async fn report_device_lists_are_paged_and_counts_cover_every_device() {
             walked, all,
             "{path}: the pages, in order, are the whole list"
         );
+        // The list filtered by status, on the server; the counts stay whole.
+        let first_status = all[0]["status"].as_str().unwrap().to_string();
+        let (_, only) = admin
+            .get(&format!("{path}?status={first_status}"))
+            .await
+            .unwrap();
+        let want: Vec<Value> = all
+            .iter()
+            .filter(|d| d["status"] == first_status.as_str())
+            .cloned()
+            .collect();
+        assert_eq!(
+            only["devices"].as_array().unwrap(),
+            &want,
+            "{path}?status={first_status}"
+        );
+        assert_eq!(only["devices_total"].as_u64(), Some(want.len() as u64));
+        for counts in ["devices_by_status", "counts", "settings"] {
+            assert_eq!(only.get(counts), whole.get(counts));
+        }
         for (query, field) in [
             ("limit=0", "limit"),
             ("limit=5000", "limit"),
@@ -1418,5 +1438,54 @@ async fn report_device_lists_are_paged_and_counts_cover_every_device() {
             );
         }
     }
+    server.stop().await.unwrap();
+}
+
+/// A preview answers with every affected device counted and, when asked, a
+/// page of them; walking the pages gives the whole list.
+#[tokio::test]
+async fn a_preview_counts_every_affected_device_and_pages_them() {
+    let server = TestServer::with_examples().await.unwrap();
+    let admin = server.admin();
+    let change = json!({"op": "put", "kind": "policy", "document": {
+        "name": "everyone-edr", "family": "edr", "platform": "linux",
+        "settings": {"edr_group_ids": "all"}, "assignments": {"include": ["all-devices"]}}});
+    let (s, whole) = admin
+        .post("/preview", &json!({"changes": [change]}))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK, "{whole}");
+    let all = whole["devices"].as_array().unwrap().clone();
+    assert!(all.len() >= 3, "{whole}");
+    assert_eq!(whole["devices_total"].as_u64(), Some(all.len() as u64));
+    let mut walked = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10 {
+        let mut body = json!({"changes": [change], "limit": 2});
+        if let Some(c) = &cursor {
+            body["cursor"] = json!(c);
+        }
+        let (s, page) = admin.post("/preview", &body).await.unwrap();
+        assert_eq!(s, StatusCode::OK, "{page}");
+        assert_eq!(page["devices_total"], whole["devices_total"]);
+        walked.extend(page["devices"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(walked, all);
+    let (s, body) = admin
+        .post("/preview", &json!({"changes": [change], "limit": 0}))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("limit:"),
+        "{body}"
+    );
     server.stop().await.unwrap();
 }

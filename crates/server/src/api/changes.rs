@@ -23,6 +23,7 @@ use rampart_store::{Expect, ObjectKind, Write};
 use serde_json::Value;
 
 use crate::api::audit;
+use crate::api::paging::Paging;
 use crate::api::policies::unknown_groups;
 use crate::auth::Principal;
 use crate::body::JsonBody;
@@ -168,9 +169,19 @@ pub async fn preview(
         Change::Put { kind, .. } | Change::Delete { kind, .. } => kind == "policy",
     });
     let names: BTreeSet<String> = staged.iter().map(|(name, _)| name.clone()).collect();
+    let page = Paging::of(req.limit, req.cursor.as_deref())?;
     let mut devices = fleet.impact_on(&after, only_policies.then_some(&names));
+    let devices_total = devices.len() as u64;
+    // Only the page's devices are annotated with their stage.
+    let (page_devices, next_cursor) =
+        page.cut(std::mem::take(&mut devices), |d| (0, d.device.clone()));
+    devices = page_devices;
     annotate_stages(&who.tenant_id, &fleet, &after, &staged, &mut devices);
-    Ok(Json(PreviewResponse { devices }))
+    Ok(Json(PreviewResponse {
+        devices,
+        devices_total,
+        next_cursor,
+    }))
 }
 
 /// Marks each affected device with the rollout stage that brings it a

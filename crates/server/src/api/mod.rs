@@ -7,6 +7,7 @@ pub mod changes;
 pub mod devices;
 pub mod groups;
 pub mod onboarding;
+pub mod paging;
 pub mod policies;
 pub mod reports;
 pub mod rollouts;

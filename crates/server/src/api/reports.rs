@@ -18,6 +18,7 @@ use rampart_proto::{
 };
 use rampart_store::{DeviceRecord, StatusRecord};
 
+use crate::api::paging::Paging;
 use crate::auth::Principal;
 use crate::body::QueryParams;
 use crate::error::{ApiError, ApiResult};
@@ -40,6 +41,28 @@ const TRUST_ACTIONS: &[&str] = &[
     "device.report_loss",
     "device.offboard",
 ];
+
+/// The `status` a report's device list is filtered by; a 400 naming it
+/// when it is none of the statuses.
+fn status_filter(status: Option<&str>) -> ApiResult<Option<String>> {
+    const ALL: &[&str] = &[
+        SUCCEEDED,
+        RECORDED,
+        ERROR,
+        CONFLICT,
+        NOT_APPLICABLE,
+        PENDING,
+        PENDING_ROLLOUT,
+    ];
+    match status {
+        None => Ok(None),
+        Some(s) if ALL.contains(&s) => Ok(Some(s.to_string())),
+        Some(s) => Err(ApiError::BadRequest(format!(
+            "status: unknown status {s:?}; expected one of {}",
+            ALL.join(", ")
+        ))),
+    }
+}
 
 /// Severity for "the worst status wins" roll-ups.
 fn severity(status: &str) -> u8 {
@@ -323,7 +346,8 @@ pub async fn policy(
     Path(name): Path<String>,
     QueryParams(page): QueryParams<ReportPage>,
 ) -> ApiResult<Json<PolicyReport>> {
-    let page = Paging::of(&page)?;
+    let wanted = status_filter(page.status.as_deref())?;
+    let page = Paging::of(page.limit, page.cursor.as_deref())?;
     let fleet = Fleet::load_shared(&state, &who.tenant_id).await?;
     let record = fleet
         .policy_records
@@ -417,6 +441,9 @@ pub async fn policy(
         });
     }
     report.devices.sort_by_key(|d| attention_last(&d.status));
+    if let Some(status) = &wanted {
+        report.devices.retain(|d| &d.status == status);
+    }
     report.devices_total = report.devices.len() as u64;
     let (devices, next) = page.cut(std::mem::take(&mut report.devices), |d| {
         (attention_last(&d.status), d.device.clone())
@@ -424,78 +451,6 @@ pub async fn policy(
     report.devices = devices;
     report.next_cursor = next;
     Ok(Json(report))
-}
-
-/// A page of a report's device list, in its order: what needs attention
-/// first, then by name; the cursor is the (rank, name) of the page's last
-/// device, hex-encoded.
-struct Paging {
-    limit: usize,
-    after: Option<(u8, String)>,
-}
-
-impl Paging {
-    fn of(q: &ReportPage) -> ApiResult<Paging> {
-        let limit = match q.limit {
-            None => usize::MAX,
-            Some(n) if (1..=1000).contains(&n) => n as usize,
-            Some(n) => {
-                return Err(ApiError::BadRequest(format!(
-                    "limit: {n} is out of range; expected 1 to 1000"
-                )))
-            }
-        };
-        let after = q
-            .cursor
-            .as_deref()
-            .map(|c| {
-                Paging::decode(c).ok_or_else(|| {
-                    ApiError::BadRequest(
-                        "cursor: not a cursor this server gave; start again without one".into(),
-                    )
-                })
-            })
-            .transpose()?;
-        Ok(Paging { limit, after })
-    }
-
-    fn decode(text: &str) -> Option<(u8, String)> {
-        if !text.len().is_multiple_of(2) || text.len() > 4096 {
-            return None;
-        }
-        let bytes = (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-            .collect::<Option<Vec<u8>>>()?;
-        let text = String::from_utf8(bytes).ok()?;
-        let (rank, name) = text.split_once('\n')?;
-        Some((rank.parse().ok()?, name.to_string()))
-    }
-
-    fn encode((rank, name): &(u8, String)) -> String {
-        format!("{rank}\n{name}")
-            .bytes()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    }
-
-    /// The page of `rows` (already in order) and the next page's cursor.
-    fn cut<T>(&self, rows: Vec<T>, key: impl Fn(&T) -> (u8, String)) -> (Vec<T>, Option<String>) {
-        let mut rest = rows.into_iter().filter(|r| match &self.after {
-            Some(after) => {
-                let (rank, name) = key(r);
-                (rank, name.as_bytes()) > (after.0, after.1.as_bytes())
-            }
-            None => true,
-        });
-        let page: Vec<T> = rest.by_ref().take(self.limit).collect();
-        let next = if rest.next().is_some() {
-            page.last().map(|r| Paging::encode(&key(r)))
-        } else {
-            None
-        };
-        (page, next)
-    }
 }
 
 /// A setting of the policy that lost under `most_secure_wins`.
@@ -526,7 +481,8 @@ pub async fn setting(
     Path(setting): Path<String>,
     QueryParams(page): QueryParams<ReportPage>,
 ) -> ApiResult<Json<SettingReport>> {
-    let page = Paging::of(&page)?;
+    let wanted = status_filter(page.status.as_deref())?;
+    let page = Paging::of(page.limit, page.cursor.as_deref())?;
     if state.catalog.get(&setting).is_none() {
         return Err(ApiError::not_found(format!("setting {setting:?}")));
     }
@@ -556,6 +512,9 @@ pub async fn setting(
         report.devices.push(device_row(device, &rows, status));
     }
     report.devices.sort_by_key(|d| attention_last(&d.status));
+    if let Some(status) = &wanted {
+        report.devices.retain(|d| &d.status == status);
+    }
     report.devices_total = report.devices.len() as u64;
     let (devices, next) = page.cut(std::mem::take(&mut report.devices), |d| {
         (attention_last(&d.status), d.device.clone())
