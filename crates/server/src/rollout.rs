@@ -409,7 +409,7 @@ async fn measure(
     fleet: &Fleet,
     rollout: &Rollout,
 ) -> ApiResult<GateValues> {
-    let statuses = state.store.statuses(tenant).await?;
+    let statuses = crate::api::reports::by_device(state.store.statuses(tenant).await?);
     let mut inputs = GateInputs::default();
     let mut reached_names = std::collections::BTreeSet::new();
     for record in &fleet.devices {
@@ -419,14 +419,16 @@ async fn measure(
         if !entitled.reached {
             continue;
         }
-        let Some(resolution) = fleet.resolve(record).filter(|r| r.managed) else {
+        let Some(resolution) = fleet.resolve_cached(record).filter(|r| r.managed) else {
             continue;
         };
         inputs.reached += 1;
         reached_names.insert(record.name.clone());
         let mine = statuses
-            .iter()
-            .filter(|s| s.device == record.name && s.digest == resolution.digest);
+            .get(&record.name)
+            .into_iter()
+            .flatten()
+            .filter(|s| s.digest == resolution.digest);
         let (mut error, mut lockout) = (false, false);
         for s in mine {
             if s.error_code.as_deref() == Some(LOCKOUT_CODE) {
@@ -749,7 +751,7 @@ pub async fn evaluate_due(state: &AppState) -> ApiResult<usize> {
         if due.is_empty() {
             continue;
         }
-        let fleet = Fleet::load(state, &tenant.id).await?;
+        let fleet = Fleet::load_shared(state, &tenant.id).await?;
         for (record, rollout, spec) in due {
             let gates = measure(state, &tenant.id, &fleet, &rollout).await?;
             let failed = failed_gates(&spec.gates, &inputs_of(&gates));

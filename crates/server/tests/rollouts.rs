@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rampart_core::rollout::bucket;
-use rampart_testkit::{Client, Options, TestServer};
+use rampart_testkit::{Client, Options, PostgresDatabase, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -333,38 +333,11 @@ async fn a_percentage_rollout_reaches_exactly_each_stages_devices_in_order() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_percentage_rollout_on_postgresql_reaches_exactly_each_stages_devices() {
-    let Some(url) = postgres_database().await else {
+    let Some(db) = PostgresDatabase::create("rollout").await else {
         return;
     };
-    stages_reach_exactly_their_devices(Some(url)).await;
-}
-
-/// A fresh database on the PostgreSQL server CI names; `None` (and a note)
-/// when none is named and none is required.
-async fn postgres_database() -> Option<String> {
-    use sqlx::{Connection, Executor, PgConnection};
-    let required = std::env::var("RAMPART_TEST_POSTGRES_REQUIRED").is_ok_and(|v| v == "1");
-    let Ok(base) = std::env::var("RAMPART_TEST_POSTGRES_URL") else {
-        assert!(
-            !required,
-            "RAMPART_TEST_POSTGRES_REQUIRED=1 but RAMPART_TEST_POSTGRES_URL is not set"
-        );
-        eprintln!("skipped: set RAMPART_TEST_POSTGRES_URL to run rollouts on PostgreSQL");
-        return None;
-    };
-    let name = format!("rampart_rollout_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&base)
-        .await
-        .expect("PostgreSQL is reachable");
-    admin
-        .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .unwrap();
-    Some(format!(
-        "{}/{name}",
-        base.rsplit_once('/')
-            .map_or(base.as_str(), |(head, _)| head)
-    ))
+    stages_reach_exactly_their_devices(Some(db.url.clone())).await;
+    db.drop().await;
 }
 
 /// Makes the device's `file` provider fail: its settings file becomes a
@@ -651,12 +624,12 @@ impl Fleet {
 /// through either reaches the agents.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_take_each_step_once_and_the_agents_follow() {
-    let Some(url) = postgres_database().await else {
+    let Some(db) = PostgresDatabase::create("rollout_replicas").await else {
         return;
     };
-    let fleet = Fleet::start(Some(url.clone())).await;
+    let fleet = Fleet::start(Some(db.url.clone())).await;
     let b = TestServer::start_with(Options {
-        database_url: Some(url),
+        database_url: Some(db.url.clone()),
         admin_token: Some(fleet.server.admin_token.clone()),
         master_key_file: Some(fleet.server.master_key_path()),
         ..Options::default()
@@ -705,6 +678,7 @@ async fn two_replicas_take_each_step_once_and_the_agents_follow() {
     assert!(revisions.values().all(|v| *v == Some(3)), "{revisions:?}");
     b.stop().await.unwrap();
     fleet.stop().await;
+    db.drop().await;
 }
 
 /// The tenant's default rollout applies to policies that do not choose;

@@ -15,6 +15,65 @@ use rampart_server::RunningServer;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+/// A fresh, empty database on the PostgreSQL server that
+/// `RAMPART_TEST_POSTGRES_URL` names (`label` goes into its name); `drop`
+/// removes it. `None`, with a note on stderr, when no server is named — and
+/// a failure instead when `RAMPART_TEST_POSTGRES_REQUIRED=1` (as CI sets
+/// it), so that a missing PostgreSQL never passes as a skipped test there.
+pub struct PostgresDatabase {
+    /// The database's URL, for `Options::database_url`.
+    pub url: String,
+    name: String,
+    server_url: String,
+}
+
+impl PostgresDatabase {
+    #[allow(clippy::expect_used)] // An unreachable server fails the test.
+    pub async fn create(label: &str) -> Option<PostgresDatabase> {
+        use sqlx::{Connection, Executor};
+        let required = std::env::var("RAMPART_TEST_POSTGRES_REQUIRED").is_ok_and(|v| v == "1");
+        let Ok(base) = std::env::var("RAMPART_TEST_POSTGRES_URL") else {
+            assert!(
+                !required,
+                "RAMPART_TEST_POSTGRES_REQUIRED=1 but RAMPART_TEST_POSTGRES_URL is not set"
+            );
+            eprintln!(
+                "skipped: set RAMPART_TEST_POSTGRES_URL to run the {label} test on PostgreSQL"
+            );
+            return None;
+        };
+        let name = format!("rampart_{label}_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&base)
+            .await
+            .expect("PostgreSQL is reachable");
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("create the test database");
+        let _ = admin.close().await;
+        let url = format!(
+            "{}/{name}",
+            base.rsplit_once('/')
+                .map_or(base.as_str(), |(head, _)| head)
+        );
+        Some(PostgresDatabase {
+            url,
+            name,
+            server_url: base,
+        })
+    }
+
+    /// Removes the database (whoever is still connected to it).
+    pub async fn drop(self) {
+        use sqlx::{Connection, Executor};
+        if let Ok(mut admin) = sqlx::PgConnection::connect(&self.server_url).await {
+            let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+            let _ = admin.execute(sql.as_str()).await;
+            let _ = admin.close().await;
+        }
+    }
+}
+
 /// A time before any test clock (2026-01-01); test clocks start at the real
 /// time.
 pub const TEST_EPOCH: i64 = 1_767_225_600;

@@ -24,9 +24,13 @@ enum Command {
     /// Every policy's current or last rollout.
     List,
     /// One policy's rollout: stages, devices reached, gates, history.
-    Show { policy: String },
+    Show {
+        /// The policy whose rollout to show.
+        policy: String,
+    },
     /// Hold a running rollout at its stage.
     Pause {
+        /// The policy whose rollout this is.
         policy: String,
         /// Why, for the history and the audit log.
         #[arg(long)]
@@ -34,20 +38,26 @@ enum Command {
     },
     /// Run a paused rollout again (its stage's soak starts over).
     Resume {
+        /// The policy whose rollout this is.
         policy: String,
+        /// Why, for the history and the audit log.
         #[arg(long)]
         reason: Option<String>,
     },
     /// Go to the next stage now, whatever the gates say.
     Advance {
+        /// The policy whose rollout this is.
         policy: String,
+        /// Why, for the history and the audit log.
         #[arg(long)]
         reason: Option<String>,
     },
     /// Roll back: the previous revision is written back and every device
     /// returns to it.
     Abort {
+        /// The policy whose rollout this is.
         policy: String,
+        /// Why, for the history and the audit log.
         #[arg(long)]
         reason: Option<String>,
     },

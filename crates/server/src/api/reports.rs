@@ -257,7 +257,8 @@ fn key_name(setting: &str, key: Option<&str>) -> Option<String> {
         .map(|k| k.title.clone())
 }
 
-fn by_device(statuses: Vec<StatusRecord>) -> BTreeMap<String, Vec<StatusRecord>> {
+/// Status rows grouped by device.
+pub(crate) fn by_device(statuses: Vec<StatusRecord>) -> BTreeMap<String, Vec<StatusRecord>> {
     let mut out: BTreeMap<String, Vec<StatusRecord>> = BTreeMap::new();
     for s in statuses {
         out.entry(s.device.clone()).or_default().push(s);

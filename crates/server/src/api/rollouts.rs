@@ -24,7 +24,7 @@ pub async fn list(
     State(state): State<AppState>,
     who: Principal,
 ) -> ApiResult<Json<Vec<RolloutView>>> {
-    let fleet = Fleet::load(&state, &who.tenant_id).await?;
+    let fleet = Fleet::load_shared(&state, &who.tenant_id).await?;
     let records = state
         .store
         .objects(&who.tenant_id, ObjectKind::Rollout)
@@ -53,7 +53,7 @@ pub async fn show(
     Path(policy): Path<String>,
 ) -> ApiResult<Json<RolloutView>> {
     let record = find(&state, &who.tenant_id, &policy).await?;
-    let fleet = Fleet::load(&state, &who.tenant_id).await?;
+    let fleet = Fleet::load_shared(&state, &who.tenant_id).await?;
     Ok(Json(rollout::view(&record, &fleet)?))
 }
 
@@ -91,7 +91,7 @@ async fn step(
     let record = find(&state, &who.tenant_id, &policy).await?;
     rollout::command(&state, &who.tenant_id, &who.actor, &record, command, reason).await?;
     let record = find(&state, &who.tenant_id, &policy).await?;
-    let fleet = Fleet::load(&state, &who.tenant_id).await?;
+    let fleet = Fleet::load_shared(&state, &who.tenant_id).await?;
     Ok(Json(rollout::view(&record, &fleet)?))
 }
 
