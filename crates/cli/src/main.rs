@@ -6,6 +6,7 @@
 mod client;
 mod commands;
 mod render;
+mod times;
 mod yaml;
 
 use std::process::ExitCode;

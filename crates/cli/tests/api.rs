@@ -624,6 +624,43 @@ async fn the_audit_log_lists_changes_newest_first() {
     let out = rampart(&server, &["audit", "list", "--limit", "0"]).await;
     assert!(!out.status.success());
 
+    // Filters, answered by the server.
+    let device = json(
+        &server,
+        &[
+            "audit", "list", "--kind", "device", "--object", "db-01", "--since", "1h",
+        ],
+    )
+    .await;
+    let actions: Vec<&str> = device
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"device.tags"), "{device}");
+    assert!(
+        device
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["object_name"] == "db-01"),
+        "{device}"
+    );
+    let tenant = json(&server, &["audit", "list", "--action", "tenant.*"]).await;
+    let actions: Vec<&str> = tenant
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["tenant.settings", "tenant.create"], "{tenant}");
+    let none = json(&server, &["audit", "list", "--until", "2000-01-01"]).await;
+    assert_eq!(none, serde_json::json!([]));
+    let out = rampart(&server, &["audit", "list", "--since", "yesterday"]).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--since"), "{}", stderr(&out));
+
     server.stop().await.unwrap();
 }
 

@@ -756,9 +756,24 @@ pub struct AuditQuery {
     /// At most this many entries (default 100, at most 1000).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
-    /// Entries older than this id, for paging.
+    /// Entries older than this id, for paging: the last id of the page
+    /// before.
     #[param(minimum = 1)]
     pub before: Option<i64>,
+    /// Only changes by this actor (a user, a token's name, `device:NAME`),
+    /// exactly as recorded.
+    pub actor: Option<String>,
+    /// Only this action (`policy.update`), or every action of a kind when
+    /// it ends in `.*` (`policy.*`).
+    pub action: Option<String>,
+    /// Only changes to this kind of object (`policy`, `group`, `device`, …).
+    pub object_kind: Option<String>,
+    /// Only changes to the object with this name.
+    pub object_name: Option<String>,
+    /// Only entries at or after this time (Unix seconds).
+    pub since: Option<i64>,
+    /// Only entries before this time (Unix seconds).
+    pub until: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -460,21 +460,20 @@ async fn tamper_since(
     devices: &std::collections::BTreeSet<String>,
 ) -> ApiResult<u64> {
     let mut count = 0;
-    let mut before = None;
-    // Newest first, page by page, until the entries are older than the stage.
-    for _ in 0..20 {
-        let page = state.store.audit(tenant, 500, before).await?;
+    let mut query = rampart_store::AuditQuery {
+        action: Some(crate::device::api::TAMPER_ACTION.to_string()),
+        object_kind: Some("device".to_string()),
+        since: Some(since),
+        ..rampart_store::AuditQuery::recent(500, None)
+    };
+    // Newest first, page by page: the database keeps only the stage's
+    // tamper reports.
+    loop {
+        let page = state.store.audit(tenant, &query).await?;
         let Some(last) = page.last() else { break };
-        before = Some(last.id);
-        let mut older = false;
+        query.before = Some(last.id);
         for entry in &page {
-            if entry.at < since {
-                older = true;
-                break;
-            }
-            if entry.action == crate::device::api::TAMPER_ACTION
-                && devices.contains(&entry.object_name)
-            {
+            if devices.contains(&entry.object_name) {
                 count += entry
                     .after
                     .as_ref()
@@ -482,9 +481,6 @@ async fn tamper_since(
                     .and_then(Value::as_array)
                     .map_or(1, |events| events.len().max(1) as u64);
             }
-        }
-        if older {
-            break;
         }
     }
     Ok(count)

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rampart_store::{
-    AuditRecord, DeviceProblems, DeviceRecord, DeviceTombstone, NewAudit, ObjectKind, ObjectRecord,
-    OnboardingTokenRecord, Result, StatusRecord, Store, StoreError, Tenant, TenantSecrets,
-    Timestamp, TokenRecord, TokenUse, UserRecord, Write,
+    AuditQuery, AuditRecord, DeviceProblems, DeviceRecord, DeviceTombstone, NewAudit, ObjectKind,
+    ObjectRecord, OnboardingTokenRecord, Result, StatusRecord, Store, StoreError, Tenant,
+    TenantSecrets, Timestamp, TokenRecord, TokenUse, UserRecord, Write,
 };
 use serde_json::Value;
 
@@ -486,13 +486,8 @@ impl Store for GuardedStore {
             .await
     }
 
-    async fn audit(
-        &self,
-        tenant: &str,
-        limit: u32,
-        before: Option<i64>,
-    ) -> Result<Vec<AuditRecord>> {
-        self.bounded(self.inner.audit(tenant, limit, before)).await
+    async fn audit(&self, tenant: &str, query: &AuditQuery) -> Result<Vec<AuditRecord>> {
+        self.bounded(self.inner.audit(tenant, query)).await
     }
 }
 

@@ -1489,3 +1489,98 @@ async fn a_preview_counts_every_affected_device_and_pages_them() {
     );
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_audit_log_is_filtered_and_paged_by_the_server() {
+    let server = TestServer::with_examples().await.unwrap();
+    let admin = server.admin();
+    let (s, b) = admin
+        .post(
+            "/policies",
+            &policy("p", json!({"real_time_protection": true}), &["all-devices"]),
+        )
+        .await
+        .unwrap();
+    assert!(s.is_success(), "{b}");
+    let (s, b) = admin
+        .put(
+            "/policies/p",
+            &policy(
+                "p",
+                json!({"real_time_protection": false}),
+                &["all-devices"],
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(s.is_success(), "{b}");
+    let list = |query: &'static str| {
+        let admin = admin.clone();
+        async move {
+            let (s, b) = admin.get(&format!("/audit?{query}")).await.unwrap();
+            assert_eq!(s, StatusCode::OK, "{query}: {b}");
+            b.as_array().unwrap().clone()
+        }
+    };
+    let all = list("limit=1000").await;
+    assert!(all.len() > 3, "the example fleet's load is audited too");
+
+    let mine = list("object_kind=policy&object_name=p").await;
+    let actions: Vec<&str> = mine.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions.len(), 2, "{mine:?}");
+    assert!(mine
+        .iter()
+        .all(|e| e["object_kind"] == "policy" && e["object_name"] == "p"));
+    let actor = mine[0]["actor"].as_str().unwrap().to_string();
+
+    let policy_kind = list("action=policy.*&limit=1000").await;
+    assert!(!policy_kind.is_empty());
+    assert!(policy_kind
+        .iter()
+        .all(|e| e["action"].as_str().unwrap().starts_with("policy.")));
+    assert_eq!(
+        policy_kind.len(),
+        all.iter()
+            .filter(|e| e["action"].as_str().unwrap().starts_with("policy."))
+            .count()
+    );
+    let (_, by_actor) = admin
+        .get(&format!("/audit?limit=1000&actor={actor}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        by_actor.as_array().unwrap().len(),
+        all.iter().filter(|e| e["actor"] == actor.as_str()).count()
+    );
+    // A time window: nothing before the epoch, everything before the end of time.
+    assert!(list("until=1").await.is_empty());
+    assert_eq!(list("limit=1000&since=1").await.len(), all.len());
+    // Paging with filters: `before` is the last id of the page before.
+    let first = list("object_name=p&limit=1").await;
+    let (_, second) = admin
+        .get(&format!(
+            "/audit?object_name=p&limit=1&before={}",
+            first[0]["id"]
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        [first[0]["id"].clone(), second[0]["id"].clone()],
+        [mine[0]["id"].clone(), mine[1]["id"].clone()]
+    );
+
+    for (query, names) in [
+        ("action=", "action"),
+        ("actor=%20", "actor"),
+        ("since=20&until=10", "since"),
+        ("since=yesterday", "since"),
+        ("object_kind=policy&colour=red", "colour"),
+    ] {
+        let (s, b) = admin.get(&format!("/audit?{query}")).await.unwrap();
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{query}: {b}");
+        assert!(
+            b.to_string().contains(names),
+            "{query}: the error names {names}: {b}"
+        );
+    }
+}

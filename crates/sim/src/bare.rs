@@ -79,24 +79,23 @@ impl BareHandler {
 
     /// A client presenting its own certificate from the handler's CA.
     pub fn client(&self) -> Result<reqwest::Client> {
-        let key = rampart_pki::new_device_key()?;
-        let csr = rampart_pki::csr_pem(&key, "bench")?;
-        let now = now();
-        let cert = rampart_pki::issue_device_cert(
-            &self.ca,
-            &csr,
-            "bench",
-            &uuid_like(),
-            now - 60,
-            now + 3600,
-        )?;
-        let tls =
-            rampart_pki::client_config(&self.ca.cert_pem, Some((&cert.cert_pem, &key.key_pem)))?;
-        Ok(reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .pool_max_idle_per_host(2)
-            .build()?)
+        client_of(&self.ca)
     }
+}
+
+/// A client of the bare handler whose CA is `ca` (in another process:
+/// `rampart-sim --fleet`'s workers), with its own certificate.
+pub fn client_of(ca: &CaBundle) -> Result<reqwest::Client> {
+    let key = rampart_pki::new_device_key()?;
+    let csr = rampart_pki::csr_pem(&key, "bench")?;
+    let now = now();
+    let cert =
+        rampart_pki::issue_device_cert(ca, &csr, "bench", &uuid_like(), now - 60, now + 3600)?;
+    let tls = rampart_pki::client_config(&ca.cert_pem, Some((&cert.cert_pem, &key.key_pem)))?;
+    Ok(reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .pool_max_idle_per_host(2)
+        .build()?)
 }
 
 /// A device id for a bench certificate (only its form matters).

@@ -17,8 +17,8 @@ use rampart_proto::device::{CheckIn, OnboardingPackage, Survey};
 use rampart_testkit::{Options, TestServer};
 use serde_json::json;
 
+use crate::agent::{enroll, facts, Agent};
 use crate::bare::BareHandler;
-use crate::{enroll, facts, Agent};
 
 pub struct Rates {
     pub clients: usize,
@@ -118,7 +118,7 @@ pub async fn measure(clients: usize, secs: f64, database: Option<&Database>) -> 
     let package: OnboardingPackage = serde_json::from_value(p).context("package")?;
     let mut agents = Vec::new();
     for i in 0..clients {
-        let mut a = enroll(&package, format!("bench-{run}-{i:05}")).await?;
+        let mut a = enroll(&package, format!("bench-{run}-{i:05}"), &package.server_url).await?;
         a.sync().await?;
         agents.push(a);
     }
@@ -137,7 +137,7 @@ pub async fn measure(clients: usize, secs: f64, database: Option<&Database>) -> 
         anyhow::ensure!(r["policy"].is_null(), "an unchanged check-in got a policy");
         Ok(())
     };
-    rate(agents.iter().map(clone_agent).collect(), 0.5, unchanged).await?;
+    rate(agents.iter().map(Agent::clone).collect(), 0.5, unchanged).await?;
     let rampart = rate(agents, secs, unchanged).await?;
     server.stop().await?;
 
@@ -172,13 +172,4 @@ pub async fn measure(clients: usize, secs: f64, database: Option<&Database>) -> 
         rampart,
         bare: bare_rate,
     })
-}
-
-fn clone_agent(a: &Agent) -> Agent {
-    Agent {
-        http: a.http.clone(),
-        url: a.url.clone(),
-        policy_key: a.policy_key.clone(),
-        digest: a.digest.clone(),
-    }
 }

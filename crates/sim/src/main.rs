@@ -13,22 +13,27 @@
 //!
 //! With `--checkins`, it measures unchanged check-ins per second instead
 //! (`checkins.rs`), on SQLite or, with `--database-url`, PostgreSQL; with
-//! `--admin-devices N`, the admin API on a tenant of N devices (`admin.rs`).
+//! `--admin-devices N`, the admin API on a tenant of N devices (`admin.rs`);
+//! with `--fleet N`, N agents in worker processes against the server as a
+//! process of its own, one replica or two behind a load balancer (`fleet.rs`).
 
 mod admin;
+mod agent;
 mod bare;
 mod checkins;
+mod fleet;
+mod worker;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use rampart_proto::device::{
-    CheckIn, CheckInResponse, EnrollResponse, Facts, OnboardingPackage, PolicyPayload, Survey,
-};
+use rampart_proto::device::OnboardingPackage;
 use rampart_testkit::{Options, TestServer};
-use serde_json::{json, Value};
+use serde_json::json;
+
+use crate::agent::{enroll, Agent};
 use tokio::sync::Semaphore;
 
 #[derive(Parser)]
@@ -58,128 +63,21 @@ struct Args {
     /// tenant with this many devices, written straight into the store.
     #[arg(long)]
     admin_devices: Option<usize>,
-}
-
-struct Agent {
-    http: reqwest::Client,
-    url: String,
-    policy_key: String,
-    digest: String,
-}
-
-fn facts() -> Facts {
-    Facts {
-        hostname: "sim".into(),
-        os: "linux".into(),
-        os_version: "22.04".into(),
-        device_type: "server".into(),
-        agent_version: "sim".into(),
-        tags: vec!["web".into()],
-        ..Facts::default()
-    }
-}
-
-async fn enroll(package: &OnboardingPackage, name: String) -> Result<Agent> {
-    let key = rampart_pki::new_device_key()?;
-    let anonymous = reqwest::Client::builder()
-        .use_preconfigured_tls(rampart_pki::client_config(&package.server_ca_pem, None)?)
-        .build()?;
-    let body = json!({"token": package.token, "device_name": name, "csr_pem": rampart_pki::csr_pem(&key, &name)?, "facts": facts(), "survey": Survey::default()});
-    let resp = anonymous
-        .post(format!("{}/device/v1/enroll", package.server_url))
-        .json(&body)
-        .send()
-        .await?;
-    if !resp.status().is_success() {
-        bail!("enroll {name}: {}", resp.text().await?);
-    }
-    let e: EnrollResponse = resp.json().await?;
-    let tls = rampart_pki::client_config(
-        &package.server_ca_pem,
-        Some((&e.certificate_pem, &key.key_pem)),
-    )?;
-    let http = reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .pool_max_idle_per_host(2)
-        .build()?;
-    Ok(Agent {
-        http,
-        url: package.server_url.clone(),
-        policy_key: e.policy_key,
-        digest: String::new(),
-    })
-}
-
-impl Agent {
-    /// The check-in this agent sends: the digest and key it holds.
-    fn checkin(&self) -> CheckIn {
-        CheckIn {
-            digest: Some(self.digest.clone()),
-            version: None,
-            facts: facts(),
-            survey: Survey::default(),
-            policy_key: Some(self.policy_key.clone()),
-        }
-    }
-
-    /// Check in; verify and "apply" a new policy; report; returns whether a
-    /// new policy came.
-    async fn sync(&mut self) -> Result<bool> {
-        let body = self.checkin();
-        let r: CheckInResponse = self
-            .http
-            .post(format!("{}/device/v1/checkin", self.url))
-            .json(&body)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let Some(signed) = r.policy else {
-            return Ok(false);
-        };
-        rampart_pki::verify(
-            &self.policy_key,
-            signed.payload.as_bytes(),
-            &signed.signature,
-        )?;
-        let payload: PolicyPayload = serde_json::from_str(&signed.payload)?;
-        let statuses: Vec<Value> = payload.resolution["settings"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|s| json!({"setting": s["setting"], "key": null, "status": "succeeded", "observed": s["value"], "error_code": null, "error_message": null}))
-            .collect();
-        let report = json!({"report_id": format!("{}-{}", payload.device_id, payload.version), "digest": payload.digest, "version": payload.version, "statuses": statuses});
-        self.http
-            .post(format!("{}/device/v1/status", self.url))
-            .json(&report)
-            .send()
-            .await?
-            .error_for_status()?;
-        self.digest = payload.digest;
-        Ok(true)
-    }
-
-    /// Long-polls until the server says sync, then syncs.
-    async fn wait_and_sync(&mut self) -> Result<()> {
-        loop {
-            let w: Value = self
-                .http
-                .get(format!(
-                    "{}/device/v1/wait?digest={}&timeout=120",
-                    self.url, self.digest
-                ))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
-            if w["event"] == "sync" && self.sync().await? {
-                return Ok(());
-            }
-        }
-    }
+    /// Run this many agents in worker processes against `rampart-server`
+    /// as a process of its own (`fleet.rs`); the server binary is taken
+    /// from beside this one.
+    #[arg(long)]
+    fleet: Option<usize>,
+    /// Worker processes for `--fleet`.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// Server replicas for `--fleet`: 2 puts two on one PostgreSQL
+    /// database (`--database-url`) behind nginx as a TCP load balancer.
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
+    /// Internal: run as one of `--fleet`'s worker processes, with this plan.
+    #[arg(long, hide = true)]
+    worker: Option<String>,
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -221,7 +119,7 @@ async fn measure(n: usize, rounds: usize) -> Result<Measurement> {
         let (gate, package) = (gate.clone(), package.clone());
         joins.push(tokio::spawn(async move {
             let _permit = gate.acquire().await?;
-            let mut a = enroll(&package, format!("sim-{i:05}")).await?;
+            let mut a = enroll(&package, format!("sim-{i:05}"), &package.server_url).await?;
             a.sync().await?;
             Ok::<_, anyhow::Error>(a)
         }));
@@ -310,6 +208,19 @@ fn ms(d: Duration) -> String {
 async fn main() -> Result<()> {
     let args = Args::parse();
     rampart_pki::install_crypto_provider();
+    if let Some(plan) = &args.worker {
+        return worker::run(plan).await;
+    }
+    if let Some(agents) = args.fleet {
+        return fleet::measure(fleet::FleetArgs {
+            agents,
+            workers: args.workers,
+            rounds: args.rounds,
+            database_url: args.database_url.clone(),
+            replicas: args.replicas,
+        })
+        .await;
+    }
     if let Some(devices) = args.admin_devices {
         return admin::measure(devices, args.database_url.clone()).await;
     }

@@ -15,11 +15,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rampart_store::audit_query::audit_sql;
 use rampart_store::page::{device_page_sql, finish_page, DevicePage, DeviceQuery, Dialect, Param};
 use rampart_store::{
-    name_key, AuditRecord, DeviceProblems, DeviceRecord, DeviceTombstone, NewAudit, ObjectKind,
-    ObjectRecord, OnboardingTokenRecord, Result, StatusRecord, Store, StoreError, Tenant,
-    TenantSecrets, Timestamp, TokenRecord, TokenUse, UserRecord, Write,
+    name_key, AuditQuery, AuditRecord, DeviceProblems, DeviceRecord, DeviceTombstone, NewAudit,
+    ObjectKind, ObjectRecord, OnboardingTokenRecord, Result, StatusRecord, Store, StoreError,
+    Tenant, TenantSecrets, Timestamp, TokenRecord, TokenUse, UserRecord, Write,
 };
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -543,22 +544,10 @@ impl Store for PostgresStore {
         Ok(used)
     }
 
-    async fn audit(
-        &self,
-        tenant: &str,
-        limit: u32,
-        before: Option<i64>,
-    ) -> Result<Vec<AuditRecord>> {
-        let sql = format!(
-            "SELECT {} FROM audit WHERE tenant_id = $1 AND ($2::BIGINT IS NULL OR id < $2) \
-             ORDER BY id DESC LIMIT $3",
-            rows::AUDIT_COLUMNS
-        );
-        let query = sqlx::query(&sql)
-            .bind(tenant)
-            .bind(before)
-            .bind(i64::from(limit));
-        self.fetch_all(query, rows::audit).await
+    async fn audit(&self, tenant: &str, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
+        let (sql, params) = audit_sql(Dialect::Postgres, rows::AUDIT_COLUMNS, tenant, q);
+        self.fetch_all(bind_params(sqlx::query(&sql), &params), rows::audit)
+            .await
     }
 }
 

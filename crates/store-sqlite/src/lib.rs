@@ -20,11 +20,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rampart_store::audit_query::audit_sql;
 use rampart_store::page::{device_page_sql, finish_page, DevicePage, DeviceQuery, Dialect, Param};
 use rampart_store::{
-    name_key, AuditRecord, DeviceProblems, DeviceRecord, DeviceTombstone, NewAudit, ObjectKind,
-    ObjectRecord, OnboardingTokenRecord, Result, StatusRecord, Store, StoreError, Tenant,
-    TenantSecrets, Timestamp, TokenRecord, TokenUse, UserRecord, Write,
+    name_key, AuditQuery, AuditRecord, DeviceProblems, DeviceRecord, DeviceTombstone, NewAudit,
+    ObjectKind, ObjectRecord, OnboardingTokenRecord, Result, StatusRecord, Store, StoreError,
+    Tenant, TenantSecrets, Timestamp, TokenRecord, TokenUse, UserRecord, Write,
 };
 use serde_json::Value;
 use sqlx::sqlite::{
@@ -650,23 +651,10 @@ impl Store for SqliteStore {
         Ok(used)
     }
 
-    async fn audit(
-        &self,
-        tenant: &str,
-        limit: u32,
-        before: Option<i64>,
-    ) -> Result<Vec<AuditRecord>> {
-        let sql = format!(
-            "SELECT {} FROM audit WHERE tenant_id = ? AND (? IS NULL OR id < ?) \
-             ORDER BY id DESC LIMIT ?",
-            rows::AUDIT_COLUMNS
-        );
-        let query = sqlx::query(&sql)
-            .bind(tenant)
-            .bind(before)
-            .bind(before)
-            .bind(i64::from(limit));
-        self.fetch_all(query, rows::audit).await
+    async fn audit(&self, tenant: &str, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
+        let (sql, params) = audit_sql(Dialect::Sqlite, rows::AUDIT_COLUMNS, tenant, q);
+        self.fetch_all(bind_params(sqlx::query(&sql), &params), rows::audit)
+            .await
     }
 }
 
@@ -770,7 +758,7 @@ mod tests {
                 .fetch_all(&store.reader)
                 .await
                 .unwrap();
-        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
         store.close().await;
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));

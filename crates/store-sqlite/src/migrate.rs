@@ -65,6 +65,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0010_device_conditions.sql",
         sql: include_str!("../migrations/0010_device_conditions.sql"),
     },
+    Migration {
+        version: 11,
+        file: "0011_audit_filters.sql",
+        sql: include_str!("../migrations/0011_audit_filters.sql"),
+    },
 ];
 
 /// Brings the schema up to date. Safe against another process opening the

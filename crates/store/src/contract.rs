@@ -27,9 +27,9 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 
 use crate::{
-    DeviceRecord, DeviceTombstone, Expect, NewAudit, ObjectKind, OnboardingTokenRecord, Result,
-    StatusRecord, Store, StoreError, Tenant, TenantSecrets, Timestamp, TokenRecord, TokenUse,
-    UserRecord, Write,
+    AuditQuery, DeviceRecord, DeviceTombstone, Expect, NewAudit, ObjectKind, OnboardingTokenRecord,
+    Result, StatusRecord, Store, StoreError, Tenant, TenantSecrets, Timestamp, TokenRecord,
+    TokenUse, UserRecord, Write,
 };
 
 /// A fresh store for one contract test, and whatever cleans up after it
@@ -698,7 +698,11 @@ pub async fn failed_batches_leave_nothing_behind(store: &dyn Store) {
             .expect("consume"),
         TokenUse::Unknown
     );
-    assert!(store.audit(t, 100, None).await.expect("audit").is_empty());
+    assert!(store
+        .audit(t, &AuditQuery::recent(100, None))
+        .await
+        .expect("audit")
+        .is_empty());
 
     // The failed batches used up nothing: the name is created at version 1.
     let writes = vec![put_policy("fresh", json!({}), Expect::Absent)];
@@ -878,7 +882,11 @@ pub async fn device_names_are_unique_whatever_their_case(store: &dyn Store) {
         )
         .await;
     assert_conflict(refused, &["web-01"]);
-    assert!(store.audit(t, 10, None).await.expect("audit").is_empty());
+    assert!(store
+        .audit(t, &AuditQuery::recent(10, None))
+        .await
+        .expect("audit")
+        .is_empty());
     assert_conflict(
         write(store, &tenant, vec![Write::PutDevice(device("WEB-01"))]).await,
         &[],
@@ -1674,7 +1682,11 @@ pub async fn tokens_record_use_and_expired_ones_are_purged(store: &dyn Store) {
 pub async fn audit_is_newest_first_and_paged(store: &dyn Store) {
     let tenant = new_tenant(store, "audit").await;
     let t = &tenant.id;
-    assert!(store.audit(t, 10, None).await.expect("empty").is_empty());
+    assert!(store
+        .audit(t, &AuditQuery::recent(10, None))
+        .await
+        .expect("empty")
+        .is_empty());
 
     for i in 0..5 {
         let name = format!("p{i}");
@@ -1695,7 +1707,10 @@ pub async fn audit_is_newest_first_and_paged(store: &dyn Store) {
         .await
         .expect("audit only");
 
-    let all = store.audit(t, 100, None).await.expect("all");
+    let all = store
+        .audit(t, &AuditQuery::recent(100, None))
+        .await
+        .expect("all");
     let names: Vec<_> = all.iter().map(|a| a.object_name.as_str()).collect();
     assert_eq!(names, ["b", "a", "p4", "p3", "p2", "p1", "p0"]);
     assert!(
@@ -1715,20 +1730,105 @@ pub async fn audit_is_newest_first_and_paged(store: &dyn Store) {
     let mut paged = Vec::new();
     let mut before = None;
     loop {
-        let page = store.audit(t, 3, before).await.expect("page");
+        let page = store
+            .audit(t, &AuditQuery::recent(3, before))
+            .await
+            .expect("page");
         assert!(page.len() <= 3);
         let Some(last) = page.last() else { break };
         before = Some(last.id);
         paged.extend(page);
     }
     assert_eq!(paged, all);
-    assert!(store.audit(t, 0, None).await.expect("limit 0").is_empty());
+    assert!(store
+        .audit(t, &AuditQuery::recent(0, None))
+        .await
+        .expect("limit 0")
+        .is_empty());
     let oldest = all.last().expect("entries").id;
     assert!(store
-        .audit(t, 10, Some(oldest))
+        .audit(t, &AuditQuery::recent(10, Some(oldest)))
         .await
         .expect("past the end")
         .is_empty());
+
+    // Filters are the database's: each given one must hold.
+    let names_of = |q: AuditQuery| async move {
+        store
+            .audit(t, &q)
+            .await
+            .expect("filtered")
+            .into_iter()
+            .map(|a| a.object_name)
+            .collect::<Vec<_>>()
+    };
+    let q = || AuditQuery::recent(100, None);
+    let action = |a: &str| AuditQuery {
+        action: Some(a.into()),
+        ..q()
+    };
+    assert_eq!(
+        names_of(action("policy.create")).await,
+        ["p4", "p3", "p2", "p1", "p0"]
+    );
+    assert_eq!(names_of(action("tenant.*")).await, ["b", "a"]);
+    assert_eq!(names_of(action("policy.*")).await.len(), 5);
+    assert!(
+        names_of(action("policy")).await.is_empty(),
+        "exact, not a prefix"
+    );
+    // LIKE's wildcards in a kind stand for themselves.
+    assert!(names_of(action("polic_.*")).await.is_empty());
+    assert!(names_of(action("%.*")).await.is_empty());
+    let named = AuditQuery {
+        object_kind: Some("policy".into()),
+        object_name: Some("p3".into()),
+        ..q()
+    };
+    assert_eq!(names_of(named).await, ["p3"]);
+    let by = |actor: &str| AuditQuery {
+        actor: Some(actor.into()),
+        ..q()
+    };
+    assert_eq!(names_of(by("alice")).await.len(), 7);
+    assert!(names_of(by("bob")).await.is_empty());
+    let window = |since: Option<i64>, until: Option<i64>| AuditQuery {
+        since,
+        until,
+        ..q()
+    };
+    assert_eq!(
+        names_of(window(Some(T0 + 3), None)).await,
+        ["b", "a", "p4", "p3"]
+    );
+    assert_eq!(
+        names_of(window(None, Some(T0 + 3))).await,
+        ["p2", "p1", "p0"]
+    );
+    assert_eq!(
+        names_of(window(Some(T0 + 1), Some(T0 + 3))).await,
+        ["p2", "p1"]
+    );
+    // Filters and paging together.
+    let mut pages = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .audit(
+                t,
+                &AuditQuery {
+                    before,
+                    limit: 2,
+                    ..action("policy.create")
+                },
+            )
+            .await
+            .expect("filtered page");
+        let Some(last) = page.last() else { break };
+        before = Some(last.id);
+        pages.push(page.into_iter().map(|a| a.object_name).collect::<Vec<_>>());
+    }
+    assert_eq!(pages, [vec!["p4", "p3"], vec!["p2", "p1"], vec!["p0"]]);
 }
 
 pub async fn tenants_are_isolated(store: &dyn Store) {
@@ -1806,7 +1906,11 @@ pub async fn tenants_are_isolated(store: &dyn Store) {
     assert!(store.tokens(bt).await.expect("tokens").is_empty());
     assert!(store.users(bt).await.expect("users").is_empty());
     assert_eq!(store.user(bt, "admin").await.expect("user"), None);
-    assert!(store.audit(bt, 100, None).await.expect("audit").is_empty());
+    assert!(store
+        .audit(bt, &AuditQuery::recent(100, None))
+        .await
+        .expect("audit")
+        .is_empty());
     assert_eq!(store.tenant_secrets(bt).await.expect("secrets"), None);
     assert!(store
         .onboarding_tokens(bt)
@@ -1973,8 +2077,22 @@ pub async fn tenants_are_isolated(store: &dyn Store) {
     );
     let found = store.token_by_hash(&a_token.hash).await.expect("by hash");
     assert_eq!(found.map(|tok| tok.tenant_id), Some(a.id.clone()));
-    assert_eq!(store.audit(&a.id, 100, None).await.expect("audit").len(), 1);
-    assert_eq!(store.audit(bt, 100, None).await.expect("audit").len(), 1);
+    assert_eq!(
+        store
+            .audit(&a.id, &AuditQuery::recent(100, None))
+            .await
+            .expect("audit")
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .audit(bt, &AuditQuery::recent(100, None))
+            .await
+            .expect("audit")
+            .len(),
+        1
+    );
 }
 
 pub async fn tenant_secrets_round_trip(store: &dyn Store) {

@@ -9,8 +9,11 @@
 //! applies a batch of writes and their audit entries in one transaction: all
 //! or nothing, so a failed call never leaves half a change behind.
 
+pub mod audit_query;
 pub mod contract;
 pub mod page;
+
+pub use audit_query::AuditQuery;
 
 use std::fmt;
 
@@ -599,13 +602,9 @@ pub trait Store: Send + Sync {
     /// no more are accepted than the token has uses left.
     async fn consume_onboarding_token(&self, hash: &str, now: Timestamp) -> Result<TokenUse>;
 
-    /// Newest first; at most `limit`, older than `before` when given.
-    async fn audit(
-        &self,
-        tenant: &str,
-        limit: u32,
-        before: Option<i64>,
-    ) -> Result<Vec<AuditRecord>>;
+    /// Newest first, filtered and paged as `query` says
+    /// (`audit_query::audit_sql`).
+    async fn audit(&self, tenant: &str, query: &AuditQuery) -> Result<Vec<AuditRecord>>;
 }
 
 #[cfg(test)]

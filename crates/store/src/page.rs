@@ -128,20 +128,30 @@ pub struct PageSql {
 }
 
 /// `%`, `_` and `\` stand for themselves in a LIKE pattern.
-fn like_escape(s: &str) -> String {
+pub(crate) fn like_escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_")
 }
 
-struct Builder {
-    dialect: Dialect,
-    sql: String,
-    params: Vec<Param>,
+/// A statement being written and its parameters, in order.
+pub(crate) struct Builder {
+    pub(crate) dialect: Dialect,
+    pub(crate) sql: String,
+    pub(crate) params: Vec<Param>,
 }
 
 impl Builder {
-    fn param(&mut self, p: Param) -> String {
+    pub(crate) fn new(dialect: Dialect, sql: String) -> Builder {
+        Builder {
+            dialect,
+            sql,
+            params: Vec::new(),
+        }
+    }
+
+    /// The placeholder of a new parameter.
+    pub(crate) fn param(&mut self, p: Param) -> String {
         self.params.push(p);
         match self.dialect {
             Dialect::Sqlite => "?".to_string(),

@@ -28,14 +28,59 @@ enum Command {
         /// Only entries older than this id, to page back.
         #[arg(long, value_name = "ID")]
         before: Option<i64>,
+        /// Only changes by this actor (a user, a token's name, device:NAME).
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only this action (policy.update), or every action of a kind
+        /// (policy.*).
+        #[arg(long)]
+        action: Option<String>,
+        /// Only changes to this kind of object (policy, group, device, …).
+        #[arg(long, value_name = "KIND")]
+        kind: Option<String>,
+        /// Only changes to the object with this name.
+        #[arg(long, value_name = "NAME")]
+        object: Option<String>,
+        /// Only entries at or after this time: a UTC date and time
+        /// (2026-12-01, 2026-12-01T14:30Z) or a time ago (2h, 7d).
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// Only entries before this time (as --since).
+        #[arg(long, value_name = "WHEN")]
+        until: Option<String>,
     },
 }
 
 pub async fn run(client: Client, args: Args) -> Result<ExitCode> {
-    let Command::List { limit, before } = args.command;
+    let Command::List {
+        limit,
+        before,
+        actor,
+        action,
+        kind,
+        object,
+        since,
+        until,
+    } = args.command;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let instant = |flag: &str, value: Option<String>| {
+        value
+            .map(|v| {
+                crate::times::parse_instant(&v, now).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+            })
+            .transpose()
+    };
     let query = AuditQuery {
         limit: Some(limit),
         before,
+        actor,
+        action,
+        object_kind: kind,
+        object_name: object,
+        since: instant("--since", since)?,
+        until: instant("--until", until)?,
     };
     let entries: Vec<AuditView> = client.get_query(&["audit"], &query).await?;
     match args.output {

@@ -23,7 +23,7 @@ enum Command {
     /// Create a package (server URL, CA pin, onboarding token) and write it to a file readable only by you.
     Create {
         /// How long the token stays valid: e.g. 30m, 24h, 7d (default 24h, at most 30d).
-        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        #[arg(long, default_value = "24h", value_parser = crate::times::parse_duration)]
         expires: i64,
         /// How many devices may use it (unlimited by default).
         #[arg(long)]
@@ -40,23 +40,6 @@ enum Command {
         /// The token id, as `rampart onboarding list` shows it.
         id: String,
     },
-}
-
-/// `90s`, `30m`, `24h`, `7d` → seconds.
-fn parse_duration(s: &str) -> Result<i64, String> {
-    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 30m, 24h or 7d"))?;
-    let factor = match unit {
-        "s" | "" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use s, m, h or d")),
-    };
-    n.checked_mul(factor)
-        .ok_or_else(|| format!("{s:?} is too long"))
 }
 
 pub async fn run(client: Client, args: Args) -> Result<ExitCode> {
@@ -143,9 +126,9 @@ pub async fn run(client: Client, args: Args) -> Result<ExitCode> {
 mod tests {
     #[test]
     fn durations_parse() {
-        assert_eq!(super::parse_duration("24h"), Ok(86_400));
-        assert_eq!(super::parse_duration("90"), Ok(90));
-        assert!(super::parse_duration("3w").is_err());
-        assert!(super::parse_duration("h").is_err());
+        assert_eq!(crate::times::parse_duration("24h"), Ok(86_400));
+        assert_eq!(crate::times::parse_duration("90"), Ok(90));
+        assert!(crate::times::parse_duration("3w").is_err());
+        assert!(crate::times::parse_duration("h").is_err());
     }
 }

@@ -33,6 +33,14 @@ pub async fn audit_log(
     who: Principal,
     QueryParams(q): QueryParams<AuditQuery>,
 ) -> ApiResult<Json<Vec<AuditView>>> {
+    let query = audit_query(q)?;
+    let entries = state.store.audit(&who.tenant_id, &query).await?;
+    Ok(Json(entries.into_iter().map(audit_view).collect()))
+}
+
+/// The store's query for the API's; a 400 naming the parameter that is
+/// out of range or empty.
+fn audit_query(q: AuditQuery) -> ApiResult<rampart_store::AuditQuery> {
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > 1000 {
         return Err(ApiError::BadRequest(
@@ -44,8 +52,35 @@ pub async fn audit_log(
             "before must be an audit entry id (1 or more)".into(),
         ));
     }
-    let entries = state.store.audit(&who.tenant_id, limit, q.before).await?;
-    Ok(Json(entries.into_iter().map(audit_view).collect()))
+    for (name, value) in [
+        ("actor", &q.actor),
+        ("action", &q.action),
+        ("object_kind", &q.object_kind),
+        ("object_name", &q.object_name),
+    ] {
+        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            return Err(ApiError::BadRequest(format!(
+                "{name} must not be empty; leave it out to match every entry"
+            )));
+        }
+    }
+    if let (Some(since), Some(until)) = (q.since, q.until) {
+        if since >= until {
+            return Err(ApiError::BadRequest(format!(
+                "since ({since}) must be before until ({until})"
+            )));
+        }
+    }
+    Ok(rampart_store::AuditQuery {
+        limit,
+        before: q.before,
+        actor: q.actor,
+        action: q.action,
+        object_kind: q.object_kind,
+        object_name: q.object_name,
+        since: q.since,
+        until: q.until,
+    })
 }
 
 fn parse_role(role: &str) -> Result<Role, ApiError> {

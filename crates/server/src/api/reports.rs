@@ -295,13 +295,19 @@ pub async fn device(
     for s in &settings {
         count(&mut counts, &s.status);
     }
-    let audit: Vec<rampart_store::AuditRecord> = state
+    // The device's own entries, found by the database however busy the
+    // rest of the tenant's log is.
+    let audit = state
         .store
-        .audit(&who.tenant_id, 1000, None)
-        .await?
-        .into_iter()
-        .filter(|a| a.object_kind == "device" && a.object_name == name)
-        .collect();
+        .audit(
+            &who.tenant_id,
+            &rampart_store::AuditQuery {
+                object_kind: Some("device".into()),
+                object_name: Some(name.clone()),
+                ..rampart_store::AuditQuery::recent(1000, None)
+            },
+        )
+        .await?;
     let trust_events = audit
         .iter()
         .filter(|a| TRUST_ACTIONS.contains(&a.action.as_str()))
