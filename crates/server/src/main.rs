@@ -11,6 +11,12 @@ use rampart_server::clock::SystemClock;
 use rampart_server::config::ServerConfig;
 use rampart_store::Store as _;
 
+/// mimalloc instead of glibc's allocator: with thousands of connections
+/// served by a few threads, glibc's per-thread arenas keep freed buffers
+/// (BENCHMARKS.md, "10,000 agents").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "rampart-server",
