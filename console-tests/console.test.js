@@ -702,6 +702,28 @@ test('the console, end to end', { timeout: 300000 }, async (top) => {
     await page.getByLabel('Filter', { exact: true }).fill('no-such-actor-anywhere');
     await visible(page.locator('#audit-table td.empty', { hasText: 'No entry matches this filter.' }));
     await page.getByLabel('Filter', { exact: true }).fill('');
+    // A search of the whole log, by the server, kept in the address.
+    await page.getByLabel('Object name', { exact: true }).fill('live-canary-av');
+    await page.getByLabel('Action', { exact: true }).fill('policy.*');
+    await page.getByRole('button', { name: 'Search the log' }).click();
+    await page.waitForFunction(() => location.hash.includes('object_name=live-canary-av'));
+    await visible(page.locator('#audit-table tr', { hasText: 'policy.create' }).filter({ hasText: 'live-canary-av' }));
+    const objects = await page.locator('#audit-table tbody tr td:nth-child(4) strong').allTextContents();
+    assert.ok(objects.length > 0 && objects.every((o) => o === 'live-canary-av'), objects.join(', '));
+    assert.equal(await page.locator('#audit-table tr', { hasText: 'group.create' }).count(), 0);
+    // A bookmarked search opens as it was.
+    await page.reload();
+    await visible(page.locator('#audit-table tr', { hasText: 'policy.create' }).filter({ hasText: 'live-canary-av' }));
+    assert.equal(await page.getByLabel('Object name', { exact: true }).inputValue(), 'live-canary-av');
+    // A search that finds nothing says so.
+    await page.getByLabel('Action', { exact: true }).fill('');
+    await page.getByLabel('Object name', { exact: true }).fill('');
+    await page.getByLabel('Actor', { exact: true }).fill('nobody-at-all');
+    await page.getByRole('button', { name: 'Search the log' }).click();
+    await visible(page.locator('#audit-table td.empty', { hasText: 'No entry matches this search.' }));
+    await page.getByLabel('Actor', { exact: true }).fill('');
+    await page.getByRole('button', { name: 'Search the log' }).click();
+    await visible(page.locator('#audit-table tr', { hasText: 'group.create' }).filter({ hasText: 'live-canary' }));
   });
 
   await t.test('a read-only user: limits shown, and enforced by the server', async () => {

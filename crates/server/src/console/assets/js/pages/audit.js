@@ -1,13 +1,39 @@
 // The audit log: who changed what, when, with the object before and after.
+// Actor, action, object and time are searched by the server over the whole
+// log (kept in the address, so a search can be bookmarked); the quick
+// filter narrows the entries loaded.
 
 import { h, replace } from '../dom.js';
 import { get } from '../api.js';
 import { dateTime } from '../format.js';
 import { errorBox } from '../forms.js';
 
+// The server-side search fields: query parameter, label, placeholder.
+const SEARCH = [
+  ['actor', 'Actor', 'user:admin, token:ci, device:web-01'],
+  ['action', 'Action', 'policy.update, or policy.* for every kind'],
+  ['object_kind', 'Object kind', 'policy, group, device, tenant…'],
+  ['object_name', 'Object name', 'Exact name'],
+];
+
 export async function render(main, ctx) {
   ctx.title('Audit log');
   const entries = [];
+  const fields = Object.fromEntries(SEARCH.map(([key, , placeholder]) => [key,
+    h('input', { type: 'text', id: `audit-${key}`, name: key, placeholder, value: ctx.query.get(key) || '', autocomplete: 'off' })]));
+  const searchStatus = h('div', { role: 'status' });
+  const searchForm = h('form', { class: 'filters', role: 'search', 'aria-label': 'Search the audit log' },
+    ...SEARCH.map(([key, label]) => h('div', { class: 'filter' }, h('label', { for: `audit-${key}` }, label), fields[key])),
+    h('div', { class: 'filter' }, h('button', { type: 'submit', class: 'btn' }, 'Search the log')));
+  // The search as query parameters, empty fields left out.
+  const searched = () => {
+    const params = new URLSearchParams();
+    for (const [key] of SEARCH) {
+      const v = fields[key].value.trim();
+      if (v) params.set(key, v);
+    }
+    return params;
+  };
   const filter = h('input', { type: 'search', id: 'audit-filter', placeholder: 'Actor, action or object' });
   const body = h('tbody');
   const more = h('button', { type: 'button', class: 'btn', id: 'audit-more' }, 'Older entries');
@@ -19,7 +45,8 @@ export async function render(main, ctx) {
     const rows = entries.filter((a) => !q || `${a.actor} ${a.action} ${a.object_kind} ${a.object_name}`.toLowerCase().includes(q));
     replace(count, `${rows.length} of ${entries.length} entries loaded`);
     if (!rows.length) {
-      replace(body, h('tr', {}, h('td', { colspan: 5, class: 'empty' }, entries.length ? 'No entry matches this filter.' : 'No entry yet.')));
+      const none = entries.length ? 'No entry matches this filter.' : searched().toString() ? 'No entry matches this search.' : 'No entry yet.';
+      replace(body, h('tr', {}, h('td', { colspan: 5, class: 'empty' }, none)));
       return;
     }
     replace(body, rows.map((a) => h('tr', {},
@@ -35,13 +62,28 @@ export async function render(main, ctx) {
   }
 
   async function load() {
-    const before = entries.length ? `&before=${entries[entries.length - 1].id}` : '';
-    const page = await get(`/audit?limit=100${before}`);
+    const params = searched();
+    params.set('limit', '100');
+    if (entries.length) params.set('before', String(entries[entries.length - 1].id));
+    const page = await get(`/audit?${params}`);
     entries.push(...page);
     more.hidden = page.length < 100;
     draw();
   }
   filter.addEventListener('input', draw);
+  searchForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const qs = searched().toString();
+    history.replaceState(null, '', `#/audit${qs ? `?${qs}` : ''}`);
+    replace(searchStatus);
+    entries.length = 0;
+    try {
+      await load();
+    } catch (err) {
+      draw();
+      replace(searchStatus, errorBox(err));
+    }
+  });
   // Older entries that fail to load say why, and the button stays to retry.
   more.addEventListener('click', async () => {
     replace(moreStatus);
@@ -54,6 +96,7 @@ export async function render(main, ctx) {
   main.append(
     h('div', { class: 'page-head' }, h('h1', {}, 'Audit log')),
     h('p', { class: 'lead' }, 'Every change, by whom and when, newest first. Entries are written in the same transaction as the change.'),
+    searchForm, searchStatus,
     h('div', { class: 'filters' }, h('div', { class: 'filter' }, h('label', { for: 'audit-filter' }, 'Filter'), filter)),
     count,
     h('div', { class: 'table-wrap' }, h('table', { class: 'data', id: 'audit-table' },
