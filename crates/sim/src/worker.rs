@@ -36,11 +36,14 @@ pub fn now_us() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
-/// A pause that differs per agent, so that agents that lost their server
-/// together do not all come back in the same millisecond.
+/// The pause before the `attempt`th retry, as `rampart-agent` backs off
+/// (`run.rs`): 1 s doubling to a minute, each pause between half and all
+/// of it, different per agent, so that agents that lost their server
+/// together do not all come back in the same moment.
 fn backoff(agent: usize, attempt: u32) -> Duration {
-    let base = 200u64 * u64::from(attempt.clamp(1, 10));
-    Duration::from_millis(base + (agent as u64 * 7919) % 800)
+    let full = Duration::from_secs(1 << (attempt.clamp(1, 7) - 1)).min(Duration::from_secs(60));
+    let unit = ((agent as u64 * 7919 + u64::from(attempt) * 104_729) % 1000) as f64 / 1000.0;
+    full.mul_f64(0.5 + 0.5 * unit)
 }
 
 pub async fn run(plan_path: &str) -> Result<()> {
@@ -164,15 +167,22 @@ pub async fn run(plan_path: &str) -> Result<()> {
 /// One agent, for the rest of the run: long poll, sync when told, and after
 /// a lost connection a pause and a check-in.
 async fn hold(i: usize, mut agent: Agent, events: mpsc::UnboundedSender<String>) {
+    // Long polls lost in a row: the pause grows with them.
+    let mut lost = 0;
     loop {
         match agent.wait().await {
-            Ok(false) => continue,
+            Ok(false) => {
+                lost = 0;
+                continue;
+            }
             Ok(true) => {
+                lost = 0;
                 let _ = events.send(format!("woke {i} {}", now_us()));
             }
             Err(_) => {
+                lost += 1;
                 let _ = events.send(format!("lost {i} {}", now_us()));
-                tokio::time::sleep(backoff(i, 1)).await;
+                tokio::time::sleep(backoff(i, lost)).await;
             }
         }
         let mut attempt = 0;
