@@ -62,15 +62,7 @@ fn device(i: usize) -> DeviceRecord {
 
 /// Resident memory of this process (server and client), in MiB.
 fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-        })
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
+    crate::fleet::rss_mib(std::process::id())
 }
 
 /// The median of `rounds` timings of one request.

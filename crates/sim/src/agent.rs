@@ -84,6 +84,19 @@ impl Agent {
         }
     }
 
+    /// One check-in with the digest held, as it is answered.
+    pub async fn check_in(&self) -> Result<CheckInResponse> {
+        Ok(self
+            .http
+            .post(format!("{}/device/v1/checkin", self.url))
+            .json(&self.checkin())
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
     /// Sends a report not acknowledged yet (if any) and then checks in;
     /// verifies and "applies" a new policy and reports on it. Returns
     /// whether a policy was applied and reported. On an error the report
@@ -93,16 +106,7 @@ impl Agent {
             self.send_report().await?;
             return Ok(true);
         }
-        let body = self.checkin();
-        let r: CheckInResponse = self
-            .http
-            .post(format!("{}/device/v1/checkin", self.url))
-            .json(&body)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
+        let r = self.check_in().await?;
         let Some(signed) = r.policy else {
             return Ok(false);
         };

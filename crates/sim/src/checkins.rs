@@ -124,17 +124,8 @@ pub async fn measure(clients: usize, secs: f64, database: Option<&Database>) -> 
     }
     // One round first: connections open, caches warm.
     let unchanged = |a: Arc<Agent>| async move {
-        let body = a.checkin();
-        let r: serde_json::Value = a
-            .http
-            .post(format!("{}/device/v1/checkin", a.url))
-            .json(&body)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        anyhow::ensure!(r["policy"].is_null(), "an unchanged check-in got a policy");
+        let r = a.check_in().await?;
+        anyhow::ensure!(r.policy.is_none(), "an unchanged check-in got a policy");
         Ok(())
     };
     rate(agents.iter().map(Agent::clone).collect(), 0.5, unchanged).await?;
