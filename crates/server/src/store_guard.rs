@@ -190,6 +190,34 @@ impl GuardedStore {
         Ok(secrets)
     }
 
+    /// A write batch with its private keys sealed on their way in.
+    fn seal_writes(&self, tenant: &str, writes: Vec<Write>) -> Result<Vec<Write>> {
+        writes
+            .into_iter()
+            .map(|w| match w {
+                Write::PutTenantSecrets(s) => {
+                    self.seal_tenant(tenant, s).map(Write::PutTenantSecrets)
+                }
+                Write::RotatePolicyKey {
+                    expected_verify_key,
+                    signing_key,
+                    verify_key,
+                    key_announcements,
+                } => self
+                    .keys
+                    .seal(&signing_key_context(tenant), &signing_key)
+                    .map_err(sealing_failed)
+                    .map(|signing_key| Write::RotatePolicyKey {
+                        expected_verify_key,
+                        signing_key,
+                        verify_key,
+                        key_announcements,
+                    }),
+                other => Ok(other),
+            })
+            .collect()
+    }
+
     /// Seals, with the primary master key, every stored secret that is not
     /// sealed with it yet: values from before encryption, and all of them
     /// after a new master key was made (rotation). `server_secrets` names
@@ -267,30 +295,7 @@ impl Store for GuardedStore {
         writes: Vec<Write>,
         audit: Vec<NewAudit>,
     ) -> Result<()> {
-        let writes = writes
-            .into_iter()
-            .map(|w| match w {
-                Write::PutTenantSecrets(s) => {
-                    self.seal_tenant(tenant, s).map(Write::PutTenantSecrets)
-                }
-                Write::RotatePolicyKey {
-                    expected_verify_key,
-                    signing_key,
-                    verify_key,
-                    key_announcements,
-                } => self
-                    .keys
-                    .seal(&signing_key_context(tenant), &signing_key)
-                    .map_err(sealing_failed)
-                    .map(|signing_key| Write::RotatePolicyKey {
-                        expected_verify_key,
-                        signing_key,
-                        verify_key,
-                        key_announcements,
-                    }),
-                other => Ok(other),
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let writes = self.seal_writes(tenant, writes)?;
         self.devices_changed(tenant);
         let written = self
             .bounded_write(self.inner.write(tenant, at, writes, audit))
@@ -409,15 +414,22 @@ impl Store for GuardedStore {
         touched
     }
 
-    async fn record_statuses(
+    async fn record_report(
         &self,
         tenant: &str,
         device: &str,
         statuses: Vec<StatusRecord>,
+        at: Timestamp,
+        writes: Vec<Write>,
+        audit: Vec<NewAudit>,
     ) -> Result<usize> {
+        let writes = self.seal_writes(tenant, writes)?;
         self.devices_changed(tenant);
         let recorded = self
-            .bounded(self.inner.record_statuses(tenant, device, statuses))
+            .bounded(
+                self.inner
+                    .record_report(tenant, device, statuses, at, writes, audit),
+            )
             .await;
         self.devices_changed(tenant);
         recorded

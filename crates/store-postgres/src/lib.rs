@@ -379,14 +379,20 @@ impl Store for PostgresStore {
         tx.commit().await.or_backend()
     }
 
-    async fn record_statuses(
+    async fn record_report(
         &self,
         tenant: &str,
         device: &str,
         statuses: Vec<StatusRecord>,
+        at: Timestamp,
+        writes: Vec<Write>,
+        audit: Vec<NewAudit>,
     ) -> Result<usize> {
         let mut tx = self.pool.begin().await.or_backend()?;
         let changed = write::statuses(&mut tx, tenant, device, statuses).await?;
+        if !writes.is_empty() || !audit.is_empty() {
+            write::batch(&mut tx, tenant, at, writes, audit).await?;
+        }
         tx.commit().await.or_backend()?;
         Ok(changed)
     }

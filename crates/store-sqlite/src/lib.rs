@@ -472,11 +472,14 @@ impl Store for SqliteStore {
         tx.commit().await.or_backend()
     }
 
-    async fn record_statuses(
+    async fn record_report(
         &self,
         tenant: &str,
         device: &str,
         statuses: Vec<StatusRecord>,
+        at: Timestamp,
+        writes: Vec<Write>,
+        audit: Vec<NewAudit>,
     ) -> Result<usize> {
         let mut tx = self
             .writer
@@ -484,6 +487,9 @@ impl Store for SqliteStore {
             .await
             .or_backend()?;
         let changed = write::statuses(&mut tx, tenant, device, statuses).await?;
+        if !writes.is_empty() || !audit.is_empty() {
+            write::batch(&mut tx, tenant, at, writes, audit).await?;
+        }
         tx.commit().await.or_backend()?;
         Ok(changed)
     }

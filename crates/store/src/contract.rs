@@ -62,6 +62,7 @@ macro_rules! contract_tests {
             devices_round_trip,
             deleting_a_device_deletes_its_statuses,
             statuses_store_only_changes,
+            a_status_report_and_its_writes_are_one_transaction,
             problems_are_counted_per_device,
             device_pages_filter_sort_and_walk_like_the_whole_list,
             tokens_are_found_by_hash,
@@ -1242,6 +1243,88 @@ pub async fn problems_are_counted_per_device(store: &dyn Store) {
         .map(|p| (p.device.as_str(), p.errors, p.conflicts))
         .collect();
     assert_eq!(counts, [("torn", 0, 1), ("troubled", 2, 1)]);
+}
+
+pub async fn a_status_report_and_its_writes_are_one_transaction(store: &dyn Store) {
+    let tenant = new_tenant(store, "status-report").await;
+    let t = &tenant.id;
+    write(store, &tenant, vec![Write::PutDevice(device("dev"))])
+        .await
+        .expect("device");
+    let applied = || Write::SetAppliedPolicy {
+        name: "dev".into(),
+        digest: Some("digest-1".into()),
+        version: Some(3),
+    };
+    let report = vec![status("dev", "firewall.enabled", "", "succeeded")];
+    let changed = store
+        .record_report(
+            t,
+            "dev",
+            report.clone(),
+            T0 + 20,
+            vec![applied()],
+            vec![audit("device.tamper", "dev")],
+        )
+        .await
+        .expect("report");
+    assert_eq!(changed, 1);
+    let stored = store.device(t, "dev").await.expect("read").expect("dev");
+    assert_eq!(
+        (stored.applied_digest.as_deref(), stored.policy_version),
+        (Some("digest-1"), Some(3))
+    );
+    let entries = store
+        .audit(t, &AuditQuery::recent(10, None))
+        .await
+        .expect("audit");
+    assert_eq!(
+        (entries[0].action.as_str(), entries[0].at),
+        ("device.tamper", T0 + 20)
+    );
+
+    // A write of the batch that fails takes the statuses down with it.
+    let mut changed_report = report;
+    changed_report[0].status = "error".into();
+    let failed = store
+        .record_report(
+            t,
+            "dev",
+            changed_report,
+            T0 + 30,
+            vec![Write::ExpectTenantSettings { version: 99 }],
+            vec![audit("device.tamper", "dev")],
+        )
+        .await;
+    assert!(matches!(failed, Err(StoreError::Conflict(_))), "{failed:?}");
+    let statuses = store.device_statuses(t, "dev").await.expect("statuses");
+    assert_eq!(
+        statuses[0].status, "succeeded",
+        "nothing of the report landed"
+    );
+    assert_eq!(
+        store
+            .audit(t, &AuditQuery::recent(10, None))
+            .await
+            .expect("audit")
+            .len(),
+        entries.len()
+    );
+    // A device that does not exist: NotFound, and nothing written.
+    let missing = store
+        .record_report(
+            t,
+            "ghost",
+            vec![status("ghost", "firewall.enabled", "", "succeeded")],
+            T0,
+            vec![applied()],
+            Vec::new(),
+        )
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
 }
 
 pub async fn statuses_store_only_changes(store: &dyn Store) {

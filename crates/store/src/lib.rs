@@ -553,6 +553,22 @@ pub trait Store: Send + Sync {
         tenant: &str,
         device: &str,
         statuses: Vec<StatusRecord>,
+    ) -> Result<usize> {
+        self.record_report(tenant, device, statuses, 0, Vec::new(), Vec::new())
+            .await
+    }
+    /// [`Store::record_statuses`] and a [`Store::write`] batch (`writes` and
+    /// `audit` at `at`) in one transaction: a device's status report, the
+    /// policy it says it applied and what it reported for the audit log
+    /// cost the single writer one commit, and none lands without the rest.
+    async fn record_report(
+        &self,
+        tenant: &str,
+        device: &str,
+        statuses: Vec<StatusRecord>,
+        at: Timestamp,
+        writes: Vec<Write>,
+        audit: Vec<NewAudit>,
     ) -> Result<usize>;
     /// Every status row of the tenant, sorted by device, setting, key.
     async fn statuses(&self, tenant: &str) -> Result<Vec<StatusRecord>>;

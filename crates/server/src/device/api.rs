@@ -705,7 +705,7 @@ pub async fn status(
         )
         .into());
     }
-    let rows = report
+    let rows: Vec<StatusRecord> = report
         .statuses
         .iter()
         .map(|s| StatusRecord {
@@ -721,10 +721,6 @@ pub async fn status(
             updated_at: now,
         })
         .collect();
-    let changed = state
-        .store
-        .record_statuses(&device.tenant_id, &device.record.name, rows)
-        .await?;
     let mut entries = Vec::new();
     let dropped = report.loss.as_ref().map_or(0, |l| l.tamper_events_dropped);
     if !report.tamper_events.is_empty() || dropped > 0 {
@@ -758,12 +754,18 @@ pub async fn status(
             version: Some(report.version),
         });
     }
-    if !writes.is_empty() || !entries.is_empty() {
-        state
-            .store
-            .write(&device.tenant_id, now, writes, entries)
-            .await?;
-    }
+    // One transaction: the statuses, the policy applied and the audit.
+    let changed = state
+        .store
+        .record_report(
+            &device.tenant_id,
+            &device.record.name,
+            rows,
+            now,
+            writes,
+            entries,
+        )
+        .await?;
     Ok(Json(StatusAck {
         report_id: report.report_id,
         changed,
