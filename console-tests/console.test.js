@@ -722,6 +722,20 @@ test('the console, end to end', { timeout: 300000 }, async (top) => {
     await page.getByRole('button', { name: 'Search the log' }).click();
     await visible(page.locator('#audit-table td.empty', { hasText: 'No entry matches this search.' }));
     await page.getByLabel('Actor', { exact: true }).fill('');
+    // A time window: nothing from a day ahead on, everything from a day ago.
+    const local = (ms) => {
+      const d = new Date(ms);
+      const pad = (n) => String(n).padStart(2, '0');
+      return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+    };
+    await page.getByLabel('From', { exact: true }).fill(local(Date.now() + 86_400_000));
+    await page.getByRole('button', { name: 'Search the log' }).click();
+    await page.waitForFunction(() => location.hash.includes('since='));
+    await visible(page.locator('#audit-table td.empty', { hasText: 'No entry matches this search.' }));
+    await page.getByLabel('From', { exact: true }).fill(local(Date.now() - 86_400_000));
+    await page.getByRole('button', { name: 'Search the log' }).click();
+    await visible(page.locator('#audit-table tr', { hasText: 'group.create' }).filter({ hasText: 'live-canary' }));
+    await page.getByLabel('From', { exact: true }).fill('');
     await page.getByRole('button', { name: 'Search the log' }).click();
     await visible(page.locator('#audit-table tr', { hasText: 'group.create' }).filter({ hasText: 'live-canary' }));
   });

@@ -16,21 +16,43 @@ const SEARCH = [
   ['object_name', 'Object name', 'Exact name'],
 ];
 
+// The time window: query parameter (Unix seconds) and label.
+const WINDOW = [
+  ['since', 'From'],
+  ['until', 'Until'],
+];
+
+// Unix seconds as a `datetime-local` value (the browser's time zone).
+function localInput(secs) {
+  const d = new Date(secs * 1000);
+  if (!Number.isFinite(secs) || Number.isNaN(d.getTime())) return '';
+  const pad = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
 export async function render(main, ctx) {
   ctx.title('Audit log');
   const entries = [];
   const fields = Object.fromEntries(SEARCH.map(([key, , placeholder]) => [key,
     h('input', { type: 'text', id: `audit-${key}`, name: key, placeholder, value: ctx.query.get(key) || '', autocomplete: 'off' })]));
+  const times = Object.fromEntries(WINDOW.map(([key]) => [key,
+    h('input', { type: 'datetime-local', id: `audit-${key}`, name: key, value: ctx.query.get(key) ? localInput(Number(ctx.query.get(key))) : '' })]));
   const searchStatus = h('div', { role: 'status' });
   const searchForm = h('form', { class: 'filters', role: 'search', 'aria-label': 'Search the audit log' },
     ...SEARCH.map(([key, label]) => h('div', { class: 'filter' }, h('label', { for: `audit-${key}` }, label), fields[key])),
+    ...WINDOW.map(([key, label]) => h('div', { class: 'filter' }, h('label', { for: `audit-${key}` }, label), times[key])),
     h('div', { class: 'filter' }, h('button', { type: 'submit', class: 'btn' }, 'Search the log')));
-  // The search as query parameters, empty fields left out.
+  // The search as query parameters, empty fields left out; times as Unix
+  // seconds, read in the browser's time zone.
   const searched = () => {
     const params = new URLSearchParams();
     for (const [key] of SEARCH) {
       const v = fields[key].value.trim();
       if (v) params.set(key, v);
+    }
+    for (const [key] of WINDOW) {
+      const at = times[key].value ? Math.floor(new Date(times[key].value).getTime() / 1000) : NaN;
+      if (Number.isFinite(at)) params.set(key, String(at));
     }
     return params;
   };
